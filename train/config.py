@@ -1,0 +1,58 @@
+"""Run configuration: what a run folder's config.json holds, and parsing of sizes given on the command line."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from train.errors import ConfigError
+
+
+def parse_image_size(text: str | int | Tuple[int, int] | list) -> Tuple[int, int]:
+    """'256' -> (256, 256); '224x544' -> (224, 544) as (height, width). Sizes must be multiples of 16
+    (the UNet pools four times)."""
+    if isinstance(text, (tuple, list)):
+        h, w = int(text[0]), int(text[1])
+    elif isinstance(text, int):
+        h = w = text
+    else:
+        s = str(text).lower().replace(" ", "")
+        try:
+            if "x" in s:
+                hs, ws = s.split("x")
+                h, w = int(hs), int(ws)
+            else:
+                h = w = int(s)
+        except ValueError:
+            raise ConfigError(f"image size {text!r} is not N or HxW (e.g. 256 or 224x544)") from None
+    if h <= 0 or w <= 0 or h % 16 or w % 16:
+        raise ConfigError(f"image size {h}x{w} must be positive multiples of 16 (e.g. 256 or 224x544)")
+    return h, w
+
+
+@dataclass
+class RunConfig:
+    method: str
+    c: int
+    image_size: Tuple[int, int]
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    data: Optional[str] = None
+    category: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    versions: Dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["image_size"] = tuple(d["image_size"])
+        return cls(**d)

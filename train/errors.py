@@ -1,0 +1,18 @@
+"""Errors raised on user input by the training side: one actionable line each (what, value, what to do)."""
+from __future__ import annotations
+
+
+class InspectError(Exception):
+    """Base class of the toolkit's own errors on the training side."""
+
+
+class DataError(InspectError):
+    """A data folder, image or mask is missing, empty, mis-laid or unreadable."""
+
+
+class ConfigError(InspectError):
+    """A command-line value or run configuration is not valid."""
+
+
+class RunError(InspectError):
+    """A run folder is missing, incomplete or does not match what was asked."""

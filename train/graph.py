@@ -1,0 +1,51 @@
+"""The inspection graph: uint8 camera frames in, anomaly map and image score out.
+
+`InspectionGraph` wraps a method's anomaly model (float RGB in [0, 1]) with the frame adapter: cast,
+scale, channel order, and a bilinear resize when the frame size differs from the model size. Evaluation
+(`benchmarks.accuracy`), the ONNX export and the runtime's PyTorch backend all run this one module.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class InspectionGraph(nn.Module):
+    """frame (N, H, W, 3) uint8 -> anomaly_map (N, 1, h, w) float32, score (N,) float32.
+
+    `model_size` is (h, w) of the anomaly model; `frame_size` the (H, W) the graph accepts (default: the
+    model size, no resize). `channel_order` says what the frames are ("RGB" or "BGR", OpenCV's order).
+    Extra inputs (e.g. a fresh noise field) are passed through to the model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        model_size: Tuple[int, int],
+        frame_size: Optional[Tuple[int, int]] = None,
+        channel_order: str = "RGB",
+    ):
+        super().__init__()
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+        self.model = model
+        self.model_size = tuple(int(v) for v in model_size)
+        self.frame_size = tuple(int(v) for v in (frame_size or model_size))
+        self.channel_order = channel_order
+        self.resizes = self.frame_size != self.model_size
+
+    @property
+    def input_channels_reversed(self) -> bool:
+        return self.channel_order == "BGR"
+
+    def forward(self, frame: torch.Tensor, *extra: torch.Tensor):
+        x = frame.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
+        if self.channel_order == "BGR":
+            x = torch.cat([x[:, 2:3], x[:, 1:2], x[:, 0:1]], dim=1)
+        if self.resizes:
+            x = F.interpolate(x, size=self.model_size, mode="bilinear", align_corners=False)
+        anomaly_map, score = self.model(x, *extra)
+        return anomaly_map.to(torch.float32), score.to(torch.float32)
