@@ -1,0 +1,8 @@
+"""Export-friendly pre-processing and scoring ops (torch modules).
+
+Each file holds one job: `color` (RGB -> gray, RGB -> CIELAB), `highpass` (frequency and Sobel high-pass
+inputs), `ssim` (SSIM and its components for losses), `msgms` (multi-scale gradient-magnitude similarity),
+`scoring` (FAIR's anomaly map and image score). Everything here is used for training *and* exported to ONNX
+unchanged, so it is written with conv, matmul, elementwise, pooling and pad only: no FFT/DFT op, no python
+branching on tensor values, constants as non-persistent float32 buffers (they never land in the weights file).
+"""
