@@ -51,6 +51,13 @@ class Method:
         """The anomaly model: float RGB (N,3,H,W) in [0,1] -> (map (N,1,H,W), score (N,))."""
         raise NotImplementedError
 
+    def prepare_training(self, model: nn.Module, options: Dict[str, Any], image_size: Tuple[int, int]) -> None:
+        """Hook called once before training (e.g. load external textures). Default: nothing."""
+
+    def export_inputs(self, image_size: Tuple[int, int]) -> Dict[str, Tuple[int, ...]]:
+        """Optional extra graph inputs (name -> shape without batch), e.g. a fresh noise field. Default: none."""
+        return {}
+
     def training_loss(
         self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator, step: int
     ) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""Command line of the training side.
+
+    python -m train --method fair --c 32 --data DIR --category CAT --out RUN [--image-size 256|HxW]
+                    [--steps N | --epochs N] [--batch-size B] [--lr LR] [--device auto|cpu|cuda] [--seed S]
+                    [--resume] [--filter bhpf|ghpf|ihpf|sobel-xy3|...] [--option KEY=VALUE ...]
+    python -m train --method fair --c 32 --summary      -> one JSON line with params and gmacs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from train.errors import ConfigError, InspectError
+
+
+def _parse_option(text: str):
+    if "=" not in text:
+        raise ConfigError(f"--option {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from train.methods import list_methods
+
+    p = argparse.ArgumentParser(prog="python -m train", description="Train an anomaly model on good images only.")
+    p.add_argument("--method", required=True, choices=list_methods())
+    p.add_argument("--c", type=int, default=32, help="base width of the network (FAIR: 32/64/128)")
+    p.add_argument("--data", help="data root (MVTec/MPDD/VisA layout) or a plain folder of good images")
+    p.add_argument("--category", help="category inside --data (omit for a plain folder)")
+    p.add_argument("--out", help="run folder to write")
+    p.add_argument("--image-size", default="256", help="N or HxW, multiples of 16 (e.g. 256, 224x544)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="optimisation steps")
+    g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--filter", help="FAIR high-pass: bhpf, ghpf, ihpf, sobel-xy3, sobel-x3, sobel-xy5, ...")
+    p.add_argument("--lam", type=float, help="noise2norm: noise blending weight lambda")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other method options")
+    p.add_argument("--summary", action="store_true", help="print params and GMACs as one JSON line and exit")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _method_options(args) -> dict:
+    options = dict(_parse_option(o) for o in args.option)
+    if args.filter is not None:
+        options["filter"] = args.filter
+    if args.lam is not None:
+        options["lam"] = args.lam
+    return options
+
+
+def _run(args) -> int:
+    from train.config import RunConfig, parse_image_size
+    from train.methods import get_method
+
+    method = get_method(args.method)
+    size = parse_image_size(args.image_size)
+    options = method.options(_method_options(args))
+    if args.summary:
+        from train.summary import summarize
+
+        print(json.dumps(summarize(args.method, args.c, size, options)))
+        return 0
+    for name in ("data", "out"):
+        if getattr(args, name) is None:
+            raise ConfigError(f"--{name} is required for training (or use --summary)")
+
+    from train.data import find_samples, load_images
+    from train.loop import steps_for_epochs, train
+
+    samples = find_samples(args.data, args.category, "train")
+    images = load_images(samples, size, progress=not args.no_progress)
+    batch = args.batch_size or method.train_defaults.get("batch_size", 8)
+    if args.steps is not None:
+        steps = args.steps
+    elif args.epochs is not None:
+        steps = steps_for_epochs(args.epochs, len(images), batch)
+    else:
+        steps = 1000
+    if args.resume and args.steps is None and args.epochs is None:
+        from train.runs import load_config
+
+        steps = load_config(Path(args.out)).steps
+    config = RunConfig(
+        method=args.method, c=args.c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
+        lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
+        data=str(args.data), category=args.category, options=options,
+    )
+    t0 = time.time()
+    out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
+                checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    print(json.dumps({"run": str(out), "method": args.method, "c": args.c, "steps": steps,
+                      "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))
+    return 0

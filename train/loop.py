@@ -1,0 +1,140 @@
+"""The training loop: normal images only, a fixed number of steps, a resumable run folder.
+
+Determinism: the batch at step s is a pure function of (seed, s) (an epoch-wise permutation from a generator
+seeded by seed and epoch), and all synthesis randomness comes from one CPU generator whose state is saved in
+the checkpoint, so a seeded CPU run is deterministic and `--resume` continues the same stream.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from train import runs
+from train.config import RunConfig
+from train.errors import ConfigError, RunError
+from train.methods import get_method
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device {device!r}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices of the batch at `step`: position p of the infinite stream is perm_{p // n}[p % n]."""
+    out = np.empty(batch_size, dtype=np.int64)
+    cache = {}
+    for i in range(batch_size):
+        p = step * batch_size + i
+        epoch = p // n_images
+        if epoch not in cache:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            cache[epoch] = torch.randperm(n_images, generator=g).numpy()
+        out[i] = cache[epoch][p % n_images]
+    return out
+
+
+def versions() -> dict:
+    import safetensors
+
+    return {"torch": torch.__version__, "python": platform.python_version(), "safetensors": safetensors.__version__}
+
+
+def steps_for_epochs(epochs: float, n_images: int, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * n_images / batch_size))
+
+
+def train(
+    config: RunConfig,
+    out: Path,
+    images: np.ndarray,
+    device: str = "auto",
+    resume: bool = False,
+    checkpoint_every: int = 500,
+    log_every: int = 10,
+    progress: bool = True,
+) -> Path:
+    """Train `config.method` on `images` (N, h, w, 3) uint8 RGB at the config's size; returns the run folder."""
+    out = Path(out)
+    if len(images) == 0:
+        raise ConfigError("no training images")
+    dev = resolve_device(device)
+    method = get_method(config.method)
+    options = method.options(config.options)
+    config.options = {k: v for k, v in options.items()}
+
+    if resume:
+        saved = runs.load_config(out)
+        for key in ("method", "c", "image_size", "seed", "batch_size"):
+            if getattr(saved, key) != getattr(config, key):
+                raise RunError(
+                    f"--resume: {out} was trained with {key}={getattr(saved, key)!r}, not {getattr(config, key)!r}"
+                )
+    elif (out / runs.CONFIG).exists() and (out / runs.WEIGHTS).exists():
+        raise RunError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+
+    torch.manual_seed(config.seed)
+    model = method.build_model(config.c, tuple(config.image_size), options).to(dev)
+    method.prepare_training(model, options, tuple(config.image_size))
+    optimizer = method.optimizer(model, config.lr)
+    scheduler = method.scheduler(optimizer, config.steps)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    start = 0
+    if resume:
+        start = runs.load_checkpoint(out, model, optimizer, scheduler, generator)
+        runs.truncate_history(out, start)
+        if start >= config.steps:
+            print(f"run {out} already finished {start} steps")
+    else:
+        config.versions = versions()
+        out.mkdir(parents=True, exist_ok=True)
+        runs.save_config(out, config)
+    if resume:
+        runs.save_config(out, config)  # a resumed run may extend --steps
+
+    data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low
+    model.train()
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {config.method} c={config.c}", disable=not progress,
+               unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    running, count = 0.0, 0
+    for step in range(start, config.steps):
+        idx = batch_indices(len(data), config.batch_size, config.seed, step)
+        clean = data[idx].permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(dev)
+        loss = method.training_loss(model, clean, generator, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise RunError(f"loss became {value} at step {step}; lower --lr or check the data")
+        running += value
+        count += 1
+        bar.update(1)
+        done = step + 1
+        if done % log_every == 0 or done == config.steps:
+            runs.append_history(out, {"step": done, "loss": running / count, "lr": optimizer.param_groups[0]["lr"],
+                                      "elapsed_s": round(time.time() - t0, 3)})
+            bar.set_postfix(loss=f"{running / count:.4f}")
+            running, count = 0.0, 0
+        if done % checkpoint_every == 0 or done == config.steps:
+            runs.save_checkpoint(out, model, optimizer, scheduler, generator, done)
+            runs.save_weights(out, model)
+    bar.close()
+    if start >= config.steps and not (out / runs.WEIGHTS).exists():
+        runs.save_weights(out, model)
+    return out

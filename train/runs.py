@@ -1,0 +1,163 @@
+"""Run folders: config.json, model.safetensors, history.jsonl and a resumable checkpoint, all written
+atomically (temporary file + os.replace) so an interrupted run never leaves a half-written file.
+
+Nothing here uses pickle: weights and optimiser tensors go to safetensors, the rest to JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from train.config import RunConfig
+from train.errors import RunError
+from train.graph import InspectionGraph
+from train.methods import get_method
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+HISTORY = "history.jsonl"
+CKPT_TENSORS = "checkpoint.safetensors"
+CKPT_META = "checkpoint.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_config(run_dir: Path, config: RunConfig) -> None:
+    atomic_write_text(Path(run_dir) / CONFIG, config.to_json() + "\n")
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise RunError(f"no {CONFIG} in run folder {run_dir}; train one with `python -m train ... --out {run_dir}`")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path} is not a valid run config ({e}); retrain or fix the file") from None
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module) -> None:
+    atomic_save_tensors(Path(run_dir) / WEIGHTS, dict(model.state_dict()))
+
+
+def build_model(config: RunConfig) -> torch.nn.Module:
+    method = get_method(config.method)
+    return method.build_model(config.c, tuple(config.image_size), method.options(config.options))
+
+
+def load_model(run_dir, device: str = "cpu") -> Tuple[torch.nn.Module, RunConfig]:
+    """The trained anomaly model of a run (eval mode) and its config."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        raise RunError(f"run {run_dir} has no {WEIGHTS} yet (training not finished?); resume it with --resume")
+    model = build_model(config)
+    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    if missing or unexpected:
+        raise RunError(
+            f"{weights} does not fit method {config.method!r} c={config.c}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}; was the run made by another version?"
+        )
+    return model.to(device).eval(), config
+
+
+def load_graph(run_dir, device: str = "cpu", frame_size=None, channel_order: str = "RGB"):
+    """The inspection graph (uint8 NHWC frames -> map, score) of a trained run, and its config."""
+    model, config = load_model(run_dir, device)
+    graph = InspectionGraph(model, tuple(config.image_size), frame_size, channel_order).to(device).eval()
+    return graph, config
+
+
+def append_history(run_dir: Path, record: Dict[str, Any]) -> None:
+    # Appending a line is atomic enough for a log: a crash loses at most the last line.
+    with open(Path(run_dir) / HISTORY, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_history(run_dir: Path, last_step: int) -> None:
+    """On resume, drop log lines written after the checkpoint so the history has no duplicates."""
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch.Generator, step: int) -> None:
+    """Everything needed to continue bit-for-bit: weights, optimiser state, schedule, RNG, step."""
+    tensors: Dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: Dict[str, Dict[str, Any]] = {}
+    for pid, st in opt_state["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"optim.{pid}.{name}"] = val
+            else:
+                scalars.setdefault(str(pid), {})[name] = val
+    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "step": step,
+        "param_groups": opt_state["param_groups"],
+        "optim_scalars": scalars,
+        "scheduler": {k: v for k, v in scheduler.state_dict().items() if not callable(v) and k != "lr_lambdas"},
+    }
+    atomic_save_tensors(Path(run_dir) / CKPT_TENSORS, tensors)
+    atomic_write_text(Path(run_dir) / CKPT_META, json.dumps(meta, default=_json_default))
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if hasattr(obj, "items"):  # collections.Counter in MultiStepLR's milestones
+        return {str(k): v for k, v in obj.items()}
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+
+def load_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch.Generator) -> int:
+    """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CKPT_TENSORS).is_file() or not (run_dir / CKPT_META).is_file():
+        raise RunError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
+    tensors = load_file(str(run_dir / CKPT_TENSORS))
+    meta = json.loads((run_dir / CKPT_META).read_text())
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: Dict[int, Dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, sc in meta["optim_scalars"].items():
+        state.setdefault(int(pid), {}).update(sc)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    sched = meta["scheduler"]
+    if "milestones" in sched:
+        from collections import Counter
+
+        sched["milestones"] = Counter({int(k): v for k, v in sched["milestones"].items()})
+    scheduler.load_state_dict(sched)
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"])
