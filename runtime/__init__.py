@@ -1,0 +1,51 @@
+"""edge-inspect runtime: run an exported inspection graph on frames (torch-free).
+
+`import runtime` is cheap: names are resolved on first use (PEP 562), so neither numpy, OpenCV nor any
+backend library is imported until needed. Typical use::
+
+    from runtime import Inspector
+    insp = Inspector("model.onnx")            # reads model.json beside it, checks sha256, picks a backend
+    result = insp.inspect(frame_bgr)          # -> Result(score, is_anomalous, anomaly_map, overlay(), ...)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "Inspector", "Result", "Manifest", "load_manifest", "write_manifest", "sha256_file",
+    "RuntimeInspectError", "BackendUnavailable", "ManifestError", "ArtifactMismatch", "FrameError", "SourceError",
+    "available_backends", "select_backend", "open_source", "overlay",
+]
+
+_LAZY = {
+    "Inspector": "runtime.inspector",
+    "Result": "runtime.inspector",
+    "Manifest": "runtime.manifest",
+    "load_manifest": "runtime.manifest",
+    "write_manifest": "runtime.manifest",
+    "sha256_file": "runtime.manifest",
+    "RuntimeInspectError": "runtime.errors",
+    "BackendUnavailable": "runtime.errors",
+    "ManifestError": "runtime.errors",
+    "ArtifactMismatch": "runtime.errors",
+    "FrameError": "runtime.errors",
+    "SourceError": "runtime.errors",
+    "available_backends": "runtime.backends",
+    "select_backend": "runtime.backends",
+    "open_source": "runtime.sources",
+    "overlay": "runtime.overlay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

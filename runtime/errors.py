@@ -1,0 +1,61 @@
+"""Errors of the runtime: one actionable line each (what failed, the value found, what to do).
+
+These are the bottom of the toolkit's dependency graph: `export`, `calibration` and `benchmarks` may raise
+them too (an export that writes a bad manifest raises `ManifestError`). Stdlib only.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class RuntimeInspectError(Exception):
+    """Base class of every error the runtime raises on user input or on the environment."""
+
+
+class BackendUnavailable(RuntimeInspectError):
+    """A backend's library is not installed (or cannot run here). The message names the pip package."""
+
+    def __init__(self, backend: str, package: Optional[str] = None, detail: str = "", hint: str = ""):
+        self.backend = backend
+        self.package = package
+        self.detail = detail
+        parts = [f"backend {backend!r} is not available"]
+        if detail:
+            parts[0] += f" ({detail})"
+        if package:
+            parts.append(f"install it with `pip install {package}`")
+        if hint:
+            parts.append(hint)
+        super().__init__(": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
+
+
+class ManifestError(RuntimeInspectError):
+    """A manifest (NAME.json beside NAME.onnx / NAME.engine) is missing, unreadable or invalid."""
+
+
+class ArtifactMismatch(RuntimeInspectError):
+    """The artifact does not match its manifest or this machine: sha256 differs, or an engine was built for
+    another GPU / TensorRT version. The message says what to rebuild and how."""
+
+    def __init__(self, what: str, rebuild: str = ""):
+        self.what = what
+        self.rebuild = rebuild
+        super().__init__(what + (f"; rebuild it: {rebuild}" if rebuild else ""))
+
+
+class FrameError(RuntimeInspectError):
+    """A frame given to the Inspector is empty, of the wrong dtype or shape, or corrupt."""
+
+
+class SourceError(RuntimeInspectError):
+    """A frame source cannot be opened or read: camera missing, file unreadable, stream lost."""
+
+
+__all__ = [
+    "RuntimeInspectError",
+    "BackendUnavailable",
+    "ManifestError",
+    "ArtifactMismatch",
+    "FrameError",
+    "SourceError",
+]
