@@ -1,0 +1,141 @@
+"""Backend registry: names -> lazy import paths, what is available, and the `auto` choice.
+
+Which backends exist is decided by what imports (`available_backends()`), never by a flag. Selection:
+- `.engine` / `.plan` (artifact_kind "tensorrt-engine") -> tensorrt, the only backend that runs engines;
+- `.xml` (artifact_kind "openvino-ir") -> openvino;
+- `.onnx` with "auto": on a GPU (device "cuda", or "auto" with onnxruntime-gpu present) onnxruntime with its
+  TensorRT/CUDA execution providers; on a CPU OpenVINO when importable (the fastest CPU path), else ONNX
+  Runtime (the default that always installs). The tensorrt backend does not take .onnx (build an engine with
+  `python -m export.trt`), and torch is only used when asked for by name.
+`select_backend` returns a `BackendChoice` whose `reason` says why; the Inspector and the CLI show it.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Dict, List, NamedTuple, Tuple
+
+from runtime.errors import BackendUnavailable, RuntimeInspectError
+
+log = logging.getLogger("runtime.backends")
+
+# name -> (module, class). Importing the module is cheap: it imports its library only in load()/probe().
+REGISTRY: Dict[str, Tuple[str, str]] = {
+    "onnxruntime": ("runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "openvino": ("runtime.backends.openvino", "OpenVINOBackend"),
+    "tensorrt": ("runtime.backends.tensorrt", "TensorRTBackend"),
+    "torch": ("runtime.backends.torch", "TorchBackend"),
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class BackendChoice(NamedTuple):
+    name: str
+    device: str
+    reason: str
+
+
+def backend_class(name: str) -> Any:
+    if name not in REGISTRY:
+        raise RuntimeInspectError(f"unknown backend {name!r}; known: auto, {', '.join(REGISTRY)}")
+    module, cls = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def is_available(name: str) -> bool:
+    try:
+        backend_class(name).probe()
+    except BackendUnavailable:
+        return False
+    return True
+
+
+def available_backends() -> List[str]:
+    """Names of the backends whose libraries import on this machine."""
+    return [name for name in REGISTRY if is_available(name)]
+
+
+def _ort_gpu() -> List[str]:
+    from runtime.backends.onnxruntime import gpu_providers  # noqa: PLC0415
+
+    return gpu_providers()
+
+
+def select_backend(artifact_kind: str, requested: str = "auto", device: str = "auto") -> BackendChoice:
+    """Pick the backend for an artifact; raises BackendUnavailable / RuntimeInspectError with what to do."""
+    if requested != "auto" and requested not in REGISTRY:
+        raise RuntimeInspectError(f"unknown backend {requested!r}; known: auto, {', '.join(REGISTRY)}")
+    if device not in DEVICES:
+        raise RuntimeInspectError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+
+    if artifact_kind == "tensorrt-engine":
+        if requested not in ("auto", "tensorrt"):
+            raise RuntimeInspectError(f"backend {requested!r} cannot run a TensorRT engine: use backend 'tensorrt' "
+                                      f"or give the .onnx model instead")
+        if device == "cpu":
+            raise RuntimeInspectError("a TensorRT engine runs on an NVIDIA GPU, not device 'cpu': give the .onnx "
+                                      "model to run on the CPU")
+        backend_class("tensorrt").probe()
+        return BackendChoice("tensorrt", "cuda", "a .engine/.plan runs only on TensorRT")
+
+    if artifact_kind == "openvino-ir":
+        if requested not in ("auto", "openvino"):
+            raise RuntimeInspectError(f"backend {requested!r} cannot run an OpenVINO IR (.xml): use backend "
+                                      f"'openvino' or give the .onnx model")
+        backend_class("openvino").probe()
+        return BackendChoice("openvino", "cpu", "an OpenVINO IR runs on OpenVINO")
+
+    if artifact_kind != "onnx":
+        raise RuntimeInspectError(f"unknown artifact kind {artifact_kind!r}; known: onnx, tensorrt-engine, "
+                                  f"openvino-ir")
+
+    if requested == "tensorrt":
+        raise RuntimeInspectError("the tensorrt backend runs engines (.engine/.plan): build one with "
+                                  "`python -m export.trt --method M --c C --run RUN`, or run this .onnx with "
+                                  "backend 'onnxruntime' and device 'cuda' (its TensorRT execution provider)")
+    if requested == "torch":
+        backend_class("torch").probe()
+        return BackendChoice("torch", "cpu" if device == "auto" else device, "asked for by name (comparison)")
+    if requested == "openvino":
+        if device == "cuda":
+            raise RuntimeInspectError("the openvino backend runs on the CPU here: use device 'cpu' or 'auto', or "
+                                      "backend 'onnxruntime' for CUDA")
+        backend_class("openvino").probe()
+        return BackendChoice("openvino", "cpu", "asked for by name")
+    if requested == "onnxruntime":
+        backend_class("onnxruntime").probe()
+        if device == "auto":
+            gpu = _ort_gpu()
+            return (BackendChoice("onnxruntime", "cuda", f"asked for by name; GPU providers {', '.join(gpu)}")
+                    if gpu else BackendChoice("onnxruntime", "cpu", "asked for by name; CPU build"))
+        if device == "cuda" and not _ort_gpu():
+            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
+                                     detail="device 'cuda' asked but this onnxruntime build has no CUDA or "
+                                            "TensorRT execution provider")
+        return BackendChoice("onnxruntime", device, "asked for by name")
+
+    # auto
+    if device in ("auto", "cuda"):
+        gpu = _ort_gpu()
+        if gpu:
+            return BackendChoice("onnxruntime", "cuda", f"auto: onnxruntime with {', '.join(gpu)} on the GPU")
+        if device == "cuda":
+            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
+                                     detail="device 'cuda' asked but no onnxruntime build with CUDA/TensorRT "
+                                            "execution providers is installed",
+                                     hint="or build a TensorRT engine with `python -m export.trt`")
+    if is_available("openvino"):
+        return BackendChoice("openvino", "cpu", "auto: OpenVINO is installed, the fastest CPU path")
+    if is_available("onnxruntime"):
+        return BackendChoice("onnxruntime", "cpu",
+                             "auto: ONNX Runtime on the CPU (`pip install openvino` for a faster CPU path)")
+    raise BackendUnavailable("onnxruntime", "onnxruntime", detail="no backend for .onnx models is installed")
+
+
+def create_backend(name: str, artifact_path: str, manifest: Any, device: str = "cpu", **options: Any) -> Any:
+    """Instantiate (not load) backend `name` for an artifact."""
+    return backend_class(name)(artifact_path, manifest, device=device, **options)
+
+
+__all__ = ["REGISTRY", "DEVICES", "BackendChoice", "backend_class", "is_available", "available_backends",
+           "select_backend", "create_backend"]

@@ -1,0 +1,212 @@
+"""The backend interface: one small template-method base class (after Polygraphy's `BaseRunner`).
+
+Public: `load()`, `infer(frames_uint8, extra=None) -> (maps, scores)`, `warmup()`, `close()`, and the context
+manager. Subclasses implement `_load`, `_infer_impl`, `_close` (and `_probe`, which imports their library and
+raises `BackendUnavailable` naming the pip package). `close` frees what `load` made. A backend module never
+imports its library at module level.
+
+The base class checks the frames, splits a batch larger than the artifact's maximum into chunks, pads chunks
+for a static-batch artifact, and returns float32 numpy arrays: maps (N, 1, h, w), scores (N,).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from runtime.errors import FrameError, RuntimeInspectError
+from runtime.manifest import Manifest
+
+Extra = Optional[Mapping[str, np.ndarray]]
+
+
+class Backend:
+    """Runs one exported artifact. Construct cheaply; the library is imported and the model loaded in
+    `load()` (called by `infer`/`warmup`/`__enter__` when needed)."""
+
+    name = "base"
+    package = ""  # the pip package that provides the library
+
+    def __init__(self, artifact_path: str, manifest: Manifest, device: str = "cpu", **options: Any):
+        self.artifact_path = os.fspath(artifact_path)
+        self.manifest = manifest
+        self.device = device
+        self.options = dict(options)
+        self._loaded = False
+        self.input_name = manifest.input.name
+        self.map_name = manifest.outputs.anomaly_map.name  # type: ignore[union-attr]
+        self.score_name = manifest.outputs.score.name  # type: ignore[union-attr]
+        self.input_shape = (manifest.input.height, manifest.input.width, manifest.input.channels)
+
+    # -- availability -------------------------------------------------------------------------------
+    @classmethod
+    def probe(cls) -> None:
+        """Import the backend's library; raise BackendUnavailable (naming the pip package) when it fails."""
+        cls._probe()
+
+    @classmethod
+    def _probe(cls) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> "Backend":
+        if not self._loaded:
+            try:
+                self._load()
+            except BaseException:
+                try:  # free what a half-finished load made
+                    self._close()
+                except Exception:
+                    pass
+                raise
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        if self._loaded:
+            try:
+                self._close()
+            finally:
+                self._loaded = False
+
+    def __enter__(self) -> "Backend":
+        return self.load()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # best effort; explicit close() is the contract
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def describe(self) -> str:
+        """One line naming the backend and how it runs (shown by the Inspector and the CLI)."""
+        return self.name
+
+    # -- inference ------------------------------------------------------------------------------------
+    @property
+    def max_batch(self) -> int:
+        return int(self.manifest.batch.max)
+
+    @property
+    def static_batch(self) -> Optional[int]:
+        """The fixed batch size of a static-batch artifact, None when the batch axis is dynamic."""
+        return None if self.manifest.batch.dynamic else int(self.manifest.batch.max)
+
+    def infer(self, frames: np.ndarray, extra: Extra = None) -> Tuple[np.ndarray, np.ndarray]:
+        """frames (N, H, W, 3) uint8 in the manifest's size and channel order -> maps (N, 1, h, w) float32,
+        scores (N,) float32. `extra` maps optional extra input names to (N, ...) arrays."""
+        frames = self._check_frames(frames)
+        extra = self._check_extra(extra, frames.shape[0])
+        self.load()
+        n = frames.shape[0]
+        step = self.static_batch or self.max_batch
+        if n <= step and (self.static_batch is None or n == step):
+            maps, scores = self._infer_impl(frames, extra)
+            return self._finish(maps, scores, n)
+        maps_out: List[np.ndarray] = []
+        scores_out: List[np.ndarray] = []
+        for start in range(0, n, step):
+            chunk = frames[start:start + step]
+            ex = {k: v[start:start + step] for k, v in extra.items()} if extra else {}
+            m = chunk.shape[0]
+            if self.static_batch is not None and m < step:  # pad a static batch with black frames
+                chunk = np.concatenate([chunk, np.zeros((step - m,) + chunk.shape[1:], chunk.dtype)])
+                ex = {k: np.concatenate([v, np.zeros((step - m,) + v.shape[1:], v.dtype)]) for k, v in ex.items()}
+            mp, sc = self._infer_impl(np.ascontiguousarray(chunk), ex)
+            mp, sc = self._finish(mp, sc, step if self.static_batch else m)
+            maps_out.append(mp[:m])
+            scores_out.append(sc[:m])
+        return np.concatenate(maps_out), np.concatenate(scores_out)
+
+    def warmup(self, iterations: int = 2, batch: int = 1) -> None:
+        """Run a few black frames so the first real frame does not pay for lazy initialisation."""
+        self.load()
+        b = self.static_batch or max(1, min(batch, self.max_batch))
+        frames = np.zeros((b,) + self.input_shape, np.uint8)
+        for _ in range(max(1, iterations)):
+            self.infer(frames)
+
+    def _finish(self, maps: Any, scores: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        maps = np.asarray(maps, dtype=np.float32)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        if maps.ndim == 3:
+            maps = maps[:, None]
+        if maps.ndim != 4 or maps.shape[0] != n or scores.shape[0] != n:
+            raise RuntimeInspectError(
+                f"{self.name}: the model returned maps {maps.shape} and scores {scores.shape} for a batch of {n}; "
+                f"expected (N, 1, h, w) and (N,): the artifact does not follow the inspection-graph contract "
+                f"(re-export it)")
+        return maps, scores
+
+    def _check_frames(self, frames: Any) -> np.ndarray:
+        if not isinstance(frames, np.ndarray):
+            raise FrameError(f"frames must be a numpy array, got {type(frames).__name__}")
+        if frames.dtype != np.uint8:
+            raise FrameError(f"frames must be uint8, got {frames.dtype}: convert with frame.astype(np.uint8) "
+                             f"(or let the Inspector prepare frames)")
+        if frames.ndim != 4 or frames.shape[0] == 0 or tuple(frames.shape[1:]) != self.input_shape:
+            raise FrameError(f"frames must be (N, {', '.join(map(str, self.input_shape))}) uint8 for this model, "
+                             f"got {frames.shape}: use runtime.Inspector, which resizes and converts frames")
+        return np.ascontiguousarray(frames)
+
+    def _check_extra(self, extra: Extra, n: int) -> Dict[str, np.ndarray]:
+        if not extra:
+            return {}
+        declared = {e.name: e for e in self.manifest.extra_inputs}
+        out: Dict[str, np.ndarray] = {}
+        for k, v in extra.items():
+            if k not in declared:
+                raise FrameError(f"extra input {k!r} is not declared by the manifest; declared: "
+                                 f"{', '.join(declared) or 'none'}")
+            arr = np.asarray(v, dtype=declared[k].dtype)
+            want = (n,) + tuple(declared[k].shape)
+            if arr.shape == tuple(declared[k].shape):
+                arr = np.broadcast_to(arr, want)
+            if arr.shape != want:
+                raise FrameError(f"extra input {k!r} must have shape {want} (or {tuple(declared[k].shape)}), "
+                                 f"got {arr.shape}")
+            out[k] = np.ascontiguousarray(arr)
+        return out
+
+    # -- subclass hooks -------------------------------------------------------------------------------
+    def _load(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (Linux: distinct (physical id, core id) pairs in /proc/cpuinfo); falls back to the
+    logical count. Inference threads beyond the physical cores only add contention."""
+    try:
+        pairs = set()
+        phys = core = None
+        with open("/proc/cpuinfo", "r") as f:
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":", 1)[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":", 1)[1].strip()
+                elif not line.strip():
+                    if core is not None:
+                        pairs.add((phys, core))
+                    phys = core = None
+        if core is not None:
+            pairs.add((phys, core))
+        if pairs:
+            return max(1, len(pairs))
+    except OSError:
+        pass
+    return max(1, os.cpu_count() or 1)

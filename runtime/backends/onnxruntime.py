@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: the embedded default that always installs (CPU), and onnxruntime-gpu's CUDA and
+TensorRT execution providers where the installed build has them (`ort.get_available_providers()`).
+
+CPU session: intra-op threads = physical cores, graph optimisation ALL, sequential execution. IO binding is
+not used: on CPU the numpy arrays are the buffers already.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from runtime.backends.base import Backend, physical_cores
+from runtime.errors import BackendUnavailable, ManifestError
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime as ort  # noqa: PLC0415 - lazy by design
+    except ImportError as e:
+        raise BackendUnavailable("onnxruntime", "onnxruntime", detail=str(e),
+                                 hint="`pip install onnxruntime-gpu` for CUDA/TensorRT execution providers") from None
+    return ort
+
+
+def gpu_providers() -> List[str]:
+    """The GPU execution providers of the installed onnxruntime build (empty for the CPU wheel)."""
+    try:
+        ort = _import_ort()
+    except BackendUnavailable:
+        return []
+    return [p for p in ort.get_available_providers() if p in GPU_PROVIDERS]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    package = "onnxruntime"
+
+    @classmethod
+    def _probe(cls) -> None:
+        _import_ort()
+
+    def _providers(self, ort: Any) -> List[Any]:
+        if self.options.get("providers"):
+            return list(self.options["providers"])
+        available = ort.get_available_providers()
+        if self.device == "cpu":
+            return ["CPUExecutionProvider"]
+        gpu = [p for p in GPU_PROVIDERS if p in available]
+        if not gpu:
+            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
+                                     detail=f"device {self.device!r} asked but this onnxruntime build has only "
+                                            f"{', '.join(available)}",
+                                     hint="or run on the CPU with device='cpu'")
+        providers: List[Any] = []
+        if "TensorrtExecutionProvider" in gpu and self.options.get("tensorrt_ep", True):
+            root = os.path.splitext(self.artifact_path)[0]
+            providers.append(("TensorrtExecutionProvider", {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": root + ".ort-trt-cache",
+            }))
+        if "CUDAExecutionProvider" in gpu:
+            providers.append("CUDAExecutionProvider")
+        providers.append("CPUExecutionProvider")
+        return providers
+
+    def _load(self) -> None:
+        ort = _import_ort()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = int(self.options.get("threads") or physical_cores())
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(self.artifact_path, sess_options=so, providers=self._providers(ort))
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if self.input_name not in inputs:
+            raise ManifestError(f"manifest input {self.input_name!r} is not an input of {self.artifact_path} "
+                                f"(inputs: {', '.join(inputs)}): re-export the model so graph and manifest agree")
+        for out in (self.map_name, self.score_name):
+            if out not in outputs:
+                raise ManifestError(f"manifest output {out!r} is not an output of {self.artifact_path} "
+                                    f"(outputs: {', '.join(outputs)}): re-export the model")
+        self._graph_inputs = set(inputs)
+        self._outputs = [self.map_name, self.score_name]
+
+    def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
+        feed = {self.input_name: frames}
+        for k, v in extra.items():  # optional inputs: fed only if the graph has them
+            if k in self._graph_inputs:
+                feed[k] = v
+        maps, scores = self.session.run(self._outputs, feed)
+        return maps, scores
+
+    def _close(self) -> None:
+        self.session = None
+
+    def describe(self) -> str:
+        session = getattr(self, "session", None)
+        providers = session.get_providers() if session is not None else []
+        return f"onnxruntime {', '.join(providers)}".strip()
