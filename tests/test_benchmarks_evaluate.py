@@ -1,0 +1,297 @@
+"""benchmarks.evaluate with small numpy detectors on synthetic frames; the overlay report; the torch and ONNX
+Runtime `infer` wrappers of benchmarks.accuracy; the accuracy command line end to end on a tiny run."""
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import metrics as M
+from benchmarks.evaluate import evaluate, json_ready
+from benchmarks.report import metrics_table, select_overlays, write_overlays
+from train.errors import DataError, RunError
+
+H = W = 32
+
+
+def synthetic_set():
+    """4 good frames (flat grey with mild noise), 3 'scratch' and 3 'blob' frames with a bright defect; masks."""
+    rng = np.random.default_rng(0)
+    frames, masks, labels, types = [], [], [], []
+    for i in range(10):
+        f = np.clip(100 + rng.normal(0, 5, (H, W, 3)), 0, 255).astype(np.uint8)
+        m = np.zeros((H, W), bool)
+        if i < 4:
+            t = "good"
+        elif i < 7:
+            t = "scratch"
+            m[4 + i : 6 + i, 2:30] = True
+        else:
+            t = "blob"
+            m[8:16, 8 + i : 16 + i] = True
+        f[m] = 250
+        frames.append(f)
+        masks.append(m)
+        labels.append(0 if t == "good" else 1)
+        types.append(t)
+    return np.stack(frames), np.array(labels), np.stack(masks), types
+
+
+def bright_detector(sign=1.0, stride=1):
+    """Map = brightness above 200 (sign -1: inverted), computed at 1/stride resolution; score = max of the map."""
+    calls = []
+
+    def infer(batch):
+        calls.append(batch.shape[0])
+        assert batch.dtype == np.uint8 and batch.ndim == 4
+        bright = (batch[:, ::stride, ::stride, 0] > 200).astype(np.float32)
+        return sign * bright[:, None], sign * bright.reshape(len(batch), -1).max(axis=1)
+
+    infer.calls = calls
+    return infer
+
+
+def test_perfect_detector_scores_one_everywhere():
+    frames, labels, masks, types = synthetic_set()
+    infer = bright_detector()
+    r = evaluate(infer, frames, labels, masks, types, batch_size=4, progress=False)
+    assert infer.calls == [4, 4, 2]  # batches, last one partial
+    for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max"):
+        assert r[key] == pytest.approx(1.0), key
+    assert (r["n_images"], r["n_good"], r["n_defect"]) == (10, 4, 6)
+    assert set(r["per_defect_type"]) == {"scratch", "blob"}
+    for t, entry in r["per_defect_type"].items():
+        assert set(entry) >= {"image_auroc", "pixel_auroc", "aupro", "n"}
+        assert entry["n"] == 3
+        assert entry["image_auroc"] == entry["pixel_auroc"] == pytest.approx(1.0)
+        assert entry["aupro"] == pytest.approx(1.0)
+    assert r["undefined"] == {}
+    assert r["maps"].shape == (10, H, W) and r["maps"].dtype == np.float32
+    assert r["scores"] == [0.0] * 4 + [1.0] * 6 and r["labels"] == labels.tolist()
+
+
+def test_inverted_detector_scores_zero():
+    frames, labels, masks, types = synthetic_set()
+    r = evaluate(bright_detector(sign=-1.0), frames, labels, masks, types, batch_size=3, progress=False)
+    assert r["image_auroc"] == pytest.approx(0.0)
+    assert r["pixel_auroc"] == pytest.approx(0.0)
+    assert r["aupro"] == pytest.approx(0.0)
+    assert all(e["image_auroc"] == pytest.approx(0.0) for e in r["per_defect_type"].values())
+
+
+def test_maps_are_resized_bilinearly_to_the_masks():
+    frames, labels, masks, types = synthetic_set()
+    r = evaluate(bright_detector(stride=2), frames, labels, masks, types, batch_size=8, progress=False)
+    assert r["maps"].shape == (10, H, W)
+    half = (frames[:, ::2, ::2, 0] > 200).astype(np.float32)
+    expected = cv2.resize(half[7], (W, H), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(r["maps"][7], expected, atol=1e-6)
+    assert r["image_auroc"] == pytest.approx(1.0)
+    assert r["pixel_auroc"] == pytest.approx(M.pixel_auroc(masks, r["maps"]), abs=1e-12)
+
+
+def test_per_type_metrics_use_that_type_and_all_good_images():
+    frames, labels, masks, types = synthetic_set()
+    rng = np.random.default_rng(1)
+    noise = rng.random(10)
+
+    def infer(batch):  # a score that is not tied to the frames: compare with a direct computation
+        n = len(batch)
+        idx = infer.seen
+        infer.seen += n
+        return rng.random((n, 1, H, W)).astype(np.float32), noise[idx : idx + n]
+
+    infer.seen = 0
+    r = evaluate(infer, frames, labels, masks, types, batch_size=4, progress=False)
+    sel = np.array([t in ("good", "blob") for t in types])
+    assert r["per_defect_type"]["blob"]["image_auroc"] == pytest.approx(M.image_auroc(labels[sel], noise[sel]))
+    assert r["per_defect_type"]["blob"]["pixel_auroc"] == pytest.approx(M.pixel_auroc(masks[sel], r["maps"][sel]))
+    assert r["image_auroc"] == pytest.approx(M.image_auroc(labels, noise))
+
+
+def test_one_class_gives_nan_with_reason_and_json_null():
+    frames, labels, masks, types = synthetic_set()
+    keep = labels == 0
+    r = evaluate(bright_detector(), frames[keep], labels[keep], masks[keep], [types[i] for i in np.flatnonzero(keep)],
+                 progress=False)
+    assert math.isnan(r["image_auroc"]) and math.isnan(r["aupro"]) and math.isnan(r["f1_max"])
+    assert "only one class" in r["undefined"]["image_auroc"]
+    assert r["per_defect_type"] == {}
+    j = json_ready(r)
+    assert "maps" not in j and j["image_auroc"] is None
+    json.dumps(j, allow_nan=False)  # strict JSON
+    assert "n/a" in metrics_table(r)
+
+
+def test_bad_inputs_and_outputs_raise_our_errors():
+    frames, labels, masks, types = synthetic_set()
+    with pytest.raises(DataError, match="labels"):
+        evaluate(bright_detector(), frames, labels[:5], masks, types, progress=False)
+    with pytest.raises(DataError, match="uint8"):
+        evaluate(bright_detector(), frames.astype(np.float32), labels, masks, types, progress=False)
+    with pytest.raises(RunError, match="maps of shape"):
+        evaluate(lambda b: (np.zeros((len(b), 3, H, W)), np.zeros(len(b))), frames, labels, masks, types,
+                 progress=False)
+    with pytest.raises(RunError, match="NaN"):
+        evaluate(lambda b: (np.full((len(b), 1, H, W), np.nan), np.zeros(len(b))), frames, labels, masks, types,
+                 progress=False)
+
+
+def test_overlays_pick_false_alarms_hits_and_misses(tmp_path):
+    scores = [0.1, 0.9, 0.3, 0.8, 0.2, 0.7, 0.05]
+    labels = [0, 0, 0, 1, 1, 1, 1]
+    sel = select_overlays(scores, labels, k=2)
+    assert sel == {"good_highest": [1, 2], "defect_highest": [3, 5], "defect_lowest": [6, 4]}
+    frames, labels, masks, types = synthetic_set()
+    r = evaluate(bright_detector(stride=2), frames, labels, masks, types, progress=False)
+    names = [f"{t}_{i:03d}" for i, t in enumerate(types)]
+    written = write_overlays(tmp_path / "ov", frames, r["maps"], masks, r["scores"], labels, names, k=2)
+    assert len(written) == 6 and all(p.is_file() for p in written)
+    img = cv2.imread(str(written[0]))
+    f = -(-192 // H)  # small frames are enlarged to >= 192 rows, with a 24-row header line
+    assert img.shape == (24 + H * f, 3 * W * f + 8, 3)
+    assert any(p.name.startswith("defect_lowest_01_") for p in written)
+
+
+# ------------------------------------------------------------------------------------ accuracy wrappers
+
+torch = pytest.importorskip("torch", reason="the torch wrapper needs torch")
+
+
+class TinyBrightModel(torch.nn.Module):
+    """Float RGB (N,3,H,W) in [0,1] -> map = a 3x3 mean of the red channel, score = max of the map."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+    def forward(self, x):
+        amap = self.pool(x[:, :1])
+        return amap, amap.amax(dim=(1, 2, 3))
+
+
+def _tiny_graph():
+    from train.graph import InspectionGraph
+
+    return InspectionGraph(TinyBrightModel(), (H, W)).eval()
+
+
+def test_torch_infer_wrapper_feeds_evaluate():
+    from benchmarks.accuracy import torch_infer
+
+    frames, labels, masks, types = synthetic_set()
+    r = evaluate(torch_infer(_tiny_graph(), "cpu"), frames, labels, masks, types, batch_size=4, progress=False)
+    assert r["image_auroc"] == pytest.approx(1.0)
+    assert r["pixel_auroc"] > 0.95
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_infer_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
+    from benchmarks.accuracy import OnnxInfer, torch_infer
+
+    path = tmp_path / "tiny.onnx"
+    graph = _export_tiny(path)
+    onnx_infer = OnnxInfer(path)
+    assert onnx_infer.input_size == (H, W) and onnx_infer.static_batch is None
+    frames, labels, masks, types = synthetic_set()
+    a = evaluate(onnx_infer, frames, labels, masks, types, batch_size=3, progress=False)
+    b = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types, batch_size=3, progress=False)
+    np.testing.assert_allclose(a["maps"], b["maps"], atol=1e-6)
+    # float rounding differs slightly between the backends, which can break or make ties: near, not equal
+    assert a["image_auroc"] == pytest.approx(b["image_auroc"], abs=1e-3)
+    assert a["aupro"] == pytest.approx(b["aupro"], abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------ command line
+
+
+def write_tiny_mvtec(root, size=48):
+    """CATEGORY 'tiles' in the MVTec layout: 4 train good, 3 test good, 2 'scratch' and 2 'blob' with masks."""
+    rng = np.random.default_rng(0)
+    cat = root / "tiles"
+    for split, kind, n in [("train", "good", 4), ("test", "good", 3), ("test", "scratch", 2), ("test", "blob", 2)]:
+        (cat / split / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            im = np.clip(120 + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+            if kind != "good":
+                m = np.zeros((size, size), np.uint8)
+                if kind == "scratch":
+                    m[10 + 5 * i : 13 + 5 * i, 5:40] = 255
+                else:
+                    m[20:30, 10 + 5 * i : 20 + 5 * i] = 255
+                im[m > 0] = 250
+                (cat / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(cat / "ground_truth" / kind / f"{i:03d}_mask.png"), m)
+            cv2.imwrite(str(cat / split / kind / f"{i:03d}.png"), im)
+    return root
+
+
+def _export_tiny(path, batch=None):
+    graph = _tiny_graph()
+    example = torch.zeros((batch or 2, H, W, 3), dtype=torch.uint8)
+    dyn = None if batch else {"frame": {0: "n"}, "anomaly_map": {0: "n"}, "score": {0: "n"}}
+    torch.onnx.export(graph, (example,), str(path), input_names=["frame"], output_names=["anomaly_map", "score"],
+                      dynamic_axes=dyn, opset_version=17, dynamo=False)
+    return graph
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_static_batch_is_split_and_padded(tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
+    from benchmarks.accuracy import OnnxInfer
+
+    graph = _export_tiny(tmp_path / "b2.onnx", batch=2)
+    infer = OnnxInfer(tmp_path / "b2.onnx")
+    assert infer.static_batch == 2
+    frames = synthetic_set()[0][:5]
+    maps, scores = infer(frames)
+    assert maps.shape == (5, 1, H, W) and scores.shape == (5,)
+    with torch.inference_mode():
+        ref = graph(torch.from_numpy(frames))[1].numpy()
+    np.testing.assert_allclose(scores, ref, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
+    pytest.importorskip("train.data", reason="train.data reads the test split")
+    from benchmarks.accuracy import main
+
+    data = write_tiny_mvtec(tmp_path / "data")
+    _export_tiny(tmp_path / "m.onnx")
+    out = tmp_path / "res" / "acc.json"
+    rc = main(["--onnx", str(tmp_path / "m.onnx"), "--data", str(data), "--category", "tiles", "--json", str(out),
+               "--batch-size", "3", "--quiet", "--overlays-per-set", "2"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["backend"] == "onnxruntime" and report["image_size"] == [H, W] and report["n_images"] == 7
+    assert set(report["per_defect_type"]) == {"scratch", "blob"}
+    # the tiny model's map is the blurred red channel: bright defects score highest
+    assert report["image_auroc"] == 1.0
+    for key in ("pixel_auroc", "aupro", "f1_max"):
+        assert 0.5 < report[key] <= 1.0
+    assert len(report["scores"]) == len(report["paths"]) == 7
+    pngs = sorted((tmp_path / "res" / "overlays").glob("*.png"))
+    assert len(pngs) == 6 and report["overlays"] and "maps" not in report
+    shown = capsys.readouterr().out
+    assert "image AUROC" in shown and "scratch" in shown and "blob" in shown
+
+
+def test_accuracy_cli_bad_input_is_one_error_line(tmp_path, capsys):
+    from benchmarks.accuracy import main
+
+    rc = main(["--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
+               "--json", str(tmp_path / "a.json"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and err[0].startswith("error: ") and "missing.onnx" in err[0]
+    rc = main(["--data", str(tmp_path), "--category", "x", "--json", str(tmp_path / "a.json"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and err == ["error: give --run RUN (a trained run folder), or --onnx MODEL.onnx"]
+    rc = main(["--run", str(tmp_path / "norun"), "--data", str(tmp_path), "--category", "x",
+               "--json", str(tmp_path / "a.json"), "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and err[0].startswith("error: ") and "norun" in err[0]
