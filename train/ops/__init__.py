@@ -6,3 +6,17 @@ inputs), `ssim` (SSIM and its components for losses), `msgms` (multi-scale gradi
 unchanged, so it is written with conv, matmul, elementwise, pooling and pad only: no FFT/DFT op, no python
 branching on tensor values, constants as non-persistent float32 buffers (they never land in the weights file).
 """
+from __future__ import annotations
+
+from train.ops.color import rgb_to_gray, rgb_to_lab
+from train.ops.highpass import HIGHPASS_NAMES, FrequencyHighPass, SobelHighPass, make_highpass
+from train.ops.msgms import MSGMS
+from train.ops.scoring import FairScorer
+from train.ops.ssim import SSIMLoss, gaussian_kernel1d, ssim, ssim_components, ssim_map
+
+__all__ = [
+    "rgb_to_gray", "rgb_to_lab",
+    "HIGHPASS_NAMES", "FrequencyHighPass", "SobelHighPass", "make_highpass",
+    "MSGMS", "FairScorer",
+    "SSIMLoss", "gaussian_kernel1d", "ssim", "ssim_components", "ssim_map",
+]

@@ -9,7 +9,7 @@ Constants c1 = 0.01^2, c2 = 0.03^2 assume images in [0, 1] (data_range = 1).
 
 Padding: 'reflect' (mirror without repeating the edge pixel, OpenCV's BORDER_REFLECT_101), applied before the
 'valid' convolutions so the output keeps the input size. Zero padding would darken mu near the border and give
-the network a loss that rewards dark frames edges; reflect keeps border statistics plausible. Inside a margin of
+the network a loss that is distorted at the frame edges; reflect keeps border statistics plausible. Inside a margin of
 size // 2 pixels the padding does not matter, and there the map equals scikit-image's
 `structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)` (which
 itself drops that margin from its mean). Reflect padding needs H, W > size // 2.
@@ -58,8 +58,10 @@ def _blur(stack: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def _components(
     x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, c1: float, c2: float
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"SSIM needs two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not torch.jit.is_tracing() and (x.shape != y.shape or x.dim() != 4):
+        raise ValueError(
+            f"SSIM needs two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     c = x.shape[1]
     mu = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), kernel)
     mu_x, mu_y, e_xx, e_yy, e_xy = torch.split(mu, c, dim=1)
