@@ -147,10 +147,11 @@ class SobelHighPass(nn.Module):
         return f"variant={self.variant}"
 
 
-def make_highpass(name: str, image_size: Tuple[int, int]) -> nn.Module:
-    """The high-pass module called `name` (one of HIGHPASS_NAMES) for images of `image_size` (H, W)."""
+def make_highpass(name: str, image_size: Tuple[int, int], d0: float = 30.0, order: int = 2) -> nn.Module:
+    """The high-pass module called `name` (one of HIGHPASS_NAMES) for images of `image_size` (H, W).
+    `d0` (cut-off) and `order` (Butterworth) apply to the frequency filters only."""
     if name in FREQUENCY_KINDS:
-        return FrequencyHighPass(image_size, kind=name)
+        return FrequencyHighPass(image_size, kind=name, d0=d0, order=order)
     if name in SOBEL_VARIANTS:
         return SobelHighPass(name)
     raise ConfigError(f"unknown high-pass filter {name!r}; known: {', '.join(HIGHPASS_NAMES)}")
