@@ -1,0 +1,157 @@
+"""Command line of the runtime: inspect a camera, stream, video, image or folder with an exported model.
+
+    python -m runtime --model model.onnx --source 0|FILE|URL|DIR|'gst ... ! appsink' [--out DIR] [--show]
+                      [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch] [--device auto|cpu|cuda]
+                      [--threshold T] [--batch N]
+
+Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
+anomalies, drops, backend). With --out: overlays as PNG (`--save all|anomalous|none`) and `inspect.jsonl`
+(one JSON object a line: {"type": "result"|"event"|"summary", ...}). Bad input: one `error: ...` line and
+exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtime", description="Inspect frames with an exported anomaly model.")
+    p.add_argument("--model", required=True, help="MODEL.onnx / MODEL.engine / MODEL.plan (with MODEL.json beside it)")
+    p.add_argument("--source", required=True,
+                   help="camera index (0), video file, image file, image folder, rtsp:// or http:// URL, "
+                        "or a GStreamer pipeline (contains '!')")
+    p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
+    p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the manifest's)")
+    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
+    p.add_argument("--queue", type=int, default=4, help="capture queue size (default 4)")
+    p.add_argument("--save", default="all", choices=["all", "anomalous", "none"],
+                   help="which overlays to write with --out (default all)")
+    p.add_argument("--no-reconnect", action="store_true", help="stop when a live source drops")
+    p.add_argument("--quiet", action="store_true", help="no per-frame lines, only the summary")
+    return p
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np  # noqa: PLC0415
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    from runtime.errors import RuntimeInspectError  # noqa: PLC0415
+
+    if args.max_frames is not None and args.max_frames < 0:
+        print(f"error: --max-frames must be >= 0, got {args.max_frames}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.batch < 1 or args.queue < 1:
+        print(f"error: --batch and --queue must be >= 1, got {args.batch} and {args.queue}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return _run(args)
+    except RuntimeInspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
+    import cv2  # noqa: PLC0415
+
+    from runtime.errors import RuntimeInspectError  # noqa: PLC0415
+    from runtime.inspector import Inspector  # noqa: PLC0415
+
+    try:  # OpenCV's own probing warnings (camera by index, FFMPEG) would bury our one-line errors
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
+    if args.show:
+        try:
+            cv2.namedWindow("edge-inspect", cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise RuntimeInspectError("--show needs an OpenCV with GUI support (pip install opencv-python, not "
+                                      "-headless); use --out DIR to write overlays instead") from None
+    log_file = None
+    overlay_dir = None
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        log_file = open(os.path.join(args.out, "inspect.jsonl"), "w", encoding="utf-8")
+        if args.save != "none":
+            overlay_dir = os.path.join(args.out, "overlays")
+            os.makedirs(overlay_dir, exist_ok=True)
+
+    def write(record: Dict[str, Any]) -> None:
+        if log_file is not None:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
+    def on_event(event: Dict[str, Any]) -> None:
+        write(dict(event, type="event"))
+
+    latencies: List[float] = []
+    anomalies = 0
+    interrupted = False
+    stream = None
+    try:
+        insp = Inspector(args.model, backend=args.backend, device=args.device, threshold=args.threshold)
+        print(f"model {args.model}: backend {insp.backend} on {insp.device} ({insp.backend_reason}); "
+              f"{insp.backend_description}; input {insp.input_size[0]}x{insp.input_size[1]}; threshold "
+              f"{insp.threshold if insp.threshold is not None else 'none (verdicts unknown)'}")
+        with insp:
+            stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
+                                 max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event)
+            with stream:
+                try:
+                    for r in stream:
+                        latencies.append(r.latency_ms)
+                        anomalies += int(bool(r.is_anomalous))
+                        verdict = {None: "-", True: "ANOMALY", False: "ok"}[r.is_anomalous]
+                        if not args.quiet:
+                            norm = f"  norm {r.normalized_score:.3f}" if r.normalized_score is not None else ""
+                            print(f"frame {r.frame_index:6d}  score {r.score:.6g}{norm}  {verdict:7s}  "
+                                  f"{r.latency_ms:7.2f} ms", flush=True)
+                        record = dict(r.to_dict(), type="result")
+                        if overlay_dir is not None and (args.save == "all" or r.is_anomalous):
+                            path = os.path.join(overlay_dir, f"frame_{r.frame_index:06d}.png")
+                            if not cv2.imwrite(path, r.overlay()):
+                                raise RuntimeInspectError(f"cannot write overlay {path}: check --out")
+                            record["overlay"] = os.path.relpath(path, args.out)
+                        write(record)
+                        if args.show:
+                            cv2.imshow("edge-inspect", r.overlay())
+                            if (cv2.waitKey(1) & 0xFF) in (ord("q"), 27):
+                                break
+                except KeyboardInterrupt:
+                    interrupted = True
+            summary = dict(stream.summary(), backend=insp.backend, device=insp.device, anomalies=anomalies,
+                           threshold=insp.threshold, p50_ms=round(_percentile(latencies, 50), 3),
+                           p99_ms=round(_percentile(latencies, 99), 3))
+        print(f"summary: {summary['frames']} frames, {summary['fps']:.1f} FPS, latency p50 {summary['p50_ms']:.2f} ms "
+              f"p99 {summary['p99_ms']:.2f} ms, {anomalies} anomalous, {summary['drops']} dropped, "
+              f"{summary['bad_frames']} skipped, backend {insp.backend} ({insp.device})")
+        write(dict(summary, type="summary", time=time.time()))
+    finally:
+        if log_file is not None:
+            log_file.close()
+        if args.show:
+            cv2.destroyAllWindows()
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+__all__ = ["main", "build_parser"]
