@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="category inside --data (omit for a plain folder)")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--image-size", default="256", help="N or HxW, multiples of 16 (e.g. 256, 224x544)")
+    p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimisation steps")
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
@@ -107,6 +108,7 @@ def _run(args) -> int:
         method=args.method, c=args.c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
         lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
         data=str(args.data), category=args.category, options=options,
+        crop=parse_image_size(args.crop) if args.crop else None,
     )
     t0 = time.time()
     out = train(config, Path(args.out), images, device=args.device, resume=args.resume,

@@ -43,11 +43,15 @@ class RunConfig:
     data: Optional[str] = None
     category: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    # Train on random crops of this size (h, w) cut from the images at `image_size`; the trained weights are
+    # size-agnostic and inspection runs on the full `image_size`. None: train on whole images.
+    crop: Optional[Tuple[int, int]] = None
     versions: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
+        d["crop"] = list(self.crop) if self.crop else None
         return json.dumps(d, indent=2, sort_keys=True)
 
     @classmethod
@@ -55,4 +59,6 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["image_size"] = tuple(d["image_size"])
+        if d.get("crop"):
+            d["crop"] = tuple(d["crop"])
         return cls(**d)

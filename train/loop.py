@@ -46,6 +46,15 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
     return out
 
 
+def random_crop(batch: torch.Tensor, crop, generator: torch.Generator) -> torch.Tensor:
+    """One random (h, w) window per image of a (N, H, W, C) batch, positions drawn from `generator`."""
+    n, height, width = batch.shape[:3]
+    ch, cw = crop
+    ys = torch.randint(0, height - ch + 1, (n,), generator=generator).tolist()
+    xs = torch.randint(0, width - cw + 1, (n,), generator=generator).tolist()
+    return torch.stack([batch[i, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))])
+
+
 def versions() -> dict:
     import safetensors
 
@@ -77,7 +86,7 @@ def train(
 
     if resume:
         saved = runs.load_config(out)
-        for key in ("method", "c", "image_size", "seed", "batch_size"):
+        for key in ("method", "c", "image_size", "seed", "batch_size", "crop"):
             if getattr(saved, key) != getattr(config, key):
                 raise RunError(
                     f"--resume: {out} was trained with {key}={getattr(saved, key)!r}, not {getattr(config, key)!r}"
@@ -85,9 +94,13 @@ def train(
     elif (out / runs.CONFIG).exists() and (out / runs.WEIGHTS).exists():
         raise RunError(f"{out} already holds a run; use --resume to continue it or choose another --out")
 
+    train_size = tuple(config.crop or config.image_size)
+    if config.crop and (config.crop[0] > config.image_size[0] or config.crop[1] > config.image_size[1]):
+        raise ConfigError(f"--crop {config.crop} is larger than --image-size {config.image_size}")
     torch.manual_seed(config.seed)
-    model = method.build_model(config.c, tuple(config.image_size), options).to(dev)
-    method.prepare_training(model, options, tuple(config.image_size))
+    # With --crop the model is built at the crop size; its weights (the network) do not depend on the size.
+    model = method.build_model(config.c, train_size, options).to(dev)
+    method.prepare_training(model, options, train_size)
     optimizer = method.optimizer(model, config.lr)
     scheduler = method.scheduler(optimizer, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
@@ -113,7 +126,8 @@ def train(
     running, count = 0.0, 0
     for step in range(start, config.steps):
         idx = batch_indices(len(data), config.batch_size, config.seed, step)
-        clean = data[idx].permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(dev)
+        batch = data[idx] if not config.crop else random_crop(data[idx], config.crop, generator)
+        clean = batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(dev)
         loss = method.training_loss(model, clean, generator, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
