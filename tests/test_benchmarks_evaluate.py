@@ -295,3 +295,28 @@ def test_accuracy_cli_bad_input_is_one_error_line(tmp_path, capsys):
                "--json", str(tmp_path / "a.json"), "--quiet", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and err[0].startswith("error: ") and "norun" in err[0]
+
+
+@pytest.mark.slow
+def test_accuracy_cli_on_a_tiny_trained_run(tmp_path, capsys):
+    """End to end: train a 2-step FAIR run (c=8, 32x32) with `python -m train`, evaluate it with the torch
+    graph from `train.runs.load_graph`, and check the JSON and the overlays."""
+    pytest.importorskip("train.data", reason="train.data reads the data set")
+    from benchmarks.accuracy import main
+    from train.cli import main as train_main
+
+    data = write_tiny_mvtec(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train_main(["--method", "fair", "--c", "8", "--data", str(data), "--category", "tiles", "--out", str(run),
+                       "--image-size", "32", "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
+    out = tmp_path / "acc.json"
+    rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out), "--device", "cpu",
+               "--batch-size", "4", "--quiet", "--overlays-per-set", "1"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert (report["backend"], report["device"], report["method"], report["c"]) == ("torch", "cpu", "fair", 8)
+    assert report["image_size"] == [32, 32] and report["n_images"] == 7 and (report["n_good"], report["n_defect"]) == (3, 4)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max"):
+        assert 0.0 <= report[key] <= 1.0, key  # an untrained model: defined, in range, not necessarily good
+    assert set(report["per_defect_type"]) == {"scratch", "blob"}
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 3
