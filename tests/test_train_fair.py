@@ -75,8 +75,8 @@ def test_seeded_runs_are_deterministic_and_resume_is_exact(tmp_path):
     wa, wb = _weights(a), _weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
-    # Stop at step 3, then resume to 6: same weights as the uninterrupted run.
-    c = train(_config(3), tmp_path / "c", images, device="cpu", progress=False, checkpoint_every=3)
+    # Interrupt at step 4 (between checkpoints), then resume to 6: same weights as the uninterrupted run.
+    c = train(_config(6), tmp_path / "c", images, device="cpu", progress=False, checkpoint_every=3, stop_at=4)
     train(_config(6), c, images, device="cpu", progress=False, checkpoint_every=3, resume=True)
     wc = _weights(c)
     assert all(torch.equal(wa[k], wc[k]) for k in wa)

@@ -74,8 +74,12 @@ def train(
     checkpoint_every: int = 500,
     log_every: int = 10,
     progress: bool = True,
+    stop_at: Optional[int] = None,
 ) -> Path:
-    """Train `config.method` on `images` (N, h, w, 3) uint8 RGB at the config's size; returns the run folder."""
+    """Train `config.method` on `images` (N, h, w, 3) uint8 RGB at the config's size; returns the run folder.
+
+    `stop_at` ends the loop after that step as an interruption would (checkpoint written), for `--resume`.
+    """
     out = Path(out)
     if len(images) == 0:
         raise ConfigError("no training images")
@@ -116,6 +120,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         runs.save_config(out, config)
     if resume:
+        config.versions = saved.versions  # the versions that started the run
         runs.save_config(out, config)  # a resumed run may extend --steps
 
     data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low
@@ -145,9 +150,11 @@ def train(
                                       "elapsed_s": round(time.time() - t0, 3)})
             bar.set_postfix(loss=f"{running / count:.4f}")
             running, count = 0.0, 0
-        if done % checkpoint_every == 0 or done == config.steps:
+        if done % checkpoint_every == 0 or done == config.steps or done == stop_at:
             runs.save_checkpoint(out, model, optimizer, scheduler, generator, done)
             runs.save_weights(out, model)
+        if done == stop_at:
+            break
     bar.close()
     if start >= config.steps and not (out / runs.WEIGHTS).exists():
         runs.save_weights(out, model)

@@ -122,7 +122,10 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch
         "step": step,
         "param_groups": opt_state["param_groups"],
         "optim_scalars": scalars,
-        "scheduler": {k: v for k, v in scheduler.state_dict().items() if not callable(v) and k != "lr_lambdas"},
+        # Milestones are rebuilt from the run's current --steps, so a resumed run that extends --steps
+        # moves its learning-rate drops with it; only the schedule's position is restored.
+        "scheduler": {k: v for k, v in scheduler.state_dict().items()
+                      if not callable(v) and k not in ("lr_lambdas", "milestones")},
     }
     atomic_save_tensors(Path(run_dir) / CKPT_TENSORS, tensors)
     atomic_write_text(Path(run_dir) / CKPT_META, json.dumps(meta, default=_json_default))
@@ -131,8 +134,6 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch
 def _json_default(obj):
     if isinstance(obj, (set, tuple)):
         return list(obj)
-    if hasattr(obj, "items"):  # collections.Counter in MultiStepLR's milestones
-        return {str(k): v for k, v in obj.items()}
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
 
 
@@ -152,11 +153,8 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch
     for pid, sc in meta["optim_scalars"].items():
         state.setdefault(int(pid), {}).update(sc)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    sched = meta["scheduler"]
-    if "milestones" in sched:
-        from collections import Counter
-
-        sched["milestones"] = Counter({int(k): v for k, v in sched["milestones"].items()})
+    sched = dict(scheduler.state_dict())
+    sched.update(meta["scheduler"])
     scheduler.load_state_dict(sched)
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])

@@ -18,7 +18,7 @@ from train.nets.unet import UNet
 from train.ops.highpass import make_highpass
 from train.ops.scoring import FairScorer
 from train.ops.ssim import ssim
-from train.synthesis.corrupt import synthesize_anomalies
+from train.synthesis.corrupt import make_training_batch
 
 
 class FairModel(nn.Module):
@@ -67,9 +67,10 @@ class Fair(Method):
 
     def training_loss(self, model, clean, generator, step):
         textures = getattr(model, "_textures", None)
-        corrupted, _ = synthesize_anomalies(clean.cpu(), generator, textures=textures)
-        restored = model.restore(corrupted.to(clean.device))
-        return F.mse_loss(restored, clean) + (1.0 - ssim(restored, clean))
+        # The 30 % +-90 degree rotation changes the target too, hence (target, corrupted) from one call.
+        target, corrupted, _ = make_training_batch(clean, generator, textures=textures)
+        restored = model.restore(corrupted)
+        return F.mse_loss(restored, target) + (1.0 - ssim(restored, target))
 
     def scheduler(self, optimizer, total_steps):
         milestones = [int(0.8 * total_steps), int(0.9 * total_steps)]
