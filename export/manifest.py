@@ -1,0 +1,121 @@
+"""Fill `runtime.manifest.Manifest` (the schema lives in the runtime; nothing is redefined here) from a run's
+config and the inspection graph that was exported."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from runtime.manifest import BatchSpec, ExtraInput, InputSpec, Manifest, Outputs, TensorRTInfo, write_manifest
+
+
+def toolkit_versions(*extra: str) -> Dict[str, str]:
+    """Versions of the toolkit and of the libraries that made the artifact (those that import)."""
+    out: Dict[str, str] = {"python": platform.python_version()}
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out["toolkit"] = version("edge-inspect")
+        except PackageNotFoundError:
+            out["toolkit"] = "0.1.0+src"
+    except ImportError:  # pragma: no cover - Python < 3.8
+        pass
+    import importlib
+
+    for mod in ("torch", "onnx", "onnxruntime") + tuple(extra):
+        try:
+            out[mod] = str(importlib.import_module(mod).__version__)
+        except (ImportError, AttributeError):
+            pass
+    return out
+
+
+def batch_spec(batch, profile: Optional[Tuple[int, int, int]] = None) -> BatchSpec:
+    """'dynamic' -> dynamic axis (profile min/opt/max if given, else 1/1/32); an int N -> fixed batch N."""
+    if batch == "dynamic" or batch is None:
+        lo, opt, hi = profile or (1, 1, 32)
+        return BatchSpec(dynamic=True, min=int(lo), opt=int(opt), max=int(hi))
+    n = int(batch)
+    return BatchSpec(dynamic=False, min=n, opt=n, max=n)
+
+
+def build_manifest(
+    config,
+    graph,
+    *,
+    artifact_kind: str = "onnx",
+    precision: str = "fp32",
+    batch: BatchSpec = None,
+    source_run: Optional[str] = None,
+    extra_inputs: Optional[Dict[str, Sequence[int]]] = None,
+    graph_parts: Optional[Dict[str, Any]] = None,
+    notes: Optional[List[str]] = None,
+    versions: Optional[Dict[str, str]] = None,
+    tensorrt: Optional[TensorRTInfo] = None,
+    extra: Optional[Dict[str, Any]] = None,
+) -> Manifest:
+    """A manifest for `graph` (a train.graph.InspectionGraph) exported from a run with `config` (RunConfig).
+
+    Input: (N, H, W, 3) uint8 NHWC frames in the graph's channel order, at its frame size; `resizes_in_graph`
+    says whether the graph resizes them (bilinear) to the model size. Outputs: `anomaly_map` (N, 1, h, w) at the
+    model size and `score` (N,). `artifact` and `sha256` are filled by `write`/`write_manifest`. Threshold: none
+    (calibrate with `python -m calibration.threshold`; it lives in the manifest so no rebuild is needed)."""
+    fh, fw = graph.frame_size
+    mh, mw = graph.model_size
+    inp = InputSpec(height=int(fh), width=int(fw), channel_order=graph.channel_order,
+                    resizes_in_graph=bool(graph.resizes), model_size=(int(mh), int(mw)))
+    extras = [
+        ExtraInput(name=name, shape=[int(s) for s in shape], dtype="float32", optional=True,
+                   meaning="standard-normal noise field, one per frame (N, C, H, W); a graph exported without "
+                           "--noise-input has no such input and uses its seeded constant field")
+        for name, shape in (extra_inputs or {}).items()
+    ]
+    all_extra: Dict[str, Any] = {}
+    if graph_parts is not None:
+        all_extra["graph_parts"] = graph_parts
+    all_extra.update(extra or {})
+    return Manifest(
+        artifact="",
+        artifact_kind=artifact_kind,
+        sha256="",
+        method=config.method,
+        c=int(config.c),
+        input=inp,
+        outputs=Outputs.default((mh, mw)),
+        precision=precision,
+        batch=batch or batch_spec("dynamic"),
+        options=dict(config.options),
+        source_run=str(source_run) if source_run is not None else None,
+        extra_inputs=extras,
+        threshold=None,
+        tensorrt=tensorrt,
+        versions=versions or toolkit_versions(),
+        notes=list(notes or []),
+        extra=all_extra,
+    )
+
+
+def write(artifact_path, manifest: Manifest) -> Path:
+    """Write `manifest` beside `artifact_path` (NAME.json), hashing the artifact; returns the manifest path."""
+    return Path(write_manifest(artifact_path, manifest))
+
+
+def derive(manifest: Manifest, **changes: Any) -> Manifest:
+    """A copy of `manifest` for another artifact made from the same graph (FP16 / Q/DQ variant, engine):
+    `changes` set fields (e.g. precision, artifact_kind, tensorrt, notes); artifact and sha256 are cleared so that
+    `write` fills them from the new file."""
+    out = Manifest.from_dict(manifest.to_dict(), where="manifest")
+    for key, value in changes.items():
+        if key == "extra":
+            out.extra.update(value)
+        elif not hasattr(out, key):
+            raise AttributeError(f"Manifest has no field {key!r}")
+        else:
+            setattr(out, key, value)
+    out.artifact = ""
+    out.sha256 = ""
+    return out
+
+
+__all__ = ["build_manifest", "batch_spec", "derive", "toolkit_versions", "write"]

@@ -1,0 +1,297 @@
+"""Export the inspection graph to ONNX: `frame (N, H, W, 3) uint8 -> anomaly_map (N, 1, h, w), score (N,)`.
+
+    python -m export.onnx --run RUN --out MODEL.onnx [--batch dynamic|N] [--opset 17] [--frame-size HxW]
+                          [--channel-order RGB|BGR] [--fp16] [--noise-input] [--no-simplify]
+
+Writes MODEL.onnx and MODEL.json (the manifest, `runtime.manifest`). The graph is `train.graph.InspectionGraph`,
+the module `benchmarks.accuracy` evaluates, exported with the TorchScript exporter (`dynamo=False`): its node
+names keep the torch module path (`/model/highpass/...`, `/model/net/enc.0/...`, `/model/scorer/...`), which
+the INT8 calibration uses to keep pre-processing and scoring out of quantisation; the manifest lists those
+prefixes under `graph_parts`. Then: the UINT8 input is cast to float before anything else touches it (TensorRT
+takes UINT8 only as network I/O), the graph is constant-folded and simplified with onnxslim (names kept), and
+checked with `onnx.checker`. `--fp16` converts it with `export.fp16` (FP16 inside, uint8 in, FP32 out).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import onnx
+import torch
+
+from export.errors import ExportError
+from export.graph import graph_from_run, method_export_inputs
+from export.manifest import batch_spec, build_manifest, toolkit_versions, write
+from train.config import RunConfig
+
+INPUT_NAME = "frame"
+OUTPUT_NAMES = ("anomaly_map", "score")
+#: Roles of the anomaly model's top-level submodules, by attribute name (node-name prefix `/model/<name>`).
+PART_ROLES = {"highpass": "preprocess", "blend": "preprocess", "noise": "preprocess", "corrupt": "preprocess",
+              "net": "network", "scorer": "scoring", "metric": "scoring"}
+
+
+def _config(config_or_meta: Union[RunConfig, Dict[str, Any]]) -> RunConfig:
+    if isinstance(config_or_meta, RunConfig):
+        return config_or_meta
+    d = dict(config_or_meta)
+    missing = [k for k in ("method", "c", "image_size") if k not in d]
+    if missing:
+        raise ExportError(f"export metadata lacks {missing}; pass the run's RunConfig (train.runs.load_config)")
+    return RunConfig.from_dict(d)
+
+
+def _cast_uint8_first(model: onnx.ModelProto) -> int:
+    """Rewrite `uint8 input -> Transpose -> Cast(float)` into `uint8 input -> Cast -> Transpose` (exactly equal).
+
+    TensorRT accepts UINT8 only as a network input or output, so nothing but a Cast may read it. Returns the
+    number of rewritten inputs."""
+    g = model.graph
+    consumers: Dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    done = 0
+    for vi in g.input:
+        if vi.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+            continue
+        users = consumers.get(vi.name, [])
+        if len(users) != 1 or users[0].op_type != "Transpose":
+            continue
+        tr = users[0]
+        after = consumers.get(tr.output[0], [])
+        if len(after) != 1 or after[0].op_type != "Cast":
+            continue
+        cast = after[0]
+        mid = tr.output[0]
+        out = cast.output[0]
+        cast.input[0] = vi.name
+        cast.output[0] = mid
+        tr.input[0] = mid
+        tr.output[0] = out
+        nodes = []
+        for node in g.node:
+            c = onnx.NodeProto()
+            c.CopyFrom(node)
+            nodes.append(c)
+        i_tr = next(i for i, nd in enumerate(nodes) if nd.op_type == "Transpose" and nd.input[0] == mid)
+        i_cast = next(i for i, nd in enumerate(nodes) if nd.op_type == "Cast" and nd.output[0] == mid)
+        nodes[i_tr], nodes[i_cast] = nodes[i_cast], nodes[i_tr]
+        del g.node[:]
+        g.node.extend(nodes)
+        keep = []
+        for v in g.value_info:
+            if v.name != mid:  # drop its stale uint8 type
+                c = onnx.ValueInfoProto()
+                c.CopyFrom(v)
+                keep.append(c)
+        del g.value_info[:]
+        g.value_info.extend(keep)
+        consumers = {}
+        for node in g.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        done += 1
+    return done
+
+
+def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module) -> Dict[str, Any]:
+    """Node-name prefixes of the graph's parts and their node counts, for the manifest (`graph_parts`).
+
+    `/model/<child>` for each submodule of the anomaly model that owns nodes (role from PART_ROLES);
+    `/model/*` counts nodes directly under `/model/` (ops of the model's own forward, or of a submodule method
+    other than `forward`, which the tracer does not scope); `/` counts the frame adapter outside `/model/`."""
+    anomaly_model = getattr(graph, "model", graph)
+    names = [n.name for n in model.graph.node]
+    parts: Dict[str, Any] = {"preprocess": [], "network": [], "scoring": []}
+    counts: Dict[str, int] = {}
+    for child, _ in anomaly_model.named_children():
+        prefix = f"/model/{child}"
+        n = sum(1 for s in names if s.startswith(prefix + "/"))
+        if n:
+            counts[prefix] = n
+            parts.setdefault(PART_ROLES.get(child, "other"), []).append(prefix)
+    in_children = sum(counts.values())
+    counts["/model/*"] = sum(1 for s in names if s.startswith("/model/")) - in_children
+    counts["/"] = len(names) - in_children - counts["/model/*"]
+    parts["frame_adapter"] = "nodes outside /model/ (cast, scale, channel order, resize of the frame)"
+    parts["nodes"] = counts
+    return parts
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        import onnxslim
+    except ImportError:  # onnxslim is a dev extra; torch already constant-folded the graph
+        return model
+    with contextlib.redirect_stdout(io.StringIO()):
+        return onnxslim.slim(model)
+
+
+def export_onnx(
+    graph: torch.nn.Module,
+    config_or_meta: Union[RunConfig, Dict[str, Any]],
+    out_path,
+    batch: Union[str, int] = "dynamic",
+    opset: int = 17,
+    simplify: bool = True,
+    noise_input: bool = False,
+    precision: str = "fp32",
+    source_run: Optional[str] = None,
+    profile: Optional[Tuple[int, int, int]] = None,
+    notes: Optional[list] = None,
+) -> Path:
+    """Export `graph` (train.graph.InspectionGraph, eval) to `out_path` and write the manifest beside it.
+
+    batch: 'dynamic' (axis named N) or a fixed int. noise_input: add the method's optional extra inputs
+    (`Method.export_inputs`, e.g. noise2norm's `noise`, shape (N, C, H, W), one field per frame). precision: 'fp32' or 'fp16'
+    (`export.fp16`). profile: (min, opt, max) batch written to the manifest (default 1/1/32). Returns the path."""
+    config = _config(config_or_meta)
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".onnx":
+        raise ExportError(f"--out {out_path} must end in .onnx (the manifest goes beside it as .json)")
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"precision {precision!r}: export_onnx writes fp32 or fp16 (int8: calibration.int8)")
+    if not (batch == "dynamic" or (isinstance(batch, int) and batch >= 1)):
+        raise ExportError(f"batch {batch!r} is neither 'dynamic' nor a positive integer")
+    if not 13 <= int(opset) <= 20:
+        raise ExportError(f"opset {opset} is outside 13..20; 17 is what TensorRT 8.5 to 11 all read")
+    extras = method_export_inputs(config) if noise_input else {}
+    if noise_input and not extras:
+        raise ExportError(f"--noise-input: method {config.method!r} has no optional inputs; drop the flag")
+
+    graph = graph.eval().cpu()
+    fh, fw = graph.frame_size
+    n = 2 if batch == "dynamic" else int(batch)
+    gen = torch.Generator().manual_seed(0)
+    args = [torch.randint(0, 256, (n, fh, fw, 3), dtype=torch.uint8, generator=gen)]
+    input_names = [INPUT_NAME]
+    dynamic: Dict[str, Dict[int, str]] = {}
+    if batch == "dynamic":
+        dynamic = {INPUT_NAME: {0: "N"}, OUTPUT_NAMES[0]: {0: "N"}, OUTPUT_NAMES[1]: {0: "N"}}
+    for name, shape in extras.items():
+        # one field per frame: the same batch axis N as the frame (one dynamic axis for TensorRT's profile)
+        args.append(torch.randn((n,) + tuple(shape), generator=gen))
+        input_names.append(name)
+        if batch == "dynamic":
+            dynamic[name] = {0: "N"}
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(graph, tuple(args), str(raw), input_names=input_names,
+                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic or None,
+                              opset_version=int(opset), do_constant_folding=True, dynamo=False)
+        model = onnx.load(str(raw))
+    _cast_uint8_first(model)
+    if simplify:
+        model = _simplify(model)
+    model.graph.name = f"{config.method}_c{config.c}"
+    model.producer_name = "edge-inspect export"
+    onnx.checker.check_model(model, full_check=True)
+    parts = graph_parts(model, graph)
+    extra_versions = ("onnxslim",) if simplify else ()
+    if precision == "fp16":
+        from export.fp16 import convert_fp16
+
+        model = convert_fp16(model)
+        extra_versions += ("onnxconverter_common",)
+    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
+    onnx.save(model, str(tmp_out))
+    os.replace(tmp_out, out_path)
+
+    manifest = build_manifest(
+        config, graph, precision=precision, batch=batch_spec(batch, profile), source_run=source_run,
+        extra_inputs=extras, graph_parts=parts, versions=toolkit_versions(*extra_versions),
+        notes=list(notes or []) + [f"opset {int(opset)}; exported with torch.onnx (TorchScript exporter)"],
+    )
+    write(out_path, manifest)
+    return out_path
+
+
+def fp16_variant(fp32_path, out_path=None) -> Path:
+    """Write the FP16 variant of an exported FP32 graph (default NAME_fp16.onnx) with its manifest."""
+    from export.fp16 import convert_fp16
+    from export.manifest import derive
+    from runtime.manifest import load_manifest
+
+    fp32_path = Path(fp32_path)
+    out_path = Path(out_path) if out_path else fp32_path.with_name(fp32_path.stem + "_fp16.onnx")
+    src = load_manifest(fp32_path)
+    if src.precision != "fp32":
+        raise ExportError(f"{fp32_path} is {src.precision}, not fp32: convert the FP32 export")
+    model = convert_fp16(onnx.load(str(fp32_path)))
+    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
+    onnx.save(model, str(tmp_out))
+    os.replace(tmp_out, out_path)
+    versions = dict(src.versions)
+    versions.update(toolkit_versions("onnxconverter_common"))
+    write(out_path, derive(src, precision="fp16", versions=versions,
+                           notes=list(src.notes) + [f"FP16 variant of {fp32_path.name} (export.fp16)"]))
+    return out_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.onnx",
+                                description="Export a trained run's inspection graph (uint8 frames -> map, score) "
+                                            "to ONNX, with a JSON manifest beside it.")
+    p.add_argument("--run", required=True, help="trained run folder (config.json + model.safetensors)")
+    p.add_argument("--out", required=True, help="MODEL.onnx to write (MODEL.json is written beside it)")
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, 17)")
+    p.add_argument("--frame-size", default=None, metavar="HxW",
+                   help="camera frame size; if it differs from the model size the graph resizes (bilinear)")
+    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+                   help="channel order of the frames fed to the graph (OpenCV gives BGR)")
+    p.add_argument("--fp16", action="store_true", help="write an FP16 graph (uint8 in, FP32 out)")
+    p.add_argument("--noise-input", action="store_true",
+                   help="add the method's optional run-time noise input (noise2norm); default: seeded constant")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim (torch's constant folding only)")
+    return p
+
+
+def parse_batch(text) -> Union[str, int]:
+    s = str(text).strip().lower()
+    if s == "dynamic":
+        return "dynamic"
+    try:
+        n = int(s)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ExportError(f"--batch {text!r} is neither 'dynamic' nor a positive integer (e.g. --batch 8)")
+    return n
+
+
+def main(argv=None) -> int:
+    from train.errors import InspectError
+    from runtime.errors import RuntimeInspectError
+
+    args = build_parser().parse_args(argv)
+    try:
+        graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
+        from train.methods import get_method
+
+        opset = args.opset or get_method(config.method).export_spec.opset
+        out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=opset,
+                          simplify=not args.no_simplify, noise_input=args.noise_input,
+                          precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
+    except (InspectError, RuntimeInspectError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size_mb = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size_mb:.1f} MiB) and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Build a TensorRT engine of a method's inspection graph.
+
+    python -m export.trt --method fair --c 32 [--run RUN] [--precision fp32|fp16|int8] [--batch 1:8:32]
+                         [--workspace MB] [--out DIR] [--random-weights] [--calib-data DIR --category CAT]
+                         [--frame-size HxW] [--channel-order RGB|BGR] [--image-size 256] [--noise-input]
+
+Without --run it takes the newest run for that method and c under --runs-root (default `runs/`, each
+`runs/*/config.json` is read). Steps, each leaving files in --out (default `engines/`):
+1. `NAME.onnx` + `NAME.json` (FP32 graph, `export.onnx`), NAME = METHOD_cC;
+2. the graph the engine is built from: FP16 (`NAME_fp16.onnx`, `export.fp16`) or Q/DQ INT8
+   (`NAME_int8.onnx`, `calibration.int8.quantize_onnx`), each with its manifest; precision lives in the graph;
+3. the operator check for TensorRT 8.5 / 10.x / 11 (`export.opcheck`);
+4. the engine `NAME_PRECISION.engine` + manifest (TensorRT version, GPU, compute capability, profile) and the
+   timing cache `timing.cache`. Without TensorRT (a CPU machine, CI) it stops before this step with one line
+   that says how to install it, and exit status 3: the ONNX files are what you copy to the target.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Tuple
+
+from export.errors import ExportError
+
+EXIT_NO_TENSORRT = 3
+INSTALL_HINT = "`pip install tensorrt` on x86, JetPack (python3-libnvinfer) on Jetson"
+
+
+def parse_profile(text: str) -> Tuple[int, int, int]:
+    """'1:8:32' -> (1, 8, 32); 'N' -> (N, N, N). min <= opt <= max, all >= 1."""
+    parts = str(text).split(":")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
+        raise ExportError(f"--batch {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:8:32)")
+    return vals[0], vals[1], vals[2]
+
+
+def newest_run(method: str, c: int, root="runs") -> Optional[Path]:
+    """The most recently trained run folder under `root` whose config.json has this method and c (and whose
+    weights exist), or None."""
+    root = Path(root)
+    best, best_time = None, -1.0
+    for cfg in sorted(root.glob("*/config.json")):
+        try:
+            d = json.loads(cfg.read_text())
+        except (OSError, ValueError):
+            continue
+        weights = cfg.parent / "model.safetensors"
+        if d.get("method") != method or int(d.get("c", -1)) != int(c) or not weights.is_file():
+            continue
+        t = weights.stat().st_mtime
+        if t > best_time:
+            best, best_time = cfg.parent, t
+    return best
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export.trt",
+                                description="Export a method's inspection graph and build a TensorRT engine "
+                                            "(TensorRT 8.5 / 10.x / 11).")
+    p.add_argument("--method", help="method name (e.g. fair); required without --run")
+    p.add_argument("--c", type=int, help="network width (e.g. 32); required without --run")
+    p.add_argument("--run", help="trained run folder (default: the newest matching run under --runs-root)")
+    p.add_argument("--runs-root", default="runs", help="where to look for runs (default: runs/)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="no trained run: random weights, for timing only (scores are meaningless)")
+    p.add_argument("--image-size", default="256", help="model size for --random-weights (N or HxW)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--batch", default="1:8:32", help="optimisation profile MIN:OPT:MAX (default 1:8:32)")
+    p.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit in MiB")
+    p.add_argument("--out", default="engines", help="output folder (default: engines/)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--frame-size", default=None, metavar="HxW", help="camera frame size (graph resizes)")
+    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
+    p.add_argument("--noise-input", action="store_true", help="optional run-time noise input (noise2norm)")
+    p.add_argument("--calib-data", help="INT8: data root with good training images for calibration")
+    p.add_argument("--category", help="INT8: category inside --calib-data")
+    p.add_argument("--calib-images", type=int, default=64, help="INT8: number of calibration images")
+    p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    return p
+
+
+def _graph(args):
+    """(graph, config, source_run or None, notes)."""
+    from export.graph import graph_from_run, graph_random
+
+    if args.run:
+        graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
+        for key in ("method", "c"):
+            given = getattr(args, key)
+            if given is not None and str(given) != str(getattr(config, key)):
+                raise ExportError(f"--{key} {given} does not match run {args.run} ({key}={getattr(config, key)}); "
+                                  f"drop --{key} or pick another run")
+        return graph, config, str(args.run), []
+    if args.method is None or args.c is None:
+        raise ExportError("give --method and --c (e.g. --method fair --c 32), or --run RUN")
+    if args.random_weights:
+        graph, config = graph_random(args.method, args.c, args.image_size, frame_size=args.frame_size,
+                                     channel_order=args.channel_order)
+        return graph, config, None, ["random weights: for timing only, the scores mean nothing"]
+    run = newest_run(args.method, args.c, args.runs_root)
+    if run is None:
+        raise ExportError(
+            f"no trained run for method {args.method} c={args.c} under {args.runs_root}/: train one with "
+            f"`python -m train --method {args.method} --c {args.c} --data DIR --category CAT --out "
+            f"{args.runs_root}/{args.method}{args.c}`, pass --run RUN, or use --random-weights for timing only")
+    print(f"using run {run} (newest {args.method} c={args.c} under {args.runs_root}/)")
+    graph, config = graph_from_run(run, args.frame_size, args.channel_order)
+    return graph, config, str(run), []
+
+
+def _int8_variant(fp32_onnx: Path, out_onnx: Path, args) -> Path:
+    if not args.calib_data:
+        raise ExportError("--precision int8 needs --calib-data DIR (good training images) and --category CAT")
+    try:
+        from calibration.int8 import quantize_onnx
+    except ImportError as e:
+        raise ExportError(f"INT8 needs calibration.int8.quantize_onnx, which this installation lacks ({e}); "
+                          f"build fp16 or fp32 instead") from None
+    quantize_onnx(fp32_onnx, out_onnx, args.calib_data, args.category, args.calib_images)
+    if not out_onnx.is_file():
+        raise ExportError(f"calibration.int8.quantize_onnx did not write {out_onnx}")
+    from runtime.manifest import manifest_path_for
+
+    if not Path(manifest_path_for(out_onnx)).is_file():  # the calibrator may write its own (with its details)
+        from export.manifest import derive, write
+        from runtime.manifest import load_manifest
+
+        src = load_manifest(fp32_onnx)
+        write(out_onnx, derive(src, precision="int8",
+                               notes=list(src.notes) + [f"Q/DQ INT8 variant of {fp32_onnx.name} (calibration.int8)"]))
+    return out_onnx
+
+
+def run(args) -> int:
+    from export.manifest import derive, write
+    from export.onnx import export_onnx, fp16_variant
+    from export.opcheck import DEFAULT_TARGETS, check_onnx
+    from runtime import trt_version
+    from runtime.errors import BackendUnavailable
+    from runtime.manifest import TensorRTInfo, load_manifest
+
+    profile = parse_profile(args.batch)
+    if args.workspace is not None and args.workspace < 1:
+        raise ExportError(f"--workspace {args.workspace} must be a positive number of MiB")
+    if args.precision == "int8" and not args.calib_data:
+        raise ExportError("--precision int8 needs --calib-data DIR (good training images) and --category CAT")
+    graph, config, source_run, notes = _graph(args)
+    out = Path(args.out)
+    stem = f"{config.method}_c{config.c}"
+    fp32 = export_onnx(graph, config, out / f"{stem}.onnx", batch="dynamic", opset=args.opset,
+                       noise_input=args.noise_input, source_run=source_run, profile=profile, notes=notes)
+    print(f"wrote {fp32} ({fp32.stat().st_size / 2**20:.1f} MiB) + manifest")
+    if args.precision == "fp16":
+        src = fp16_variant(fp32, out / f"{stem}_fp16.onnx")
+        print(f"wrote {src} ({src.stat().st_size / 2**20:.1f} MiB) + manifest")
+    elif args.precision == "int8":
+        src = _int8_variant(fp32, out / f"{stem}_int8.onnx", args)
+        print(f"wrote {src} ({src.stat().st_size / 2**20:.1f} MiB) + manifest")
+    else:
+        src = fp32
+
+    installed = trt_version.installed_version()
+    targets = list(DEFAULT_TARGETS) + ([installed] if installed else [])
+    report = check_onnx(src, targets)
+    print(report.summary())
+    if installed and not report.ok_for(installed):
+        raise ExportError(f"{src} does not parse with the installed TensorRT {installed} (see above)")
+
+    try:
+        trt_version.import_tensorrt()
+    except BackendUnavailable as e:
+        print(f"error: TensorRT is not installed here ({e.detail.splitlines()[0] if e.detail else 'no tensorrt'}): "
+              f"the ONNX and manifest are in {out}/; to build the engine install TensorRT ({INSTALL_HINT}) and "
+              f"rerun this command on the target GPU", file=sys.stderr)
+        return EXIT_NO_TENSORRT
+
+    from export.trt_build import build_engine
+
+    engine = out / f"{stem}_{args.precision}.engine"
+    print(f"building {engine} (TensorRT {installed}, profile {profile[0]}:{profile[1]}:{profile[2]}); "
+          f"this takes a few minutes the first time, seconds with the timing cache")
+    res = build_engine(src, engine, precision=args.precision, batch=profile, workspace_mb=args.workspace,
+                       timing_cache=out / "timing.cache", verbose=args.verbose)
+    base = load_manifest(src)
+    trt_info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
+                            profile=res.profile)
+    write(engine, derive(base, artifact_kind="tensorrt-engine", tensorrt=trt_info,
+                         extra={"source_onnx": {"file": src.name, "sha256": base.sha256},
+                                "build": {"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
+                                          "seconds": res.seconds, "workspace_mb": args.workspace}}))
+    print(f"wrote {engine} ({engine.stat().st_size / 2**20:.1f} MiB) + manifest; built in {res.seconds:.0f} s on "
+          f"{res.gpu} (sm {res.compute_capability}), timing cache {res.timing_cache}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from runtime.errors import RuntimeInspectError
+    from train.errors import InspectError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (InspectError, RuntimeInspectError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
