@@ -1,0 +1,310 @@
+"""Score-threshold calibration: the pass/fail threshold and score normalisation of a model, written into its
+manifest with their provenance (the threshold is not part of the graph, so recalibrating needs no rebuild).
+
+    python -m calibration.threshold --model MODEL.onnx --data DIR [--category CAT] \
+        (--target-fpr 0.01 | --f1 --val DIR [--val-category CAT]) [--images N] [--holdout 0.2]
+
+Which good images are scored (never a test split; such a path is refused):
+
+- ``--data`` in the MVTec / MPDD / VisA layout: a hold-out of the good *training* images, the last
+  ``--holdout`` fraction (default 0.2) in sorted path order. Which images a run trained on is not recorded,
+  and a run trains on all of train/good, so these images were most likely seen in training; their scores run
+  low and the realised false-positive rate on new good parts may be above the target. The provenance says
+  so; a folder of good images the run never saw is better.
+- ``--data`` a plain folder of good images (no layout, no category): all of them (a user-given validation
+  folder).
+- ``--images N`` keeps N of those, evenly spaced.
+
+Rules (a frame is anomalous when ``score >= value``):
+
+- ``--target-fpr F``: the (1 - F) quantile of the good scores, linearly interpolated (`numpy.quantile`).
+  With few images this is a poor estimate (the 0.99 quantile of 20 scores is set by the top two); a warning
+  says so when fewer than 5 good images are expected above the threshold.
+- ``--f1 --val DIR``: the F1-optimal threshold over labelled validation images the user supplies
+  (``DIR/good/*`` and one sub-folder per defect type), halfway between the lowest score called anomalous and
+  the next lower score.
+
+Normalisation: mean and standard deviation (ddof 1) of the good scores; the runtime reports
+``(score - good_mean) / (threshold - good_mean)``: 0 at a typical good part, 1.0 at the threshold.
+Scoring runs the ONNX itself in ONNX Runtime on the CPU (numpy only, no torch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from calibration.data import (good_train_samples, holdout as take_holdout, is_plain_folder, labelled_folder_samples,
+                              load_frames, refuse_test_split, relative_paths, spread)
+from calibration.errors import CalibrationError
+from calibration.scoring import BACKENDS, OrtScorer, check_backend, import_onnxruntime
+from runtime.errors import RuntimeInspectError
+from runtime.manifest import Normalization, Threshold, load_manifest, verify_artifact, write_manifest
+
+DEFAULT_HOLDOUT = 0.2
+#: Below this many good images expected above the threshold, the quantile is flagged as a poor estimate.
+MIN_EXPECTED_ABOVE = 5
+PROVENANCE_KEY = "threshold_provenance"
+
+Log = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------------------ rules
+def fpr_threshold(good_scores: Sequence[float], target_fpr: float) -> float:
+    """The (1 - target_fpr) quantile of the good scores (linear interpolation)."""
+    s = np.asarray(good_scores, dtype=np.float64).reshape(-1)
+    if s.size < 2:
+        raise CalibrationError(f"the target-FPR rule needs at least 2 good images, got {s.size}")
+    if not 0.0 < float(target_fpr) < 1.0:
+        raise CalibrationError(f"--target-fpr must be in (0, 1), got {target_fpr}")
+    return float(np.quantile(s, 1.0 - float(target_fpr)))
+
+
+def f1_threshold(scores: Sequence[float], labels: Sequence[int]) -> Dict[str, float]:
+    """F1-optimal threshold (anomalous when score >= value) over labelled scores: {value, f1, precision, recall}.
+
+    The value lies halfway between the lowest score called anomalous and the next lower score, so the
+    labelled images are classified the same way with some margin."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    if s.size != y.size:
+        raise CalibrationError(f"{s.size} scores but {y.size} labels")
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        raise CalibrationError(f"the F1 rule needs good and defect images, got {y.size - n_pos} good and "
+                               f"{n_pos} defect")
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(~y_sorted)
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # thresholds between distinct scores only
+    idx = np.nonzero(last_of_tie)[0]
+    precision = tp[idx] / (tp[idx] + fp[idx])
+    recall = tp[idx] / n_pos
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    k = int(np.argmax(f1))
+    i = idx[k]
+    value = s_sorted[i]
+    if i + 1 < s_sorted.size:
+        value = 0.5 * (s_sorted[i] + s_sorted[i + 1])
+    return {"value": float(value), "f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k])}
+
+
+def normalization(good_scores: Sequence[float]) -> Tuple[float, float]:
+    s = np.asarray(good_scores, dtype=np.float64).reshape(-1)
+    return float(s.mean()), float(s.std(ddof=1)) if s.size > 1 else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ images
+def good_images(data: "str | os.PathLike", category: Optional[str], holdout: Optional[float],
+                images: Optional[int]) -> Tuple[list, Dict[str, Any]]:
+    """The good images to score and a description of the rule that picked them."""
+    pool = good_train_samples(data, category, "--data")
+    root = os.path.abspath(os.fspath(data))
+    if is_plain_folder(data, category):
+        chosen = take_holdout(pool, holdout) if holdout is not None else pool
+        desc: Dict[str, Any] = {
+            "source": "folder", "data": root, "available": len(pool),
+            "selection": ("all images of the folder" if holdout is None else
+                          f"the last {holdout:.0%} of the folder in sorted path order"),
+        }
+    else:
+        frac = DEFAULT_HOLDOUT if holdout is None else float(holdout)
+        chosen = take_holdout(pool, frac)
+        desc = {
+            "source": "holdout", "data": root, "category": category, "split": "train/good", "fraction": frac,
+            "available": len(pool),
+            "selection": f"the last {frac:.0%} of the good training images in sorted path order",
+            "caveat": "the run most likely trained on these images (runs train on all of train/good); their scores "
+                      "run low, so the false-positive rate on new good parts may exceed the target: prefer a "
+                      "folder of good images the run never saw (--data FOLDER)",
+        }
+    if images is not None:
+        if int(images) < 1:
+            raise CalibrationError(f"--images must be >= 1, got {images}")
+        if int(images) < len(chosen):
+            chosen = spread(chosen, int(images))
+            desc["selection"] += f", {len(chosen)} of them evenly spaced (--images)"
+    desc["used"] = len(chosen)
+    desc["files"] = relative_paths(chosen, data)
+    return chosen, desc
+
+
+def _data_text(desc: Dict[str, Any]) -> str:
+    where = desc["data"]
+    if desc.get("category"):
+        where = os.path.join(where, desc["category"], "train", "good")
+    return f"{where}: {desc['selection']} ({desc['used']} of {desc['available']} images)"
+
+
+# ------------------------------------------------------------------------------------------------ main function
+def calibrate_threshold(
+    model: "str | os.PathLike",
+    data: "str | os.PathLike",
+    category: Optional[str] = None,
+    *,
+    target_fpr: Optional[float] = None,
+    f1: bool = False,
+    val: "str | os.PathLike | None" = None,
+    val_category: Optional[str] = None,
+    images: Optional[int] = None,
+    holdout: Optional[float] = None,
+    backend: str = "onnxruntime",
+    threads: Optional[int] = None,
+    progress: bool = True,
+    write: bool = True,
+    log: Optional[Log] = None,
+) -> Dict[str, Any]:
+    """Score held-out good images (and labelled validation images for the F1 rule), fix the threshold and the
+    normalisation, and write them into MODEL's manifest. Returns {threshold, provenance, warnings}."""
+    say: Log = log or (lambda msg: None)
+    check_backend(backend, BACKENDS)
+    if (target_fpr is None) == (not f1):
+        raise CalibrationError("give exactly one rule: --target-fpr F (e.g. 0.01) or --f1 with --val DIR")
+    if f1 and val is None:
+        raise CalibrationError("--f1 needs --val DIR, a folder of labelled validation images (good/ and one "
+                               "sub-folder per defect type) that is not the test split")
+    if target_fpr is not None and not 0.0 < float(target_fpr) < 0.5:
+        raise CalibrationError(f"--target-fpr must be in (0, 0.5), e.g. 0.01 for 1 % false alarms; got {target_fpr}")
+    path = os.fspath(model)
+    if not path.lower().endswith(".onnx") or not os.path.isfile(path):
+        raise CalibrationError(f"--model {path} must be an existing .onnx file (its manifest is updated in place)")
+    manifest = load_manifest(path)
+    verify_artifact(path, manifest)
+    size_hw = manifest.input.size
+
+    refuse_test_split(data, category, "--data")
+    val_root, val_samples = labelled_folder_samples(val, val_category) if f1 else (None, [])
+    goods, good_desc = good_images(data, category, holdout, images)
+    scorer = OrtScorer(path, manifest, threads)
+    say(f"scoring {len(goods)} good images ({good_desc['selection']})")
+    good_scores = scorer(load_frames(goods, size_hw, progress))[1].astype(np.float64)
+    mean, std = normalization(good_scores)
+    warnings: List[str] = []
+    if good_desc["source"] == "holdout":
+        warnings.append("the good images are a hold-out of train/good that the run may have trained on: the "
+                        "real false-positive rate may exceed the target; prefer --data with a folder of unseen "
+                        "good images")
+
+    provenance: Dict[str, Any] = {"good_images": good_desc}
+    if f1:
+        say(f"scoring {len(val_samples)} labelled validation images from {val_root}")
+        val_scores = scorer(load_frames(val_samples, size_hw, progress))[1].astype(np.float64)
+        labels = np.array([s.label for s in val_samples])
+        best = f1_threshold(val_scores, labels)
+        value, rule, n_images = best["value"], "f1", len(val_samples)
+        data_text = (f"{os.path.abspath(os.fspath(val_root))}: {int((labels == 0).sum())} good + "
+                     f"{int(labels.sum())} defect labelled validation images (F1-optimal); normalisation from "
+                     + _data_text(good_desc))
+        provenance["validation"] = {
+            "data": os.path.abspath(os.fspath(val_root)), "good": int((labels == 0).sum()),
+            "defect": int(labels.sum()), "f1": best["f1"], "precision": best["precision"],
+            "recall": best["recall"], "files": relative_paths(val_samples, val_root),
+        }
+        definition = ("F1-optimal over the labelled validation images, halfway between the lowest score called "
+                      "anomalous and the next lower score")
+    else:
+        value, rule, n_images = fpr_threshold(good_scores, float(target_fpr)), "target_fpr", len(goods)
+        data_text = _data_text(good_desc)
+        definition = "the (1 - target_fpr) quantile of the good scores, linear interpolation (numpy.quantile)"
+        expected_above = len(goods) * float(target_fpr)
+        if expected_above < MIN_EXPECTED_ABOVE:
+            warnings.append(f"only {len(goods)} good images: about {expected_above:.1f} of them lie above the "
+                            f"{1 - float(target_fpr):.4g} quantile, so the threshold is a poor estimate of the "
+                            f"target FPR {target_fpr}; use at least "
+                            f"{int(np.ceil(MIN_EXPECTED_ABOVE / float(target_fpr)))} good images")
+    if not value > mean:
+        raise CalibrationError(f"the {rule} threshold {value:.6g} is not above the mean good score {mean:.6g}: the "
+                               f"model does not separate these images; check the data, or use another rule")
+    ort = import_onnxruntime()
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    provenance.update({
+        "rule": rule, "target_fpr": float(target_fpr) if target_fpr is not None else None,
+        "definition": definition + "; a frame is anomalous when score >= value",
+        "scores": {"good_mean": mean, "good_std": std, "good_min": float(good_scores.min()),
+                   "good_max": float(good_scores.max()),
+                   "good_fraction_at_or_above": float(np.mean(good_scores >= value))},
+        "backend": f"onnxruntime {ort.__version__} CPU", "model_sha256": manifest.sha256, "date": date,
+        "warnings": warnings,
+    })
+    threshold = Threshold(value=float(value), rule=rule, images=int(n_images), data=data_text, date=date,
+                          target_fpr=float(target_fpr) if target_fpr is not None else None,
+                          normalization=Normalization(good_mean=mean, good_std=std))
+    for w in warnings:
+        say(f"warning: {w}")
+    written = None
+    if write:
+        manifest.threshold = threshold
+        manifest.extra = dict(manifest.extra or {})
+        manifest.extra[PROVENANCE_KEY] = provenance
+        written = write_manifest(path, manifest)
+    return {"threshold": threshold, "provenance": provenance, "warnings": warnings, "manifest": written,
+            "good_scores": good_scores}
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m calibration.threshold",
+        description="Calibrate the pass/fail threshold and score normalisation of an exported model on held-out "
+                    "good images and write them, with their provenance, into its manifest.")
+    p.add_argument("--model", required=True, help="MODEL.onnx (FP32 or INT8); MODEL.json is updated in place")
+    p.add_argument("--data", required=True, help="data root (MVTec/MPDD/VisA layout: a hold-out of train/good is "
+                                                 "used) or a folder of good validation images (all are used)")
+    p.add_argument("--category", default=None, help="category under --data")
+    rule = p.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--target-fpr", type=float, default=None, metavar="F",
+                      help="threshold = (1 - F) quantile of the good scores, e.g. 0.01")
+    rule.add_argument("--f1", action="store_true", help="F1-optimal threshold over labelled images (--val)")
+    p.add_argument("--val", default=None, help="labelled validation folder for --f1: good/ and one sub-folder per "
+                                               "defect type (never the test split)")
+    p.add_argument("--val-category", default=None, help="category sub-folder of --val")
+    p.add_argument("--images", type=int, default=None, help="use at most N good images (evenly spaced)")
+    p.add_argument("--holdout", type=float, default=None,
+                   help=f"fraction of train/good held out, last in sorted order (default {DEFAULT_HOLDOUT}; for a "
+                        f"plain folder default: all images)")
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="scoring backend (CPU)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write the manifest")
+    p.add_argument("--json", default=None, help="also write threshold and provenance to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from train.errors import InspectError  # noqa: PLC0415
+
+    try:
+        res = calibrate_threshold(
+            args.model, args.data, args.category, target_fpr=args.target_fpr, f1=args.f1, val=args.val,
+            val_category=args.val_category, images=args.images, holdout=args.holdout, backend=args.backend,
+            threads=args.threads, progress=not args.no_progress, write=not args.dry_run,
+            log=lambda m: print(m, file=sys.stderr))
+    except (RuntimeInspectError, InspectError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t = res["threshold"]
+    rule = f"target FPR {t.target_fpr}" if t.rule == "target_fpr" else "F1-optimal"
+    print(f"threshold {t.value:.6g} ({rule}; {t.images} images) normalisation: "
+          f"good_mean {t.normalization.good_mean:.6g}, good_std {t.normalization.good_std:.6g}")
+    print(f"images: {t.data}")
+    print(f"manifest: {res['manifest']}" if res["manifest"] else "manifest not written (--dry-run)")
+    if args.json:
+        out = {"threshold": {"value": t.value, "rule": t.rule, "target_fpr": t.target_fpr, "images": t.images,
+                             "data": t.data, "date": t.date,
+                             "normalization": {"good_mean": t.normalization.good_mean,
+                                               "good_std": t.normalization.good_std}},
+               "provenance": res["provenance"]}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
