@@ -151,8 +151,9 @@ def export_onnx(
     """Export `graph` (train.graph.InspectionGraph, eval) to `out_path` and write the manifest beside it.
 
     batch: 'dynamic' (axis named N) or a fixed int. noise_input: add the method's optional extra inputs
-    (`Method.export_inputs`, e.g. noise2norm's `noise`, shape (N, C, H, W), one field per frame). precision: 'fp32' or 'fp16'
-    (`export.fp16`). profile: (min, opt, max) batch written to the manifest (default 1/1/32). Returns the path."""
+    (`Method.export_inputs`, e.g. noise2norm's `noise`, shape (N, C, H, W), one field per frame).
+    precision: 'fp32' or 'fp16' (`export.fp16`). profile: (min, opt, max) batch written to the manifest (default
+    1/1/32). Returns the path."""
     config = _config(config_or_meta)
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".onnx":

@@ -229,7 +229,8 @@ def check_onnx(model, targets: Sequence[str] = DEFAULT_TARGETS, name: Optional[s
                 elif tname not in allowed and tname != "UINT8":
                     issue(node, f"Cast to {tname} is not supported (Cast types: {table[op]})")
             else:
-                probe = node.input[0] if (op in _TYPED_BY_INPUT and node.input) else (node.output[0] if node.output else "")
+                probe = node.input[0] if (op in _TYPED_BY_INPUT and node.input) else \
+                    (node.output[0] if node.output else "")
                 etype = types.get(probe)
                 if etype is not None and allowed:
                     tname = _TYPE_NAMES.get(etype, str(etype))

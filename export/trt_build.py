@@ -7,7 +7,10 @@ it); every version question is a named capability of `runtime.trt_version`, neve
 - `strongly_typed_flag` and not `strongly_typed_always` (10.x): `STRONGLY_TYPED`, so the precision is the ONNX
   graph's (FP32 graph, FP16 graph, Q/DQ graph); 11 is strongly typed anyway and has no precision flags;
 - `builder_precision_flags` without strong typing (8.x only): `BuilderFlag.FP16` for an FP16 graph, and
-  `BuilderFlag.INT8` for a Q/DQ graph (`int8_flag_needed_for_qdq`).
+  `BuilderFlag.INT8` for a Q/DQ graph (`int8_flag_needed_for_qdq`). A weakly typed 8.x build with FP16 allowed
+  may run *any* layer in FP16, including the pre-processing and scoring that the FP16 graph keeps in FP32; so
+  each float layer's precision is pinned to the type the ONNX graph gives its output, with
+  `PREFER_PRECISION_CONSTRAINTS` (strong typing emulated where the flag does not exist).
 
 One optimisation profile (min/opt/max batch, the other dimensions fixed), a timing cache read from and written
 back to a file (rebuilds take seconds), and the workspace limit when given.
@@ -18,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from export.errors import ExportError
 from runtime import trt_version
@@ -121,8 +124,11 @@ def build_engine(
             flag_names.append("FP16")
         elif precision == "int8" and caps.int8_flag_needed_for_qdq:
             flag_names.append("INT8")
-    for name in flag_names:
+    for name in list(flag_names):
         config.set_flag(getattr(trt.BuilderFlag, name))
+    if "FP16" in flag_names and _pin_layer_precisions(network, trt):
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        flag_names.append("PREFER_PRECISION_CONSTRAINTS")
 
     shapes = _input_profiles(network, tuple(int(b) for b in batch))
     profile = builder.create_optimization_profile()
@@ -155,6 +161,23 @@ def build_engine(
                  "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}},
         seconds=round(seconds, 2), timing_cache=cache_path,
     )
+
+
+def _pin_layer_precisions(network, trt) -> int:
+    """Weakly typed builds (8.x): pin every computing layer whose outputs are all FP32 or all FP16 to that type,
+    so TensorRT keeps the graph's FP32 islands in FP32. Returns the number of pinned layers."""
+    skip = {getattr(trt.LayerType, n) for n in ("CONSTANT", "SHAPE", "IDENTITY", "CAST") if hasattr(trt.LayerType, n)}
+    floats = (trt.float32, trt.float16)
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in skip or layer.num_outputs == 0:
+            continue
+        types = {layer.get_output(k).dtype for k in range(layer.num_outputs)}
+        if len(types) == 1 and next(iter(types)) in floats:
+            layer.precision = next(iter(types))
+            pinned += 1
+    return pinned
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
