@@ -1,0 +1,144 @@
+"""What machine a benchmark ran on: CPU model and cores, memory, GPU (or "none"), library versions.
+
+Read from /proc and package metadata, so collecting it imports no heavy library (torch is only asked about
+CUDA when it is already loaded). Every field is plain JSON; unknown values are strings that say so.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+#: distribution names whose versions head a benchmark (the first that is installed of each tuple wins)
+LIBRARIES = {
+    "torch": ("torch",),
+    "onnx": ("onnx",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_libs"),
+    "numpy": ("numpy",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
+}
+
+
+def _cpuinfo() -> List[Dict[str, str]]:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return []
+    procs, cur = [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            if cur:
+                procs.append(cur)
+            cur = {}
+            continue
+        if ":" in line:
+            k, v = line.split(":", 1)
+            cur[k.strip()] = v.strip()
+    if cur:
+        procs.append(cur)
+    return procs
+
+
+def cpu_model() -> str:
+    for p in _cpuinfo():
+        for key in ("model name", "Model", "cpu model", "Hardware"):
+            if p.get(key):
+                return p[key]
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def logical_cores() -> int:
+    """CPUs this process may run on (the affinity mask, i.e. what a container or taskset gives us)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def physical_cores() -> int:
+    """Physical cores (hyper-threads counted once), capped by the CPUs this process may use."""
+    seen = set()
+    for p in _cpuinfo():
+        if "core id" in p:
+            seen.add((p.get("physical id", "0"), p["core id"]))
+    n = len(seen) if seen else (os.cpu_count() or 1)
+    return max(1, min(n, logical_cores()))
+
+
+def memory_total_gib() -> Optional[float]:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def gpus() -> List[str]:
+    """Names of the NVIDIA GPUs (nvidia-smi, else torch if it is already imported); [] when there is none."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10)
+            names = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+            if out.returncode == 0 and names:
+                return [n.replace(", ", " (driver ") + ")" if ", " in n else n for n in names]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        except Exception:  # a broken CUDA install must not break a CPU benchmark
+            pass
+    return []
+
+
+def library_versions() -> Dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for key, dists in LIBRARIES.items():
+        out[key] = "not installed"
+        for dist in dists:
+            try:
+                out[key] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def machine_info() -> Dict[str, object]:
+    g = gpus()
+    return {
+        "cpu": cpu_model(),
+        "physical_cores": physical_cores(),
+        "logical_cores": logical_cores(),
+        "memory_gib": memory_total_gib(),
+        "gpu": ", ".join(g) if g else "none",
+        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "versions": library_versions(),
+    }
+
+
+def format_machine(info: Dict[str, object]) -> str:
+    """A few readable lines for the head of a table."""
+    v = info.get("versions", {}) or {}
+    libs = ", ".join(f"{k} {val}" for k, val in v.items())  # type: ignore[union-attr]
+    return (f"CPU: {info['cpu']} ({info['physical_cores']} physical / {info['logical_cores']} logical cores, "
+            f"{info.get('memory_gib')} GiB)\nGPU: {info['gpu']}\nOS: {info.get('os')}\nLibraries: {libs}")
+
+
+if __name__ == "__main__":  # pragma: no cover - a quick look
+    import json
+
+    print(json.dumps(machine_info(), indent=2))
