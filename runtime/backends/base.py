@@ -167,11 +167,12 @@ class Backend:
                 raise FrameError(f"extra input {k!r} is not declared by the manifest; declared: "
                                  f"{', '.join(declared) or 'none'}")
             arr = np.asarray(v, dtype=declared[k].dtype)
-            want = (n,) + tuple(declared[k].shape)
-            if arr.shape == tuple(declared[k].shape):
-                arr = np.broadcast_to(arr, want)
+            shape = tuple(declared[k].shape)
+            want = (n,) + shape
+            if arr.shape == shape or arr.shape == (1,) + shape:  # one field for the whole batch
+                arr = np.broadcast_to(arr.reshape(shape), want)
             if arr.shape != want:
-                raise FrameError(f"extra input {k!r} must have shape {want} (or {tuple(declared[k].shape)}), "
+                raise FrameError(f"extra input {k!r} must have shape {want}, {(1,) + shape} or {shape}, "
                                  f"got {arr.shape}")
             out[k] = np.ascontiguousarray(arr)
         return out

@@ -2,15 +2,22 @@
 
 Reads the ONNX, or an IR (`NAME.xml` + `NAME.bin`) beside it when export wrote one. The dynamic batch axis
 is reshaped to 1: single frames go through a model compiled with the LATENCY hint; batches and streams go
-through a model compiled with the THROUGHPUT hint and an AsyncInferQueue (a pool of infer requests, one
-frame each, run in parallel). Each compiled model is made on first use. A static-batch artifact is run as is.
+through a model compiled with the THROUGHPUT hint and a pool of infer requests (OpenVINO's optimal number),
+one frame each, started with `start_async` and collected with `wait()`. Each compiled model is made on first
+use. A static-batch artifact is run as is.
+
+Why not `AsyncInferQueue` with a Python callback: with OpenVINO 2026.4 it deadlocked in our tests when the
+compiled model was released (gdb: the main thread joins the CPU executor's worker while holding the GIL;
+the worker waits for the GIL to finish the Python callback). The plain pool has no Python code on
+OpenVINO's threads, and the same parallelism.
+
 An FP32 artifact is compiled with INFERENCE_PRECISION_HINT f32 (OpenVINO would otherwise pick bf16 on CPUs
 that have it); option `inference_precision=` overrides.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -68,8 +75,7 @@ class OpenVINOBackend(Backend):
                 model.reshape(shapes)
         self._model = model
         self._latency: Optional[Tuple[Any, Any]] = None  # (compiled, request)
-        self._throughput: Optional[Tuple[Any, Any]] = None  # (compiled, AsyncInferQueue)
-        self._results: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        self._throughput: Optional[Tuple[Any, List[Any]]] = None  # (compiled, pool of infer requests)
 
     def _compile(self, hint: str) -> Any:
         config = {"PERFORMANCE_HINT": hint}
@@ -88,18 +94,11 @@ class OpenVINOBackend(Backend):
             self._latency = (compiled, compiled.create_infer_request())
         return self._latency[1]
 
-    def _queue(self) -> Any:
+    def _pool(self) -> List[Any]:
         if self._throughput is None:
             compiled = self._compile("THROUGHPUT")
-            jobs = int(self.options.get("requests") or 0)  # 0 = OpenVINO's optimal number of requests
-            queue = self._ov.AsyncInferQueue(compiled, jobs)
-
-            def done(request: Any, index: int) -> None:
-                self._results[index] = (np.array(request.get_tensor(self.map_name).data, copy=True),
-                                        np.array(request.get_tensor(self.score_name).data, copy=True))
-
-            queue.set_callback(done)
-            self._throughput = (compiled, queue)
+            jobs = int(self.options.get("requests") or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._throughput = (compiled, [compiled.create_infer_request() for _ in range(max(1, jobs))])
         return self._throughput[1]
 
     def _feed(self, frames: np.ndarray, extra: Dict[str, np.ndarray], sl: slice) -> Dict[str, np.ndarray]:
@@ -116,22 +115,24 @@ class OpenVINOBackend(Backend):
             request.infer(self._feed(frames, extra, slice(0, n)))
             return (np.array(request.get_tensor(self.map_name).data, copy=True),
                     np.array(request.get_tensor(self.score_name).data, copy=True))
-        queue = self._queue()
-        self._results = {}
-        for i in range(n):
-            queue.start_async(self._feed(frames, extra, slice(i, i + 1)), i)
-        queue.wait_all()
-        maps = np.concatenate([self._results[i][0] for i in range(n)])
-        scores = np.concatenate([self._results[i][1].reshape(-1) for i in range(n)])
-        return maps, scores
+        pool = self._pool()
+        maps: List[np.ndarray] = []
+        scores: List[np.ndarray] = []
+        for start in range(0, n, len(pool)):  # one wave: a frame per request, all in flight together
+            wave = list(zip(pool, range(start, min(n, start + len(pool)))))
+            for request, i in wave:
+                request.start_async(self._feed(frames, extra, slice(i, i + 1)))
+            for request, _ in wave:
+                request.wait()  # releases the GIL
+                maps.append(np.array(request.get_tensor(self.map_name).data, copy=True))
+                scores.append(np.array(request.get_tensor(self.score_name).data, copy=True).reshape(-1))
+        return np.concatenate(maps), np.concatenate(scores)
 
     def _close(self) -> None:
-        if self._throughput is not None:
-            self._throughput[1].wait_all()
         self._latency = self._throughput = None
         self._model = self._core = None
 
     def describe(self) -> str:
         modes = [m for m, v in (("LATENCY", getattr(self, "_latency", None)),
-                                ("THROUGHPUT+AsyncInferQueue", getattr(self, "_throughput", None))) if v]
+                                (f"THROUGHPUT x{len(self._throughput[1]) if getattr(self, '_throughput', None) else 0} requests", getattr(self, "_throughput", None))) if v]
         return f"openvino CPU {'/'.join(modes) or '(hint chosen per call)'}"

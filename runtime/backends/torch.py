@@ -36,11 +36,6 @@ class TorchBackend(Backend):
 
     def _load(self) -> None:
         self._probe()
-        try:
-            import torch  # noqa: PLC0415 - lazy by design
-            from train.runs import load_graph  # noqa: PLC0415
-        except ImportError as e:
-            raise BackendUnavailable("torch", TORCH_PACKAGE, detail=str(e)) from None
         run_dir = self.options.get("run_dir") or self.manifest.source_run
         if not run_dir:
             raise ManifestError(f"the torch backend needs the training run: the manifest of {self.artifact_path} "
@@ -52,10 +47,19 @@ class TorchBackend(Backend):
         if not os.path.isdir(run_dir):
             raise ManifestError(f"training run {run_dir!r} (manifest 'source_run') does not exist here: the torch "
                                 f"backend compares with the run on a development machine; pass run_dir=RUN")
+        try:
+            import torch  # noqa: PLC0415 - lazy by design
+            from train.runs import load_graph  # noqa: PLC0415
+        except ImportError as e:
+            raise BackendUnavailable("torch", TORCH_PACKAGE, detail=str(e)) from None
         device = "cuda" if self.device == "cuda" else "cpu"
         self._torch = torch
         self._device = device
-        graph, _config = load_graph(run_dir, device=device)
+        try:  # the graph the artifact was exported from: same frame size and channel order as the manifest
+            graph, _config = load_graph(run_dir, device=device, frame_size=self.manifest.input.size,
+                                        channel_order=self.manifest.input.channel_order)
+        except TypeError:  # load_graph(run_dir, device) without those keywords
+            graph, _config = load_graph(run_dir, device=device)
         self._graph = graph.eval()
         self._run_dir = run_dir
 
