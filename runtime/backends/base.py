@@ -127,12 +127,21 @@ class Backend:
         return np.concatenate(maps_out), np.concatenate(scores_out)
 
     def warmup(self, iterations: int = 2, batch: int = 1) -> None:
-        """Run a few black frames so the first real frame does not pay for lazy initialisation."""
+        """Run a few black frames (and zero extra inputs) so the first real frame does not pay for lazy
+        initialisation."""
         self.load()
         b = self.static_batch or max(1, min(batch, self.max_batch))
         frames = np.zeros((b,) + self.input_shape, np.uint8)
+        extra = {e.name: np.zeros(tuple(e.shape), e.dtype) for e in self.manifest.extra_inputs}
         for _ in range(max(1, iterations)):
-            self.infer(frames)
+            self.infer(frames, extra)
+
+    def missing_extra_message(self, names: List[str]) -> str:
+        """FrameError text for extra inputs the graph requires but the caller did not give."""
+        meaning = {e.name: e.meaning for e in self.manifest.extra_inputs}
+        parts = [f"{n!r}" + (f" ({meaning[n]})" if meaning.get(n) else "") for n in names]
+        return (f"{self.artifact_path} needs the extra input(s) {', '.join(parts)}: pass extra={{name: array}} "
+                f"to inspect()/infer(), or export the model without them")
 
     def _finish(self, maps: Any, scores: Any, n: int) -> Tuple[np.ndarray, np.ndarray]:
         maps = np.asarray(maps, dtype=np.float32)

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend, physical_cores
-from runtime.errors import BackendUnavailable, ManifestError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, FrameError, ManifestError
+from runtime.manifest import rebuild_command
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -75,8 +76,14 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = int(self.options.get("threads") or physical_cores())
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(self.artifact_path, sess_options=so, providers=self._providers(ort))
-        inputs = [i.name for i in self.session.get_inputs()]
+        providers = self._providers(ort)
+        try:
+            self.session = ort.InferenceSession(self.artifact_path, sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            raise ArtifactMismatch(f"onnxruntime cannot load {self.artifact_path}: {str(e).splitlines()[0][:300]}",
+                                   rebuild_command(self.manifest, self.artifact_path)) from None
+        inputs = [i.name for i in self.session.get_inputs()]  # required inputs
+        optional = [i.name for i in self.session.get_overridable_initializers()]  # inputs with a default
         outputs = [o.name for o in self.session.get_outputs()]
         if self.input_name not in inputs:
             raise ManifestError(f"manifest input {self.input_name!r} is not an input of {self.artifact_path} "
@@ -85,7 +92,8 @@ class OnnxRuntimeBackend(Backend):
             if out not in outputs:
                 raise ManifestError(f"manifest output {out!r} is not an output of {self.artifact_path} "
                                     f"(outputs: {', '.join(outputs)}): re-export the model")
-        self._graph_inputs = set(inputs)
+        self._graph_inputs = set(inputs) | set(optional)
+        self._required_extra = [n for n in inputs if n != self.input_name]
         self._outputs = [self.map_name, self.score_name]
 
     def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
@@ -93,6 +101,9 @@ class OnnxRuntimeBackend(Backend):
         for k, v in extra.items():  # optional inputs: fed only if the graph has them
             if k in self._graph_inputs:
                 feed[k] = v
+        missing = [n for n in self._required_extra if n not in feed]
+        if missing:
+            raise FrameError(self.missing_extra_message(missing))
         maps, scores = self.session.run(self._outputs, feed)
         return maps, scores
 

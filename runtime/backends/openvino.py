@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import BackendUnavailable, ManifestError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, FrameError, ManifestError
+from runtime.manifest import rebuild_command
 
 
 def _import_ov() -> Any:
@@ -55,7 +56,11 @@ class OpenVINOBackend(Backend):
         ov = self._ov = _import_ov()
         self._core = ov.Core()
         path = self.model_path()
-        model = self._core.read_model(path)
+        try:
+            model = self._core.read_model(path)
+        except Exception as e:  # OpenVINO raises RuntimeError with a long trace
+            raise ArtifactMismatch(f"openvino cannot read {path}: {str(e).strip().splitlines()[0][:300]}",
+                                   rebuild_command(self.manifest, self.artifact_path)) from None
         names = [set(p.get_names()) for p in model.inputs]
         if not any(self.input_name in n for n in names):
             raise ManifestError(f"manifest input {self.input_name!r} is not an input of {path}: re-export the model")
@@ -64,6 +69,7 @@ class OpenVINOBackend(Backend):
             if out not in out_names:
                 raise ManifestError(f"manifest output {out!r} is not an output of {path}: re-export the model")
         self._graph_inputs = set().union(*names)
+        self._required_extra = [sorted(n)[0] for n in names if self.input_name not in n]
         if self.static_batch is None:
             shapes = {}
             for port, pn in zip(model.inputs, names):
@@ -106,6 +112,9 @@ class OpenVINOBackend(Backend):
         for k, v in extra.items():
             if k in self._graph_inputs:
                 feed[k] = v[sl]
+        missing = [n for n in self._required_extra if n not in feed]
+        if missing:
+            raise FrameError(self.missing_extra_message(missing))
         return feed
 
     def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
