@@ -157,17 +157,17 @@ class TensorRTBackend(Backend):
     def _execute(self, n: int) -> None:
         cudart = self._cudart
         if not self._use_graph:
-            if not self._context.execute_async_v3(self._stream):
+            if not self._context.execute_async_v3(int(self._stream)):
                 raise RuntimeInspectError(f"TensorRT execute_async_v3 failed for a batch of {n} (see its log)")
             return
         graph_exec = self._graphs.get(n)
         if graph_exec is None:
             # One plain run after a shape change lets TensorRT finish shape-dependent setup before capture.
-            self._context.execute_async_v3(self._stream)
+            self._context.execute_async_v3(int(self._stream))
             try:
                 _check(cudart.cudaStreamBeginCapture(
                     self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
-                self._context.execute_async_v3(self._stream)
+                self._context.execute_async_v3(int(self._stream))
                 graph = _check(cudart.cudaStreamEndCapture(self._stream))
                 graph_exec = _check(cudart.cudaGraphInstantiate(graph, 0))
                 self._graphs[n] = graph_exec
