@@ -15,7 +15,7 @@ from typing import Any
 __all__ = [
     "Inspector", "Result", "Manifest", "load_manifest", "write_manifest", "sha256_file",
     "RuntimeInspectError", "BackendUnavailable", "ManifestError", "ArtifactMismatch", "FrameError", "SourceError",
-    "available_backends", "select_backend", "open_source", "overlay",
+    "available_backends", "select_backend", "open_source",
 ]
 
 _LAZY = {
@@ -34,8 +34,9 @@ _LAZY = {
     "available_backends": "runtime.backends",
     "select_backend": "runtime.backends",
     "open_source": "runtime.sources",
-    "overlay": "runtime.overlay",
 }
+# Not `overlay`: `runtime.overlay` is a submodule, and importing it rebinds the package attribute to the module.
+# Use `from runtime.overlay import overlay`.
 
 
 def __getattr__(name: str) -> Any:

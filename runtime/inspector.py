@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from runtime.backends import BackendChoice, create_backend, select_backend
-from runtime.errors import FrameError, ManifestError, RuntimeInspectError, SourceError
+from runtime.errors import FrameError, ManifestError, RuntimeInspectError
 from runtime.manifest import (ARTIFACT_KINDS, Manifest, artifact_path_for, load_manifest, manifest_path_for,
                               verify_artifact)
 from runtime.overlay import overlay as _overlay

@@ -18,7 +18,7 @@ from test_runtime_helpers import frames, make_model  # noqa: E402
 
 from runtime import Inspector  # noqa: E402
 from runtime.errors import RuntimeInspectError, SourceError  # noqa: E402
-from runtime.sources import CaptureSource, FolderSource, FrameReader, FrameSource, open_source  # noqa: E402
+from runtime.sources import CaptureSource, FrameReader, FrameSource, open_source  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -206,8 +206,10 @@ class TensorRTBackend(Backend):
 
     # -- close --------------------------------------------------------------------------------------
     def _close(self) -> None:
-        cudart = self._cudart
-        for g in self._graphs.values():
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:  # the load failed before CUDA was touched
+            return
+        for g in getattr(self, "_graphs", {}).values():
             cudart.cudaGraphExecDestroy(g)
         self._graphs = {}
         if getattr(self, "_stream", None) is not None:
