@@ -43,8 +43,14 @@ def _looks_like_test_split(folder: Path) -> bool:
 
 
 def refuse_test_split(path: "str | os.PathLike", category: Optional[str] = None, what: str = "--data") -> None:
-    """Raise TestSplitRefused when `path` (or `path/category`) lies inside a test split or ground truth."""
+    """Raise TestSplitRefused when `path` (or `path/category`) lies inside a test split or ground truth, or is
+    a folder inside a VisA data set (whose image folders mix the train and test splits)."""
     p = Path(os.path.expanduser(str(path))).resolve()
+    for root in p.parents:
+        if is_visa(root):
+            raise TestSplitRefused(
+                f"{what} {p} lies inside the VisA data set {root}, whose folders mix the train and test splits: "
+                f"give {what} {root} and a category, so that split_csv/1cls.csv picks the training images")
     candidates = [p / category, p] if category else [p]
     for cand in candidates:
         for folder in [cand] + list(cand.parents):

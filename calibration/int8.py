@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import copy
 import inspect
+import io
 import json
 import logging
 import math
@@ -96,11 +97,13 @@ def _now() -> str:
 
 @contextlib.contextmanager
 def _quiet_ort():
-    """onnxruntime.quantization logs advice through the root logger ("consider pre-processing", ...)."""
+    """onnxruntime.quantization logs advice through the root logger ("consider pre-processing", ...) and its
+    histogram calibrators print progress lines to stdout; keep both out of our output."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.disable(previous)
 

@@ -78,3 +78,16 @@ def test_labelled_validation_folder(tmp_path, data):
     _img(str(tmp_path / "only_good" / "good"), "g.png")
     with pytest.raises(CalibrationError, match="needs both"):
         labelled_folder_samples(tmp_path / "only_good")
+
+
+def test_refuses_a_folder_inside_a_visa_data_set(tmp_path):
+    root = tmp_path / "visa"
+    (root / "split_csv").mkdir(parents=True)
+    (root / "split_csv" / "1cls.csv").write_text("object,split,label,image,mask\n"
+                                                "candle,train,normal,candle/Data/Images/Normal/000.JPG,\n")
+    _img(str(root / "candle" / "Data" / "Images" / "Normal"), "000.JPG")
+    with pytest.raises(TestSplitRefused, match="VisA"):
+        refuse_test_split(root / "candle" / "Data" / "Images" / "Normal")
+    with pytest.raises(TestSplitRefused, match="VisA"):
+        refuse_test_split(root / "candle")
+    refuse_test_split(root, "candle")  # the csv decides the split: fine

@@ -168,3 +168,21 @@ def test_refuses_test_splits_and_bad_options(model, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "test split" in err[0]
     assert open(manifest_path_for(model)).read() == before  # nothing written
+
+
+def test_runtime_inspector_uses_the_calibrated_threshold(model, tmp_path):
+    from runtime import Inspector
+
+    rng = np.random.default_rng(7)
+    folder = str(tmp_path / "good")
+    write_frames(folder, good_frames(rng, 100))
+    calibrate_threshold(model, folder, target_fpr=0.1, progress=False)
+    t = load_manifest(model).threshold
+    quiet = np.full((S, S, 3), 128, np.uint8)  # score 0: good
+    loud = np.where(rng.random((S, S, 3)) < 0.5, 0, 255).astype(np.uint8)  # score 1: anomalous
+    with Inspector(model, backend="onnxruntime", device="cpu", frame_order="RGB", warmup=False) as insp:
+        assert insp.threshold == pytest.approx(t.value)
+        good, bad = insp.inspect(quiet), insp.inspect(loud)
+    assert good.is_anomalous is False and bad.is_anomalous is True
+    assert bad.normalized_score == pytest.approx((bad.score - t.normalization.good_mean)
+                                                 / (t.value - t.normalization.good_mean))
