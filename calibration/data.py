@@ -12,7 +12,6 @@ INTER_LINEAR to enlarge) at the manifest's input size.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -22,6 +21,7 @@ import numpy as np
 from calibration.errors import CalibrationError, TestSplitRefused
 from train.data import find_samples, list_categories, list_images, load_images
 from train.data.samples import DEFECT, GOOD, Sample
+from train.data.holdout import split_holdout
 from train.data.visa import is_visa
 
 #: Folder names that mark evaluation data in the MVTec / MPDD layout.
@@ -111,12 +111,11 @@ def spread(samples: Sequence[Sample], n: Optional[int]) -> List[Sample]:
 
 
 def holdout(samples: Sequence[Sample], fraction: float) -> List[Sample]:
-    """The last ceil(fraction * n) samples in sorted order (at least one)."""
+    """The last ceil(fraction * n) samples in sorted order (at least one): the same rule as `python -m train
+    --holdout`, so the threshold is fit on good images that run never trained on."""
     if not 0.0 < float(fraction) <= 1.0:
         raise CalibrationError(f"--holdout must be a fraction in (0, 1], got {fraction}")
-    samples = list(samples)
-    k = max(1, int(math.ceil(float(fraction) * len(samples))))
-    return samples[-k:]
+    return split_holdout(samples, fraction)[1]
 
 
 def labelled_folder_samples(val: "str | os.PathLike", val_category: Optional[str] = None) -> Tuple[Path, List[Sample]]:

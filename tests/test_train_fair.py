@@ -117,3 +117,17 @@ def test_cli_bad_inputs_give_one_line(tmp_path):
     assert r.returncode != 0 and "bhpf" in r.stderr
     r = run("--method", "unknown-method", "--summary")
     assert r.returncode != 0 and "fair" in r.stderr
+
+
+def test_holdout_rule_is_shared_with_threshold_calibration():
+    from calibration.data import holdout
+    from train.data.holdout import split_holdout
+    from train.data.samples import Sample
+
+    samples = [Sample(path=f"/d/good/{i:03d}.png", label=0, defect_type="good", mask_path=None) for i in range(10)]
+    kept, held = split_holdout(list(reversed(samples)), 0.2)
+    assert [s.path for s in held] == ["/d/good/008.png", "/d/good/009.png"]
+    assert [s.path for s in holdout(samples, 0.2)] == [s.path for s in held]
+    assert not set(s.path for s in kept) & set(s.path for s in held)
+    with pytest.raises(ConfigError):
+        split_holdout(samples, 0.0)

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--image-size", default="256", help="N or HxW, multiples of 16 (e.g. 256, 224x544)")
     p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets)")
+    p.add_argument("--holdout", type=float, help="keep this fraction of train/good (last in sorted order) out of "
+                   "training, for `python -m calibration.threshold --holdout` (same rule)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimisation steps")
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
@@ -92,6 +94,13 @@ def _run(args) -> int:
     from train.loop import steps_for_epochs, train
 
     samples = find_samples(args.data, args.category, "train")
+    if args.holdout:
+        from train.data.holdout import split_holdout
+
+        samples, held = split_holdout(samples, args.holdout)
+        print(f"holding out {len(held)} of {len(samples) + len(held)} good training images for calibration")
+        if not samples:
+            raise ConfigError(f"--holdout {args.holdout} leaves no training images")
     images = load_images(samples, size, progress=not args.no_progress)
     batch = args.batch_size or method.train_defaults.get("batch_size", 8)
     if args.steps is not None:
@@ -108,7 +117,7 @@ def _run(args) -> int:
         method=args.method, c=args.c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
         lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
         data=str(args.data), category=args.category, options=options,
-        crop=parse_image_size(args.crop) if args.crop else None,
+        crop=parse_image_size(args.crop) if args.crop else None, holdout=args.holdout,
     )
     t0 = time.time()
     out = train(config, Path(args.out), images, device=args.device, resume=args.resume,

@@ -46,6 +46,8 @@ class RunConfig:
     # Train on random crops of this size (h, w) cut from the images at `image_size`; the trained weights are
     # size-agnostic and inspection runs on the full `image_size`. None: train on whole images.
     crop: Optional[Tuple[int, int]] = None
+    # Fraction of train/good held out of training (last in sorted order) for threshold calibration.
+    holdout: Optional[float] = None
     versions: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
