@@ -9,17 +9,17 @@ STEPS=${STEPS:-150}
 SIZE=${SIZE:-128}
 mkdir -p "$OUT"
 python -m train.demo_data --out "$OUT/data"
-RUN="$RUN"
+RUN="$OUT/runs/fair-c32-$CAT"
 if [ -f "$RUN/model.safetensors" ]; then
     echo "using the trained run in $RUN (delete it to train again)"
 else
     python -m train --method fair --c 32 --data "$OUT/data" --category "$CAT" --image-size "$SIZE" \
-        --steps "$STEPS" --batch-size 8 --lr 1e-3 --out "$RUN"
+        --steps "$STEPS" --batch-size 8 --lr 1e-3 --holdout 0.2 --out "$RUN"
 fi
 python -m benchmarks.accuracy --run "$RUN" --data "$OUT/data" --category "$CAT" \
     --json "$OUT/accuracy.json"
 python -m export.onnx --run "$RUN" --out "$OUT/model/fair-c32-$CAT.onnx"
 python -m calibration.threshold --model "$OUT/model/fair-c32-$CAT.onnx" --data "$OUT/data" --category "$CAT" \
-    --target-fpr 0.05
+    --holdout 0.2 --target-fpr 0.05
 python scripts/frames_to_video.py "$OUT/data/$CAT/test" "$OUT/line.avi"
 python -m runtime --model "$OUT/model/fair-c32-$CAT.onnx" --source "$OUT/line.avi" --out "$OUT/stream"
