@@ -42,6 +42,9 @@ RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "trt": "tensorrt"
 #: fp32 / fp16 / int8 are graphs (FP32 ONNX, FP16 ONNX, Q/DQ ONNX); bf16 is a compute mode of the FP32 graph
 #: (OpenVINO's INFERENCE_PRECISION_HINT, torch's CPU autocast) on CPUs with AMX / AVX512-BF16
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: Q/DQ placement of `calibration.int8` per backend: "onnxruntime" (outputs of weighted ops quantised too, the
+#: DQ -> Conv -> Q pattern ONNX Runtime's CPU provider runs as QLinearConv) or "tensorrt" (inputs only)
+INT8_PLACEMENT = {"ort": "onnxruntime", "openvino": "tensorrt", "trt": "tensorrt"}
 GMACS_TOLERANCE = 0.05  # ONNX-counted vs torch-counted GMACs may differ by this fraction before a row says so
 CALIBRATION_IMAGES = 64
 ROW_TIMEOUT_S = 1800.0
@@ -191,7 +194,8 @@ class ModelArtifacts:
             from export.onnx import fp16_variant
 
             return Path(fp16_variant(fp32, out))
-        if precision == "int8":
+        if precision.startswith("int8"):
+            placement = precision.partition(":")[2] or "tensorrt"
             s = self.settings
             if not s.data:
                 raise RowSkipped("int8 needs --data for calibration (and --category)")
@@ -200,7 +204,10 @@ class ModelArtifacts:
             except ImportError as e:
                 raise RowSkipped(f"INT8 calibration is not available ({one_line(e)})") from None
             fp32 = self.onnx("fp32")
-            quantize_onnx(fp32, out, s.data, s.category, s.calib_images)
+            out = self.dir / f"model_int8_{placement}.onnx"
+            # random weights: no accuracy to protect, so no per-block search for blocks to keep in FP32
+            quantize_onnx(fp32, out, s.data, s.category, s.calib_images, placement=placement,
+                          auto_keep=bool(self.run), progress=False)
             from runtime.manifest import load_manifest, manifest_path_for
 
             if not Path(manifest_path_for(out)).is_file():  # the calibrator may write its own manifest
@@ -233,9 +240,10 @@ class ModelArtifacts:
         from runtime.manifest import TensorRTInfo
 
         src = self.onnx(precision)
-        out = self.dir / f"model_{precision}_b{batch}.engine"
+        out = self.dir / f"model_{precision.replace(':', '_')}_b{batch}.engine"
         profile = (1, batch, max(batch, 8))
-        res = build_engine(src, out, precision=precision, batch=profile, timing_cache=self.dir / "timing.cache")
+        res = build_engine(src, out, precision=precision.partition(":")[0], batch=profile,
+                           timing_cache=self.dir / "timing.cache")
         info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
                             profile=res.profile)
         write(out, derive(self.manifest(precision), artifact_kind="tensorrt-engine", tensorrt=info,
@@ -277,10 +285,21 @@ def empty_row(spec: RowSpec) -> Dict[str, Any]:
         "params": None, "params_mib": None, "gmacs": None, "gmacs_torch": None, "gmacs_by_op": None,
         "size_bytes": None, "artifact": None,
         "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None, "std_ms": None,
+        "cpu_p50_ms": None,
         "fps": None, "iters": None, "warmup": None, "peak_rss_bytes": None, "memory_method": None,
         "image_auroc": None, "pixel_auroc": None, "aupro": None, "f1_max": None, "accuracy_images": None,
-        "runner": None, "compute_precision": None,
+        "runner": None, "compute_precision": None, "load_avg_1min": None,
     }
+
+
+def artifact_key(backend: str, precision: str) -> str:
+    """Which exported graph a row runs: "fp32", "fp16" or "int8:<placement>" (torch and bf16 rows: the FP32
+    graph, for GMACs and size)."""
+    if backend in ("torch", "torch-cuda") or precision == "bf16":
+        return "fp32"
+    if precision == "int8":
+        return f"int8:{INT8_PLACEMENT.get(backend, 'tensorrt')}"
+    return precision
 
 
 def fill_model_facts(row: Dict[str, Any], spec: RowSpec, art: ModelArtifacts) -> None:
@@ -291,7 +310,7 @@ def fill_model_facts(row: Dict[str, Any], spec: RowSpec, art: ModelArtifacts) ->
     row["params_mib"] = summ.get("params_mib")
     row["gmacs_torch"] = summ.get("gmacs")
     torch_row = spec.backend in ("torch", "torch-cuda")
-    onnx_precision = "fp32" if torch_row or spec.precision == "bf16" else spec.precision
+    onnx_precision = artifact_key(spec.backend, spec.precision)
     if spec.backend == "trt" and spec.precision == "bf16":
         return
     try:
@@ -388,12 +407,14 @@ def prepare_job(spec: RowSpec, art: ModelArtifacts, settings: Settings) -> Dict[
         if not gpus():
             raise RowSkipped("TensorRT needs an NVIDIA GPU; none here")
         job["device"] = "cuda"
-        job["artifact"] = str(art.engine(prec, spec.batch))
+        job["artifact"] = str(art.engine(artifact_key(b, prec), spec.batch))
         return job
     if settings.threads:
         options["threads"] = settings.threads
     job["backend_options"] = options
-    job["artifact"] = str(art.onnx("fp32" if prec == "bf16" else prec))
+    job["artifact"] = str(art.onnx(artifact_key(b, prec)))
+    if prec == "int8":
+        job["notes"] = [f"Q/DQ placement: {INT8_PLACEMENT[b]}"]
     return job
 
 
@@ -414,7 +435,7 @@ def run_row(spec: RowSpec, art: ModelArtifacts, settings: Settings) -> Dict[str,
         gc.collect()
     else:
         result = run_isolated(job, settings.row_timeout)
-    notes = row["notes"] + list(result.pop("notes", []) or [])
+    notes = row["notes"] + list(job.get("notes") or []) + list(result.pop("notes", []) or [])
     row.update(result)
     row["notes"] = notes
     if spec.run and not settings.data and row["status"] == "ok":
@@ -501,7 +522,9 @@ def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precision
     mem_methods = {r.get("memory_method") for r in rows if r.get("memory_method")}
     notes = [TIMING_NOTE,
              f"p50/p90/p99 over the timed runs after {settings.warmup} untimed warm-up runs; FPS = images per "
-             f"second = batch / mean latency; GPU work is synchronised before the clock stops",
+             f"second = batch / mean latency; GPU work is synchronised before the clock stops; CPU ms = median "
+             f"process CPU time (all threads) per batch: steadier than wall time on a shared machine for "
+             f"single-threaded runs, inflated by spin-waiting with more threads",
              FALLBACK_MEMORY_NOTE if "ru_maxrss" in mem_methods else MEMORY_NOTE,
              "GMACs per image counted from the exported ONNX graph (Conv/ConvTranspose/MatMul/Gemm after shape "
              "inference); params as `python -m train --summary`",
@@ -512,6 +535,11 @@ def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precision
     if "bf16" in precisions:
         notes.append("bf16 = the FP32 graph computed in bfloat16 (OpenVINO INFERENCE_PRECISION_HINT=bf16, torch CPU "
                      "autocast), which uses AMX / AVX512-BF16 where the CPU has it")
+    loads = [r["load_avg_1min"] for r in rows if r.get("load_avg_1min") is not None]
+    if loads and max(loads) > machine["logical_cores"]:
+        notes.append(f"the machine was busy: 1-minute load average up to {max(loads):.1f} on "
+                     f"{machine['logical_cores']} CPUs during the rows, so wall times are inflated, torch eager "
+                     f"(OpenMP barriers) most of all; compare CPU ms, or rerun on an idle machine")
     from benchmarks.table import speedups
 
     notes.extend(speedups(rows))
@@ -584,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Latency / FPS / size / memory (and accuracy with --runs) of inspection graphs per backend "
                     "and precision. Timed: the whole graph, uint8 frames in, map + score out.")
     p.add_argument("--method", default="fair", help="registered method (default fair)")
-    p.add_argument("--c", type=_positive, nargs="+", default=[32], help="base widths (FAIR: 32 64 128)")
+    p.add_argument("--c", type=_positive, nargs="+", default=None,
+                   help="base widths (FAIR: 32 64 128); default 32, or only the widths of --runs when given")
     p.add_argument("--backend", type=_backend_name, nargs="+", default=["torch", "ort", "openvino", "trt"],
                    help=f"backends: {', '.join(BACKENDS)} (default: torch ort openvino trt)")
     p.add_argument("--precision", type=_precision, nargs="+", default=["fp32"],
@@ -662,7 +691,8 @@ def _main(args) -> int:
         row_timeout=args.row_timeout,
     )
     dedup = lambda xs: list(dict.fromkeys(xs))  # noqa: E731
-    result = benchmark(args.method, dedup(args.c), dedup(args.backend), dedup(args.precision), dedup(args.batch),
+    cs = args.c if args.c is not None else ([] if args.runs else [32])
+    result = benchmark(args.method, dedup(cs), dedup(args.backend), dedup(args.precision), dedup(args.batch),
                        size, settings, runs=args.runs, work_dir=args.work_dir)
     from benchmarks import table
 

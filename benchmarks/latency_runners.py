@@ -113,10 +113,11 @@ def make_frames(batch: int, image_size: Sequence[int], seed: int = 0) -> np.ndar
 
 
 def time_infer(infer: Callable[[Any], Any], frames: Any, warmup: int, iters: int,
-               max_seconds: float = float("inf"), synchronize: Optional[Callable[[], None]] = None
-               ) -> Tuple[List[float], List[str]]:
+               max_seconds: float = float("inf"), synchronize: Optional[Callable[[], None]] = None,
+               cpu_ms: Optional[List[float]] = None) -> Tuple[List[float], List[str]]:
     """Latencies in ms of `iters` calls after `warmup` untimed ones (at least 1 timed). Stops early, after at
-    least 3 timed calls, once the timed calls have taken `max_seconds`; the notes say so."""
+    least 3 timed calls, once the timed calls have taken `max_seconds`; the notes say so. `cpu_ms`, when given,
+    receives the process CPU time (all threads) of each timed call."""
     notes: List[str] = []
     for _ in range(max(0, warmup)):
         infer(frames)
@@ -125,11 +126,14 @@ def time_infer(infer: Callable[[Any], Any], frames: Any, warmup: int, iters: int
     lat: List[float] = []
     spent = 0.0
     for i in range(max(1, iters)):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         infer(frames)
         if synchronize is not None:
             synchronize()
         dt = time.perf_counter() - t0
+        if cpu_ms is not None:
+            cpu_ms.append((time.process_time() - c0) * 1e3)
         lat.append(dt * 1e3)
         spent += dt
         if spent > max_seconds and i + 1 >= 3 and i + 1 < iters:
@@ -138,10 +142,11 @@ def time_infer(infer: Callable[[Any], Any], frames: Any, warmup: int, iters: int
     return lat, notes
 
 
-def latency_stats(lat_ms: Sequence[float], batch: int) -> Dict[str, Any]:
+def latency_stats(lat_ms: Sequence[float], batch: int, cpu_ms: Optional[Sequence[float]] = None
+                  ) -> Dict[str, Any]:
     a = np.asarray(lat_ms, dtype=np.float64)
     mean = float(a.mean())
-    return {
+    out = {
         "p50_ms": float(np.percentile(a, 50)),
         "p90_ms": float(np.percentile(a, 90)),
         "p99_ms": float(np.percentile(a, 99)),
@@ -151,6 +156,11 @@ def latency_stats(lat_ms: Sequence[float], batch: int) -> Dict[str, Any]:
         "fps": batch / (mean / 1e3),
         "iters": int(a.size),
     }
+    if cpu_ms:
+        # CPU time of the whole process per call: on a busy machine a steadier figure than wall time for
+        # single-threaded runs (with more threads it includes the threads' spin-waiting)
+        out["cpu_p50_ms"] = float(np.percentile(np.asarray(cpu_ms, dtype=np.float64), 50))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -308,12 +318,15 @@ def execute_job(job: Dict[str, Any], emit: Optional[Callable[[Dict[str, Any]], N
         mem = PeakRSS().start()
         runner = open_runner(job)
         frames = make_frames(int(job["batch"]), job["image_size"], int(job.get("seed", 0)))
+        cpu: List[float] = []
         lat, notes = time_infer(runner.infer, frames, int(job["warmup"]), int(job["iters"]),
-                                float(job.get("max_seconds") or float("inf")), getattr(runner, "synchronize", None))
+                                float(job.get("max_seconds") or float("inf")), getattr(runner, "synchronize", None),
+                                cpu_ms=cpu)
         result["peak_rss_bytes"] = mem.peak_bytes()
         result["memory_method"] = mem.method
-        result.update(latency_stats(lat, int(job["batch"])))
+        result.update(latency_stats(lat, int(job["batch"]), cpu))
         result["warmup"] = int(job["warmup"])
+        result["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         result["notes"].extend(notes)
         result["runner"] = runner.describe() if hasattr(runner, "describe") else job["backend"]
         if job["backend"] == "openvino":

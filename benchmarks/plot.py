@@ -40,9 +40,15 @@ def plot_result(result: Dict[str, Any], out_path) -> List[str]:
                 ax.annotate(f"c={r['c']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("FPS (images/s)")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
         if key == "params":
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
         ax.grid(True, which="both", alpha=0.3)
         title = f"FPS vs {label.split(' (')[0]}"
         ax.set_title(title)

@@ -55,6 +55,7 @@ COLUMNS: List[Column] = [
     ("p90 ms", "p90_ms", _num(".1f")),
     ("p99 ms", "p99_ms", _num(".1f")),
     ("FPS", "fps", _num(".1f")),
+    ("CPU ms", "cpu_p50_ms", _num(".0f")),
     ("peak MiB", "peak_rss_bytes", _mib),
     ("img AUROC", "image_auroc", _pct),
     ("AUPRO", "aupro", _pct),

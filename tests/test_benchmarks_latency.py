@@ -85,6 +85,7 @@ def test_timed_rows_have_consistent_numbers(small_run):
             assert row["iters"] == 3
             assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
             assert row["fps"] == pytest.approx(batch / (row["mean_ms"] / 1e3), rel=1e-6)
+            assert row["cpu_p50_ms"] is not None and row["cpu_p50_ms"] >= 0
             assert row["peak_rss_bytes"] is not None and row["peak_rss_bytes"] >= 0
             assert row["image_auroc"] is None and row["aupro"] is None  # no --runs: no accuracy
     assert _row(result, backend="ort", precision="fp32", batch=1)["size_bytes"] > 0
@@ -202,10 +203,10 @@ def test_onnx_mac_count_by_hand(tmp_path):
 
 
 def test_time_infer_excludes_warmup_and_synchronises():
-    calls, syncs = [], []
+    calls, syncs, cpu = [], [], []
     lat, notes = latency.time_infer(lambda f: calls.append(1), np.zeros((1, 4, 4, 3), np.uint8), warmup=4,
-                                    iters=5, synchronize=lambda: syncs.append(1))
-    assert len(calls) == 9 and len(lat) == 5 and notes == []
+                                    iters=5, synchronize=lambda: syncs.append(1), cpu_ms=cpu)
+    assert len(calls) == 9 and len(lat) == 5 and len(cpu) == 5 and notes == []
     assert len(syncs) == 6  # once after the warm-up, once after every timed call
 
 
@@ -282,3 +283,40 @@ def test_plot_writes_png_with_auroc_panel(tmp_path):
 
 def test_physical_cores_is_sane():
     assert 1 <= physical_cores() <= machine_info()["logical_cores"]
+
+
+# ---- a trained run: accuracy through the row's backend, and the INT8 row with calibration ----------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latrun")
+    data, run = root / "data", root / "run"
+    for cmd in (
+        ["-m", "train.demo_data", "--out", str(data), "--categories", "brick", "--size", "64", "--train", "12",
+         "--test-good", "4", "--test-defect", "1", "--no-progress"],
+        ["-m", "train", "--method", "fair", "--c", "8", "--image-size", "64", "--data", str(data), "--category",
+         "brick", "--out", str(run), "--steps", "2", "--batch-size", "4", "--no-progress"],
+    ):
+        proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    out = root / "lat.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/latency.py", "--runs", str(run), "--data", str(data), "--category", "brick",
+         "--backend", "ort", "--precision", "fp32", "int8", "--batch", "2", "--warmup", "0", "--iters", "2",
+         "--calib-images", "8", "--json", str(out), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_trained_run_rows_report_accuracy(trained_run):
+    rows = trained_run["rows"]
+    assert [(r["c"], r["precision"]) for r in rows] == [(8, "fp32"), (8, "int8")]  # only the run's width
+    fp32 = rows[0]
+    assert fp32["status"] == "ok" and fp32["run"]
+    assert 0.0 <= fp32["image_auroc"] <= 1.0 and 0.0 <= fp32["aupro"] <= 1.0
+    assert fp32["accuracy_images"] > 0
+    int8 = rows[1]
+    assert int8["status"] == "ok", int8["reason"]
+    assert int8["image_auroc"] is not None and any("Q/DQ placement" in n for n in int8["notes"])
