@@ -53,9 +53,16 @@ class Noise2Norm(Method):
         "noise_seed": 0,  # seed of the fixed inference noise field (a graph constant)
         "alpha": 0.84,  # MS-SSIM weight of the loss / map (Zhao et al.)
     }
-    # Paper: AdamW betas (0.5, 0.999), lr 1e-6, cosine annealing to eta_min 1e-6. lr 1e-6 barely moves a
-    # freshly initialised M-net in a short run; 2e-4 is the default we measured on the demo data (see report in
-    # the commit message / docs): lowest loss after a fixed budget among 1e-6 .. 1e-3.
+    # Paper: AdamW betas (0.5, 0.999), lr 1e-6, cosine annealing to eta_min 1e-6. Measured on skimage's `gravel`
+    # texture (64x64 tiles, c=16, batch 8, 200 steps, this optimiser and schedule; held-out tiles with painted
+    # blobs and scratches):   lr     val loss  pixel AUROC
+    #                         1e-6   0.913     0.43   (the loss has barely moved from its initial ~0.91)
+    #                         1e-4   0.446     0.92
+    #                         2e-4   0.378     0.92
+    #                         5e-4   0.352     0.91
+    #                         1e-3   0.342     0.91
+    # 2e-4: the best localisation of the sweep at a loss within 10 % of the lowest; higher rates lower the loss a
+    # little more but do not localise better. The paper's 1e-6 stays reachable with --lr.
     train_defaults = {"lr": 2e-4, "batch_size": 8, "betas": (0.5, 0.999), "weight_decay": 1e-2, "eta_min": 1e-6}
 
     def build_model(self, c, image_size, options):
