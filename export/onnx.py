@@ -48,60 +48,6 @@ def _config(config_or_meta: Union[RunConfig, Dict[str, Any]]) -> RunConfig:
     return RunConfig.from_dict(d)
 
 
-def _cast_uint8_first(model: onnx.ModelProto) -> int:
-    """Rewrite `uint8 input -> Transpose -> Cast(float)` into `uint8 input -> Cast -> Transpose` (exactly equal).
-
-    TensorRT accepts UINT8 only as a network input or output, so nothing but a Cast may read it. Returns the
-    number of rewritten inputs."""
-    g = model.graph
-    consumers: Dict[str, list] = {}
-    for node in g.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    done = 0
-    for vi in g.input:
-        if vi.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
-            continue
-        users = consumers.get(vi.name, [])
-        if len(users) != 1 or users[0].op_type != "Transpose":
-            continue
-        tr = users[0]
-        after = consumers.get(tr.output[0], [])
-        if len(after) != 1 or after[0].op_type != "Cast":
-            continue
-        cast = after[0]
-        mid = tr.output[0]
-        out = cast.output[0]
-        cast.input[0] = vi.name
-        cast.output[0] = mid
-        tr.input[0] = mid
-        tr.output[0] = out
-        nodes = []
-        for node in g.node:
-            c = onnx.NodeProto()
-            c.CopyFrom(node)
-            nodes.append(c)
-        i_tr = next(i for i, nd in enumerate(nodes) if nd.op_type == "Transpose" and nd.input[0] == mid)
-        i_cast = next(i for i, nd in enumerate(nodes) if nd.op_type == "Cast" and nd.output[0] == mid)
-        nodes[i_tr], nodes[i_cast] = nodes[i_cast], nodes[i_tr]
-        del g.node[:]
-        g.node.extend(nodes)
-        keep = []
-        for v in g.value_info:
-            if v.name != mid:  # drop its stale uint8 type
-                c = onnx.ValueInfoProto()
-                c.CopyFrom(v)
-                keep.append(c)
-        del g.value_info[:]
-        g.value_info.extend(keep)
-        consumers = {}
-        for node in g.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
-        done += 1
-    return done
-
-
 def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module) -> Dict[str, Any]:
     """Node-name prefixes of the graph's parts and their node counts, for the manifest (`graph_parts`).
 
@@ -193,7 +139,6 @@ def export_onnx(
                               output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic or None,
                               opset_version=int(opset), do_constant_folding=True, dynamo=False)
         model = onnx.load(str(raw))
-    _cast_uint8_first(model)
     if simplify:
         model = _simplify(model)
     model.graph.name = f"{config.method}_c{config.c}"

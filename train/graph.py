@@ -42,7 +42,9 @@ class InspectionGraph(nn.Module):
         return self.channel_order == "BGR"
 
     def forward(self, frame: torch.Tensor, *extra: torch.Tensor):
-        x = frame.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
+        # Cast before anything else touches the frame: TensorRT takes UINT8 only as a network input/output,
+        # so the first op reading the input must be the Cast (a Transpose on UINT8 fails to build).
+        x = frame.to(torch.float32).permute(0, 3, 1, 2) * (1.0 / 255.0)
         if self.channel_order == "BGR":
             x = torch.cat([x[:, 2:3], x[:, 1:2], x[:, 0:1]], dim=1)
         if self.resizes:
