@@ -45,6 +45,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: Q/DQ placement of `calibration.int8` per backend: "onnxruntime" (outputs of weighted ops quantised too, the
 #: DQ -> Conv -> Q pattern ONNX Runtime's CPU provider runs as QLinearConv) or "tensorrt" (inputs only)
 INT8_PLACEMENT = {"ort": "onnxruntime", "openvino": "tensorrt", "trt": "tensorrt"}
+#: what OpenVINO's INFERENCE_PRECISION_HINT should be for each row (int8: the ops left in float)
+OPENVINO_COMPUTE = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 GMACS_TOLERANCE = 0.05  # ONNX-counted vs torch-counted GMACs may differ by this fraction before a row says so
 CALIBRATION_IMAGES = 64
 ROW_TIMEOUT_S = 1800.0
@@ -142,9 +144,6 @@ class ModelArtifacts:
                                              options=self.settings.options or None, seed=self.settings.seed)
             self._graph = (graph.eval(), config)
         return self._graph
-
-    def graph(self):
-        return self.graph_and_config()[0]
 
     def options(self) -> Dict[str, Any]:
         if self._options is None:
@@ -440,8 +439,11 @@ def run_row(spec: RowSpec, art: ModelArtifacts, settings: Settings) -> Dict[str,
     row["notes"] = notes
     if spec.run and not settings.data and row["status"] == "ok":
         row["notes"].append("accuracy needs --data and --category")
-    if spec.backend == "openvino" and spec.precision == "fp32" and row.get("compute_precision") not in (None, "f32"):
-        row["notes"].append(f"OpenVINO computed this fp32 graph in {row['compute_precision']}")
+    expected = OPENVINO_COMPUTE.get(spec.precision)
+    if spec.backend == "openvino" and row.get("compute_precision") not in (None, expected):
+        what = "the float parts of this Q/DQ graph" if spec.precision == "int8" else f"this {spec.precision} row"
+        row["notes"].append(f"OpenVINO computed {what} in {row['compute_precision']} (its INFERENCE_PRECISION_HINT), "
+                            f"not {expected}")
     return row
 
 
