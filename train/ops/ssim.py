@@ -43,8 +43,9 @@ def gaussian_kernel1d(sigma: float, size: int) -> torch.Tensor:
 
 def _blur(stack: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur of every channel of `stack` (N, C, H, W), reflect padding, same size."""
-    c = stack.shape[1]
-    k = kernel.shape[0]
+    # Python ints (constants under tracing): the exported depthwise weights need a static shape.
+    c = int(stack.shape[1])
+    k = int(kernel.shape[0])
     p = k // 2
     x = F.pad(stack, (p, p, p, p), mode="reflect")
     kern = kernel.to(dtype=x.dtype, device=x.device)
