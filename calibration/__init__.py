@@ -2,7 +2,8 @@
 
 - ``python -m calibration.int8``: calibrates on good training images, writes ``MODEL-int8.onnx`` (a Q/DQ graph
   that TensorRT and ONNX Runtime run) and its manifest with a ``quantization`` report (FP32 vs INT8 accuracy,
-  map error, placement, sizes); optionally a TensorRT 8.x calibration cache (`calibration.trt_cache`).
+  map error, range overshoot on synthetic defects (`calibration.synthetic`), placement, sizes); optionally a
+  TensorRT 8.x calibration cache (`calibration.trt_cache`).
 - ``python -m calibration.threshold``: scores held-out good images and writes the pass/fail threshold and
   the score normalisation, with their provenance, into the model's manifest (no rebuild needed).
 

@@ -3,7 +3,8 @@ ONNX Runtime run.
 
     python -m calibration.int8 --model MODEL.onnx --data DIR [--category CAT] [--images 64] \
         [--out MODEL-int8.onnx] [--method minmax|entropy|percentile] [--eval-data DIR --eval-category CAT] \
-        [--keep NODE_PREFIX ...] [--placement tensorrt|onnxruntime] [--calib-cache PATH --trt-version 8.5]
+        [--keep NODE_PREFIX ...] [--placement tensorrt|onnxruntime] [--headroom K] \
+        [--calib-cache PATH --trt-version 8.5]
 
 What it does, in order:
 
@@ -23,10 +24,15 @@ What it does, in order:
    CPU provider runs as QLinearConv; with the TensorRT placement ONNX Runtime runs FP32 convolutions between
    Q/DQ pairs, slower than the FP32 graph.
 4. Report: FP32 vs INT8 image/pixel AUROC on the test split of the data (or ``--eval-data``) via
-   `benchmarks.evaluate`, map error statistics, the quantised nodes, sizes. When INT8 loses more than 0.5
-   AUROC point, a per-block sensitivity analysis quantises one block at a time, measures the map error on
-   calibration images, and keeps the worst blocks in FP32 until the goal is met (at most 3; ``--keep`` does
-   it by hand, ``--no-auto-keep`` turns it off). Ranges are computed once and reused for every placement.
+   `benchmarks.evaluate`, map error statistics (calibration images, the same images with synthetic defects
+   from `calibration.synthetic`, the evaluation images), how far activations on synthetic defects overshoot
+   the INT8 ranges, the quantised nodes, sizes. When INT8 loses more than 0.5 AUROC point, a per-block
+   sensitivity analysis quantises one block at a time, measures the map error against FP32 on calibration
+   images with synthetic defects (good images alone do not show what clips), and keeps the worst blocks in
+   FP32 until the goal is met (at most 3; ``--keep`` does it by hand, ``--no-auto-keep`` turns it off).
+   ``--headroom K`` widens every range by K: ranges fitted to good images clip what a defect drives through
+   the network, and when that clipping is spread over all blocks no block fallback helps. Ranges are
+   computed once and reused for every placement.
 5. Output: ``MODEL-int8.onnx`` and its manifest (a copy of the FP32 one with precision "int8", its own
    sha256 and the ``quantization`` report; the FP32 threshold is not carried over: recalibrate it with
    ``python -m calibration.threshold`` on the INT8 model). Where the TensorRT version still reads one
@@ -58,6 +64,7 @@ from calibration import qdq
 from calibration.data import good_train_samples, load_frames, refuse_test_split, relative_paths, spread
 from calibration.errors import CalibrationError
 from calibration.scoring import OrtScorer, default_threads, import_onnxruntime
+from calibration.synthetic import with_defects
 from runtime.errors import RuntimeInspectError
 from runtime.manifest import load_manifest, sha256_file, verify_artifact, write_manifest
 
@@ -172,6 +179,7 @@ class Quantizer:
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
         self.cache: Optional[str] = None
+        self.base_cache: Optional[str] = None
         self.frames: Optional[np.ndarray] = None
 
     def _ort_method(self):
@@ -210,8 +218,34 @@ class Quantizer:
                 calibrator.collect_data(_FramesReader(self.input_name, frames[start:start + self.batch_size],
                                                       self.batch_size))
             ranges = calibrator.compute_data()
-        self.cache = os.path.join(self.workdir, "ranges.json")
+        self.cache = self.base_cache = os.path.join(self.workdir, "ranges.json")
         save_tensors_data(ranges, self.cache)
+
+    def set_headroom(self, factor: float) -> None:
+        """Widen every activation range by `factor` (>= 1): ranges fitted to good images clip what a defect
+        drives through the network; headroom trades resolution on good images for less clipping on defects."""
+        factor = float(factor)
+        if factor == 1.0:
+            self.cache = getattr(self, "base_cache", self.cache)
+            return
+        if not factor >= 1.0:
+            raise CalibrationError(f"--headroom must be >= 1 (a factor on the calibrated ranges), got {factor}")
+        if getattr(self, "base_cache", None) is None:
+            raise CalibrationError("--headroom needs an onnxruntime whose quantize_static takes calibration_cache_path "
+                                   "(1.2x or newer); upgrade onnxruntime or drop --headroom")
+        from onnxruntime.quantization import TensorData, TensorsData, load_tensors_data, save_tensors_data  # noqa
+
+        base = load_tensors_data(self.base_cache)
+        scaled = {}
+        for name, td in base.data.items():
+            attrs = {k: getattr(td, k) for k in td._attrs}  # noqa: SLF001 - TensorData keeps its field list there
+            for k in ("lowest", "highest"):
+                if k in attrs:
+                    v = np.asarray(attrs[k])
+                    attrs[k] = (v * factor).astype(v.dtype)
+            scaled[name] = TensorData(**attrs)
+        self.cache = os.path.join(self.workdir, f"ranges-x{factor:g}.json")
+        save_tensors_data(TensorsData(base.calibration_method, scaled), self.cache)
 
     def quantize(self, nodes: Sequence[str], out_path: str) -> onnx.ModelProto:
         """Q/DQ graph with `nodes` quantised, written to `out_path` (and returned)."""
@@ -312,6 +346,7 @@ def quantize_onnx(
     method: str = "minmax",
     *,
     placement: str = "tensorrt",
+    headroom: float = 1.0,
     eval_data: "str | os.PathLike | None" = None,
     eval_category: Optional[str] = None,
     keep: Sequence[str] = (),
@@ -392,10 +427,12 @@ def quantize_onnx(
         quantizer = Quantizer(prepared, net_prefixes, manifest.input.name, method, tmp, percentile, batch_size,
                               progress, placement)
         quantizer.calibrate(frames)
+        quantizer.set_headroom(headroom)
         fp32 = OrtScorer(fp32_path, manifest, threads)
-        sub = frames[[frames.shape[0] * i // min(SENSITIVITY_IMAGES, frames.shape[0])
-                      for i in range(min(SENSITIVITY_IMAGES, frames.shape[0]))]]
-        fp32_sub = fp32(sub)
+        k = min(SENSITIVITY_IMAGES, frames.shape[0])
+        sub = frames[[frames.shape[0] * i // k for i in range(k)]]
+        syn = with_defects(sub, seed=0)  # the same images with synthetic defects (never test images)
+        fp32_sub, fp32_syn = fp32(sub), fp32(syn)
         fp32_eval = eval_set.evaluate(fp32, progress) if eval_set is not None else None
 
         def trial(kept: List[str], tag: str) -> Dict[str, Any]:
@@ -404,7 +441,8 @@ def quantize_onnx(
             quantizer.quantize(nodes, path)
             scorer = OrtScorer(path, manifest, threads)
             res: Dict[str, Any] = {"keep": list(kept), "path": path,
-                                   "calibration_map_error": map_error(*fp32_sub, *scorer(sub))}
+                                   "calibration_map_error": map_error(*fp32_sub, *scorer(sub)),
+                                   "synthetic_map_error": map_error(*fp32_syn, *scorer(syn))}
             if eval_set is not None and fp32_eval is not None:
                 ev = eval_set.evaluate(scorer, progress)
                 res["eval"] = ev
@@ -422,7 +460,8 @@ def quantize_onnx(
         over = first.get("worst_loss") is not None and first["worst_loss"] > max_loss_points
         sens: Optional[List[Dict[str, Any]]] = None
         if (over and auto_keep) or sensitivity:
-            sens = _sensitivity(quantizer, block_map, keep, sub, fp32_sub, manifest, threads, tmp, progress, say)
+            sens = _sensitivity(quantizer, block_map, keep, (sub, fp32_sub), (syn, fp32_syn), manifest, threads,
+                                tmp, progress, say)
         auto_kept: List[str] = []
         if over and auto_keep and sens:
             for entry in sens[:MAX_AUTO_KEEP]:
@@ -437,6 +476,7 @@ def quantize_onnx(
         final_keep = best["keep"]
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
         shutil.copyfile(best["path"], out_path)
+        overshoot = range_overshoot(prepared, onnx.load(out_path), syn, threads)
 
     final = onnx.load(out_path)
     summary = qdq.qdq_summary(final, net_prefixes)
@@ -452,6 +492,7 @@ def quantize_onnx(
                    "DequantizeLinear (TensorRT folds them into INT8 weights)",
         "bias": "FP32 (not quantised: TensorRT rejects an INT32 DequantizeLinear)",
         "method": method,
+        "headroom": float(headroom),
         "calibration": {
             "data": os.path.abspath(os.fspath(calib_data)), "category": category,
             "split": "train (good images only)", "images": len(chosen), "available": len(samples),
@@ -471,7 +512,9 @@ def quantize_onnx(
                                             "weight_tensors", "zero_point_types")},
             "per_channel_weights": sum(1 for w in summary["weights"] if w["scales"] > 1),
         },
-        "map_error": {"calibration_images": best["calibration_map_error"]},
+        "map_error": {"calibration_images": best["calibration_map_error"],
+                      "synthetic_defect_images": best["synthetic_map_error"]},
+        "range_overshoot": overshoot,
         "sizes": {
             "fp32_onnx_bytes": os.path.getsize(fp32_path), "int8_onnx_bytes": os.path.getsize(out_path),
             "quantized_weight_parameters": params, "fp32_weight_bytes": 4 * params, "int8_weight_bytes": params,
@@ -496,7 +539,8 @@ def quantize_onnx(
     else:
         report["accuracy"] = {"note": eval_note or "not measured"}
     report["attempts"] = [{"keep": r["keep"], "metrics": r.get("metrics"), "loss_points": r.get("loss_points"),
-                           "calibration_relative_map_error": r["calibration_map_error"]["relative_mean_abs_diff"]}
+                           "calibration_relative_map_error": r["calibration_map_error"]["relative_mean_abs_diff"],
+                           "synthetic_relative_map_error": r["synthetic_map_error"]["relative_mean_abs_diff"]}
                           for r in attempts]
     report["sensitivity"] = sens
     report["trt_calibration_cache"] = _maybe_cache(out_path, calib_cache, trt_version, say)
@@ -506,22 +550,54 @@ def quantize_onnx(
     return report
 
 
-def _sensitivity(quantizer: Quantizer, block_map, keep: Sequence[str], sub: np.ndarray, fp32_sub, manifest,
-                 threads: int, tmp: str, progress: bool, say: Log) -> List[Dict[str, Any]]:
-    """Quantise one block at a time; map error vs FP32 on calibration images, worst first."""
+def _sensitivity(quantizer: Quantizer, block_map, keep: Sequence[str], good: Tuple[np.ndarray, Any],
+                 defects: Tuple[np.ndarray, Any], manifest, threads: int, tmp: str, progress: bool,
+                 say: Log) -> List[Dict[str, Any]]:
+    """Quantise one block at a time; map error vs FP32 on the calibration images and on the same images with
+    synthetic defects, ranked by the latter (what a bad part drives through the block), worst first."""
     rows: List[Dict[str, Any]] = []
     todo = [(b, nodes) for b, nodes in block_map.items() if not qdq.under(b, keep)]
     for i, (block, nodes) in enumerate(_progress(todo, len(todo), "sensitivity", progress)):
         path = os.path.join(tmp, f"sens-{i}.onnx")
         quantizer.quantize(nodes, path)
-        err = map_error(*fp32_sub, *OrtScorer(path, manifest, threads)(sub))
-        rows.append({"block": block, "nodes": len(nodes), **{k: err[k] for k in (
-            "mean_abs_diff", "max_abs_diff", "relative_mean_abs_diff", "score_max_abs_diff")}})
-    rows.sort(key=lambda r: -r["mean_abs_diff"])
+        scorer = OrtScorer(path, manifest, threads)
+        g = map_error(*good[1], *scorer(good[0]))
+        d = map_error(*defects[1], *scorer(defects[0]))
+        rows.append({"block": block, "nodes": len(nodes),
+                     "good_relative_map_error": g["relative_mean_abs_diff"], "good_max_abs_diff": g["max_abs_diff"],
+                     "defect_relative_map_error": d["relative_mean_abs_diff"], "defect_max_abs_diff": d["max_abs_diff"],
+                     "defect_score_correlation": d["score_correlation"]})
+    rows.sort(key=lambda r: -r["defect_relative_map_error"])
     if rows:
-        say("sensitivity (one block quantised at a time, map error on calibration images): "
-            + ", ".join(f"{r['block']} {r['relative_mean_abs_diff']:.2%}" for r in rows[:5]))
+        say("sensitivity (one block INT8 at a time, map error on calibration images with synthetic defects): "
+            + ", ".join(f"{r['block']} {r['defect_relative_map_error']:.2%}" for r in rows[:5]))
     return rows
+
+
+def range_overshoot(fp32_model: str, qdq_model: onnx.ModelProto, frames: np.ndarray, threads: int,
+                    top: int = 5) -> Dict[str, Any]:
+    """How far FP32 activations on `frames` (synthetic defects) exceed the INT8 ranges: max|x| / (127 * scale)
+    per quantised activation; above 1 the INT8 graph clips. Returns the worst tensors and the median ratio."""
+    scales = qdq.activation_scales(qdq_model)
+    if not scales:
+        return {"tensors": 0}
+    sub = qdq.truncate_to(onnx.load(fp32_model), list(scales))
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3
+    session = ort.InferenceSession(sub.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    names = list(scales)
+    amax = np.zeros(len(names))
+    for start in range(0, frames.shape[0], 4):
+        outs = session.run(names, {input_name: frames[start:start + 4]})
+        amax = np.maximum(amax, [float(np.max(np.abs(o))) for o in outs])
+    ratio = amax / (127.0 * np.array([scales[n] for n in names]))
+    order = np.argsort(-ratio)
+    return {"tensors": len(names), "images": int(frames.shape[0]), "median_ratio": float(np.median(ratio)),
+            "clipped_tensors": int(np.sum(ratio > 1.0)),
+            "worst": [{"tensor": names[i], "ratio": float(ratio[i])} for i in order[:top]]}
 
 
 def _maybe_cache(out_path: str, calib_cache, trt_version: Optional[str], say: Log) -> Optional[Dict[str, Any]]:
@@ -587,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placement", choices=PLACEMENTS, default="tensorrt",
                    help="tensorrt (default): Q/DQ on the inputs of weighted ops, TensorRT's recommendation; "
                         "onnxruntime: also on their outputs, so ONNX Runtime's CPU provider runs QLinearConv")
+    p.add_argument("--headroom", type=float, default=1.0,
+                   help="widen every calibrated activation range by this factor (>= 1; default 1): less clipping "
+                        "of what defects drive through the network, coarser steps on good images")
     p.add_argument("--percentile", type=float, default=99.999, help="percentile for --method percentile")
     p.add_argument("--eval-data", default=None, help="data set whose test split measures FP32 vs INT8 "
                                                      "(default: --data, when it has a test split)")
@@ -642,10 +721,19 @@ def print_report(report: Dict[str, Any], out: str, file=sys.stdout) -> None:
       f"({pl['qdq']['activation_tensors']} activations, {pl['qdq']['weight_tensors']} weights, "
       f"{pl['per_channel_weights']} per-channel); kept FP32: {', '.join(pl['kept_fp32']) or 'none'}; "
       f"{pl['fp32_outside_network']}\n")
+    ov = report.get("range_overshoot") or {}
+    if ov.get("worst"):
+        worst = ov["worst"][0]
+        w(f"ranges (headroom x{report['headroom']:g}): on calibration images with synthetic defects "
+          f"{ov['clipped_tensors']} of {ov['tensors']} activations exceed their INT8 range, worst "
+          f"{worst['ratio']:.1f}x ({worst['tensor']}), median {ov['median_ratio']:.2f}x\n")
     if report.get("sensitivity"):
-        w("sensitivity (one block INT8 at a time, relative map error on calibration images):\n")
+        w("sensitivity (one block INT8 at a time; relative map error vs FP32 on calibration images / with synthetic "
+          "defects):\n")
         for r in report["sensitivity"]:
-            w(f"  {r['block']:40s} {r['relative_mean_abs_diff']:.3%}  (max |d| {r['max_abs_diff']:.4g})\n")
+            w(f"  {r['block']:28s} good {r['good_relative_map_error']:7.3%}   "
+              f"defects {r['defect_relative_map_error']:7.3%}   "
+              f"defect score corr {_fmt(r['defect_score_correlation'])}\n")
     cache = report.get("trt_calibration_cache")
     if cache:
         w(f"TensorRT cache: {cache.get('path') if cache.get('written') else 'not written (' + cache['reason'] + ')'}\n")
@@ -659,8 +747,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         report = quantize_onnx(
             args.model, out, args.data, args.category, args.images, args.method, placement=args.placement,
-            eval_data=args.eval_data, eval_category=args.eval_category, keep=args.keep, prefixes=args.prefix,
-            auto_keep=not args.no_auto_keep, max_loss_points=args.max_loss, sensitivity=args.sensitivity,
+            headroom=args.headroom, eval_data=args.eval_data, eval_category=args.eval_category, keep=args.keep,
+            prefixes=args.prefix, auto_keep=not args.no_auto_keep, max_loss_points=args.max_loss,
+            sensitivity=args.sensitivity,
             calib_cache=args.calib_cache, trt_version=args.trt_version, percentile=args.percentile,
             threads=args.threads, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr),
         )

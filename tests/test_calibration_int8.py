@@ -222,7 +222,8 @@ def test_keep_prefix_and_automatic_sensitivity(setup):
     sens = rep["sensitivity"]
     blocks = [r["block"] for r in sens]
     assert len(blocks) == 9 and "/model/net/head/" not in blocks  # 5 enc + 4 dec blocks; head already kept
-    assert [r["mean_abs_diff"] for r in sens] == sorted((r["mean_abs_diff"] for r in sens), reverse=True)
+    ranked = [r["defect_relative_map_error"] for r in sens]  # worst first, on synthetic-defect images
+    assert ranked == sorted(ranked, reverse=True) and all(r["good_relative_map_error"] >= 0 for r in sens)
     # Worst blocks are kept in FP32 one after another (at most 3); the best attempt is written.
     assert [a["keep"] for a in rep["attempts"]] == [["/model/net/head/"] + blocks[:i] for i in range(4)]
     assert rep["accuracy"]["goal_met"] is False
@@ -266,3 +267,23 @@ def test_onnxruntime_placement_gives_qlinearconv_and_fp32_reconstruction(setup):
     ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
     fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
     assert fused.count("QLinearConv") == 22  # every network conv but the head runs in INT8 on the CPU
+
+
+def test_headroom_widens_the_activation_ranges(setup):
+    out = str(setup["root"] / "headroom.onnx")
+    rep = quantize_onnx(setup["fp32"], out, setup["data"], "tex", images=12, headroom=2.0, progress=False,
+                        auto_keep=False)
+    def act_scales(path):
+        inits, _, _ = _graph_maps(onnx.load(path))
+        return {n.input[0]: float(inits[n.input[1]]) for n in onnx.load(path).graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+    base, wide = act_scales(setup["int8"]), act_scales(out)
+    assert base and set(base) == set(wide)
+    for name in base:
+        assert wide[name] == pytest.approx(2.0 * base[name], rel=1e-5), name
+    assert rep["headroom"] == 2.0
+    ov = rep["range_overshoot"]
+    assert ov["tensors"] == len(base) and ov["worst"][0]["ratio"] >= ov["median_ratio"] > 0
+    with pytest.raises(CalibrationError, match="headroom"):
+        quantize_onnx(setup["fp32"], out, setup["data"], "tex", images=4, headroom=0.5, progress=False)
