@@ -7,10 +7,10 @@ manifest with their provenance (the threshold is not part of the graph, so recal
 Which good images are scored (never a test split; such a path is refused):
 
 - ``--data`` in the MVTec / MPDD / VisA layout: a hold-out of the good *training* images, the last
-  ``--holdout`` fraction (default 0.2) in sorted path order. Which images a run trained on is not recorded,
-  and a run trains on all of train/good, so these images were most likely seen in training; their scores run
-  low and the realised false-positive rate on new good parts may be above the target. The provenance says
-  so; a folder of good images the run never saw is better.
+  ``--holdout`` fraction (default 0.2) in sorted path order: the same rule as `python -m train --holdout`, so a
+  run trained with that option never saw them (read from the run's config.json through the manifest's
+  source_run). Without it they were likely trained on: their scores run low and the realised false-positive
+  rate on new good parts may be above the target; the provenance and a warning say so.
 - ``--data`` a plain folder of good images (no layout, no category): all of them (a user-given validation
   folder).
 - ``--images N`` keeps N of those, evenly spaced.
@@ -102,8 +102,20 @@ def normalization(good_scores: Sequence[float]) -> Tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------ images
+def run_holdout(source_run: Optional[str]) -> Optional[float]:
+    """The `--holdout` fraction the model's training run kept out of training (its config.json), if known."""
+    if not source_run:
+        return None
+    try:
+        with open(os.path.join(source_run, "config.json")) as f:
+            value = json.load(f).get("holdout")
+    except (OSError, ValueError):
+        return None
+    return float(value) if value else None
+
+
 def good_images(data: "str | os.PathLike", category: Optional[str], holdout: Optional[float],
-                images: Optional[int]) -> Tuple[list, Dict[str, Any]]:
+                images: Optional[int], trained_holdout: Optional[float] = None) -> Tuple[list, Dict[str, Any]]:
     """The good images to score and a description of the rule that picked them."""
     pool = good_train_samples(data, category, "--data")
     root = os.path.abspath(os.fspath(data))
@@ -121,10 +133,13 @@ def good_images(data: "str | os.PathLike", category: Optional[str], holdout: Opt
             "source": "holdout", "data": root, "category": category, "split": "train/good", "fraction": frac,
             "available": len(pool),
             "selection": f"the last {frac:.0%} of the good training images in sorted path order",
-            "caveat": "the run most likely trained on these images (runs train on all of train/good); their scores "
-                      "run low, so the false-positive rate on new good parts may exceed the target: prefer a "
-                      "folder of good images the run never saw (--data FOLDER)",
         }
+        if trained_holdout is not None and trained_holdout >= frac:
+            desc["unseen"] = f"the run was trained with --holdout {trained_holdout:g}: these images were not trained on"
+        else:
+            desc["caveat"] = ("the run may have trained on these images (train it with `python -m train ... "
+                              f"--holdout {frac:g}`); their scores run low, so the false-positive rate on new good "
+                              "parts may exceed the target: prefer unseen good images")
     if images is not None:
         if int(images) < 1:
             raise CalibrationError(f"--images must be >= 1, got {images}")
@@ -181,13 +196,13 @@ def calibrate_threshold(
 
     refuse_test_split(data, category, "--data")
     val_root, val_samples = labelled_folder_samples(val, val_category) if f1 else (None, [])
-    goods, good_desc = good_images(data, category, holdout, images)
+    goods, good_desc = good_images(data, category, holdout, images, run_holdout(manifest.source_run))
     scorer = OrtScorer(path, manifest, threads)
     say(f"scoring {len(goods)} good images ({good_desc['selection']})")
     good_scores = scorer(load_frames(goods, size_hw, progress))[1].astype(np.float64)
     mean, std = normalization(good_scores)
     warnings: List[str] = []
-    if good_desc["source"] == "holdout":
+    if good_desc.get("caveat"):
         warnings.append("the good images are a hold-out of train/good that the run may have trained on: the "
                         "real false-positive rate may exceed the target; prefer --data with a folder of unseen "
                         "good images")

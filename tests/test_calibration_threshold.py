@@ -186,3 +186,17 @@ def test_runtime_inspector_uses_the_calibrated_threshold(model, tmp_path):
     assert good.is_anomalous is False and bad.is_anomalous is True
     assert bad.normalized_score == pytest.approx((bad.score - t.normalization.good_mean)
                                                  / (t.value - t.normalization.good_mean))
+
+
+def test_threshold_knows_when_the_run_held_its_images_out(tmp_path):
+    import json as _json
+
+    from calibration.threshold import run_holdout
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(_json.dumps({"method": "fair", "holdout": 0.2}))
+    assert run_holdout(str(run)) == 0.2
+    (run / "config.json").write_text(_json.dumps({"method": "fair", "holdout": None}))
+    assert run_holdout(str(run)) is None
+    assert run_holdout(str(tmp_path / "missing")) is None and run_holdout(None) is None
