@@ -599,13 +599,13 @@ def _non_negative(text: str) -> int:
 
 
 def _option(text: str) -> Tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--option {text!r}: expected KEY=VALUE")
-    k, v = text.split("=", 1)
+    from train.config import parse_option
+    from train.errors import ConfigError
+
     try:
-        return k, json.loads(v)
-    except ValueError:
-        return k, v
+        return parse_option(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,16 +16,6 @@ from pathlib import Path
 from train.errors import ConfigError, InspectError
 
 
-def _parse_option(text: str):
-    if "=" not in text:
-        raise ConfigError(f"--option {text!r}: expected KEY=VALUE")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from train.methods import list_methods
 
@@ -66,7 +56,9 @@ def main(argv=None) -> int:
 
 
 def _method_options(args) -> dict:
-    options = dict(_parse_option(o) for o in args.option)
+    from train.config import parse_option
+
+    options = dict(parse_option(o) for o in args.option)
     if args.filter is not None:
         options["filter"] = args.filter
     if args.lam is not None:

@@ -9,6 +9,17 @@ from typing import Any, Dict, Optional, Tuple
 from train.errors import ConfigError
 
 
+def parse_option(text: str) -> Tuple[str, Any]:
+    """'KEY=VALUE' -> (key, value), the value read as JSON when it is JSON (numbers, true, null), else a string."""
+    if "=" not in text:
+        raise ConfigError(f"--option {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def parse_image_size(text: str | int | Tuple[int, int] | list) -> Tuple[int, int]:
     """'256' -> (256, 256); '224x544' -> (224, 544) as (height, width). Sizes must be multiples of 16
     (the UNet pools four times)."""
