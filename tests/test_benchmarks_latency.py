@@ -139,6 +139,18 @@ def test_static_skips_need_no_child_process(tmp_path):
             latency.prepare_job(spec, art, settings)
 
 
+def test_later_passes_keep_the_fastest(tmp_path):
+    settings = latency.Settings(warmup=0, iters=2, in_process=True)
+    art = latency.ModelArtifacts("fair", 8, (64, 64), None, settings, tmp_path)
+    jobs = {}
+    row = latency.run_row(latency.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64)), art, settings, jobs)
+    assert row["status"] == "ok", row["reason"]
+    for _ in range(2):
+        latency.rerun_row(row, jobs[id(row)], settings)
+    assert len(row["p50_ms_passes"]) == 3
+    assert row["p50_ms"] == min(row["p50_ms_passes"])
+
+
 def test_isolated_row_reports_a_broken_artifact(tmp_path):
     pytest.importorskip("onnxruntime")
     bad = tmp_path / "bad.onnx"
