@@ -1,8 +1,9 @@
 """Latency, throughput, size and (optionally) accuracy of inspection graphs across backends and precisions.
 
     python benchmarks/latency.py --method fair --c 32 64 128 [--backend torch ort openvino trt ...]
-        [--precision fp32 fp16 int8] [--batch 1 8] [--image-size 256] [--runs RUN ...] [--warmup N --iters N]
-        [--json OUT] [--markdown [FILE]] [--plot OUT.png] [--data DIR --category CAT]
+        [--precision fp32 fp16 bf16 int8] [--batch 1 8] [--image-size 256] [--runs RUN ...]
+        [--warmup N --iters N] [--passes N] [--threads N] [--json OUT] [--markdown [FILE]] [--plot OUT.png]
+        [--data DIR --category CAT]
 
 One row = (method, c, backend, precision, batch). Each row is produced by a small *row runner*: it opens the
 backend on the row's artifact (the torch graph itself, or the exported FP32 / FP16 / Q/DQ INT8 ONNX), warms it
