@@ -27,7 +27,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
