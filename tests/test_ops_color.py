@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
-from train.ops.color import rgb_to_gray, rgb_to_lab
+from train.ops.color import rgb_to_ab, rgb_to_gray, rgb_to_lab
 
 
 def _images():
@@ -65,3 +65,11 @@ def test_lab_finite_with_gradients_out_of_range():
 def test_rejects_non_rgb():
     with pytest.raises(ValueError, match="RGB batch"):
         rgb_to_lab(torch.zeros(1, 1, 4, 4))
+
+
+def test_ab_is_the_chroma_of_lab():
+    # The scorer's colour term uses rgb_to_ab (one conv); it must be exactly Lab's a*, b* channels.
+    img = _t(np.random.default_rng(2).random((20, 30, 3)))
+    ab = rgb_to_ab(img)
+    assert ab.shape == (1, 2, 20, 30)
+    assert torch.allclose(ab, rgb_to_lab(img)[:, 1:], atol=1e-5, rtol=0)

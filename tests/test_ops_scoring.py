@@ -8,7 +8,7 @@ import torch
 from skimage.color import rgb2lab
 
 from train.ops.msgms import MSGMS
-from train.ops.scoring import FairScorer
+from train.ops.scoring import FairScorer, box_filter
 
 PREWITT_X = np.array([[1, 0, -1]] * 3, np.float32) / 3.0
 PREWITT_Y = PREWITT_X.T.copy()
@@ -102,3 +102,16 @@ def test_scorer_batch_and_colour_term_matters():
     assert torch.allclose(score, amap.amax(dim=(1, 2, 3)))
     assert (amap[:1] - no_colour).max() > 1e-3  # the a*/b* term contributes
     assert len(scorer.state_dict()) == 0  # all constants are non-persistent buffers
+
+
+@pytest.mark.parametrize("k", [1, 3, 21])
+def test_box_filter_equals_square_pool_and_cv2(k):
+    # The two 1-D passes must give the k x k zero-padded mean (cv2.filter2D with a constant border of 0).
+    x = torch.rand((2, 1, 37, 50), generator=torch.Generator().manual_seed(k))
+    ours = box_filter(x, k)
+    square = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=True)
+    assert ours.shape == x.shape
+    assert (ours - square).abs().max().item() <= 1e-6
+    ref = cv2.filter2D(x[1, 0].numpy(), -1, np.full((k, k), 1.0 / (k * k), np.float32),
+                       borderType=cv2.BORDER_CONSTANT)
+    assert np.abs(ours[1, 0].numpy() - ref).max() <= 1e-6

@@ -70,6 +70,22 @@ def _xyz_over_white() -> torch.Tensor:
 _XYZ_WEIGHT = _xyz_over_white()
 
 
+def _lab_f_of_rgb(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB -> (f(X/Xn), f(Y/Yn), f(Z/Zn)), the three values L*, a* and b* are linear in."""
+    lin = _srgb_to_linear(x)
+    xyz = F.conv2d(lin, _XYZ_WEIGHT.to(dtype=x.dtype, device=x.device))  # X/Xn, Y/Yn, Z/Zn
+    return _lab_f(xyz)
+
+
+# L* = 116 f(Y) - 16 (both branches, as skimage and kornia; OpenCV's 903.3 Y is the same line, 116 * 7.787),
+# a* = 500 (f(X) - f(Y)), b* = 200 (f(Y) - f(Z)): one 1x1 conv with a bias. One Conv instead of slices and a
+# Concat matters for speed: OpenVINO runs Slice/Concat on 1-channel planes with slow reference kernels.
+_LAB_WEIGHT = torch.tensor(
+    [[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]], dtype=torch.float64
+).reshape(3, 3, 1, 1)
+_LAB_BIAS = torch.tensor([-16.0, 0.0, 0.0], dtype=torch.float64)
+
+
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1], (N, 3, H, W) -> CIELAB (N, 3, H, W): L* in [0, 100], a*, b* (D65 white).
 
@@ -77,12 +93,12 @@ def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     (callers decide); the sRGB curve is then extended linearly below 0.
     """
     _check_rgb(x, "rgb_to_lab")
-    lin = _srgb_to_linear(x)
-    xyz = F.conv2d(lin, _XYZ_WEIGHT.to(dtype=x.dtype, device=x.device))  # X/Xn, Y/Yn, Z/Zn
-    f = _lab_f(xyz)
-    fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
-    # L* = 116 f(Y) - 16 on both branches (skimage, kornia); OpenCV's 903.3 Y is the same line (116 * 7.787).
-    lightness = 116.0 * fy - 16.0
-    a = 500.0 * (fx - fy)
-    b = 200.0 * (fy - fz)
-    return torch.cat([lightness, a, b], dim=1)
+    f = _lab_f_of_rgb(x)
+    return F.conv2d(f, _LAB_WEIGHT.to(dtype=x.dtype, device=x.device), _LAB_BIAS.to(dtype=x.dtype, device=x.device))
+
+
+def rgb_to_ab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], (N, 3, H, W) -> the CIELAB chroma channels a*, b* (N, 2, H, W), as rgb_to_lab(x)[:, 1:]."""
+    _check_rgb(x, "rgb_to_ab")
+    f = _lab_f_of_rgb(x)
+    return F.conv2d(f, _LAB_WEIGHT[1:].to(dtype=x.dtype, device=x.device))
