@@ -225,3 +225,27 @@ def test_torch_backend_needs_the_run(model):
     m.source_run = "runs/does-not-exist"
     with pytest.raises(ManifestError, match="does not exist here"):
         create_backend("torch", model, m).load()
+
+
+def test_unknown_backend_option_is_an_error_naming_the_known_ones(model):
+    # An option meant for another backend (or a typo) must not be dropped silently.
+    with pytest.raises(RuntimeInspectError, match="openvino has no option precision .*inference_precision"):
+        create_backend("openvino", model, load_manifest(model), precision="bf16")
+
+
+@needs_ov
+def test_openvino_computes_fp32_in_f32_unless_asked_for_bf16(model):
+    from benchmarks.latency import cpu_has_bf16
+
+    x = frames(2, seed=3)
+    m = load_manifest(model)
+    with create_backend("openvino", model, m) as exact, create_backend("onnxruntime", model, m) as ref:
+        me, _ = exact.infer(x[:1])
+        mr, _ = ref.infer(x[:1])
+        assert exact.compute_precision == "f32" and "computes f32" in exact.describe()
+    assert np.abs(me - mr).max() <= 1e-4
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no AMX/AVX512-BF16: OpenVINO would not compute in bf16")
+    with create_backend("openvino", model, m, inference_precision="bf16") as fast:
+        fast.infer(x[:1])
+        assert fast.compute_precision == "bf16" and "computes bf16" in fast.describe()

@@ -81,6 +81,8 @@ def test_cli_threshold_max_frames_and_save_anomalous(setup):
     (["--model", "MODEL", "--source", "VIDEO", "--backend", "tensorrt"], "python -m export.trt"),
     (["--model", "MODEL", "--source", "VIDEO", "--batch", "0"], "--batch"),
     (["--model", "MODEL", "--source", "VIDEO", "--max-frames", "-2"], "--max-frames"),
+    (["--model", "MODEL", "--source", "VIDEO", "--backend", "onnxruntime", "--backend-option", "cuda_graph=1"],
+     "backend onnxruntime has no option cuda_graph (its options: threads, providers, tensorrt_ep)"),
 ])
 def test_cli_bad_input_gives_one_error_line(setup, args, message):
     d, model, video = setup
@@ -89,6 +91,12 @@ def test_cli_bad_input_gives_one_error_line(setup, args, message):
     assert r.returncode == 2
     err = [ln for ln in r.stderr.strip().splitlines() if ln]
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], r.stderr
+
+
+def test_cli_backend_option_needs_key_value(setup):
+    d, model, video = setup
+    r = run_cli("--model", model, "--source", video, "--backend-option", "threads")
+    assert r.returncode == 2 and "--backend-option: expected KEY=VALUE, got 'threads'" in r.stderr
 
 
 def test_cli_help():

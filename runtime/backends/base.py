@@ -27,11 +27,17 @@ class Backend:
 
     name = "base"
     package = ""  # the pip package that provides the library
+    #: the keyword options this backend reads; anything else is a typo or meant for another backend
+    option_names: Tuple[str, ...] = ()
 
     def __init__(self, artifact_path: str, manifest: Manifest, device: str = "cpu", **options: Any):
         self.artifact_path = os.fspath(artifact_path)
         self.manifest = manifest
         self.device = device
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            known = ", ".join(self.option_names) or "none"
+            raise RuntimeInspectError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {known})")
         self.options = dict(options)
         self._loaded = False
         self.input_name = manifest.input.name

@@ -38,6 +38,7 @@ def gpu_providers() -> List[str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    option_names = ("threads", "providers", "tensorrt_ep")
     package = "onnxruntime"
 
     @classmethod

@@ -74,6 +74,7 @@ def check_engine_compat(manifest: Manifest, artifact_path: str, trt_present: str
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    option_names = ("cuda_graph",)
     package = "tensorrt"
 
     @classmethod

@@ -23,6 +23,7 @@ TORCH_PACKAGE = "torch==2.13.0"  # the version the toolkit is tested with; the C
 
 class TorchBackend(Backend):
     name = "torch"
+    option_names = ("run_dir",)
     package = TORCH_PACKAGE
 
     @classmethod
