@@ -2,11 +2,14 @@
 
     python -m benchmarks.accuracy --run RUN --data DIR --category CAT --json OUT [--batch-size 8]
                                   [--device auto|cpu|cuda] [--overlays DIR | --no-overlays] [--onnx MODEL.onnx]
+                                  [--option KEY=VALUE ...] [--no-map-stats]
 
 The torch path evaluates the run's inspection graph (`train.runs.load_graph`) under `torch.inference_mode()`;
 `--onnx` evaluates an exported ONNX with ONNX Runtime (CPU) instead. Both go through the same
 `benchmarks.evaluate.evaluate`, fed with RGB uint8 frames at the run's image size (for `--onnx`: the ONNX's own
 input size when it is static, else the run's). Prints a table and writes the JSON and overlay PNGs.
+`--option mean_filter=7` evaluates the run's weights with another value of a scoring option (see the method's
+`scoring_options`), to choose it without training again.
 """
 from __future__ import annotations
 
@@ -115,6 +118,15 @@ class OnnxInfer:
 # ------------------------------------------------------------------------------------------- command line
 
 
+def _option(text: str):
+    from train.config import parse_option
+
+    try:
+        return parse_option(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.accuracy",
@@ -127,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="where to write the results JSON")
     p.add_argument("--batch-size", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
+                   help="change a scoring option of the run for this evaluation, repeatable (FAIR: mean_filter=7, "
+                        "lab_weight=3e-4); options the network was trained with cannot change")
+    p.add_argument("--no-map-stats", action="store_true",
+                   help="leave the run's per-pixel map standardisation (python -m train.map_stats) out of the graph")
     p.add_argument("--onnx", help="evaluate this exported ONNX with ONNX Runtime (CPU) instead of the torch graph")
     p.add_argument("--overlays", help="folder for overlay PNGs (default: overlays/ beside the JSON)")
     p.add_argument("--no-overlays", action="store_true", help="write no overlay PNGs")
@@ -155,6 +172,9 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     progress = not args.quiet
     config = None
     report: Dict[str, Any] = {}
+    if args.onnx and args.option:
+        raise ConfigError("--option changes the torch graph of --run; an exported --onnx has its scoring built in "
+                          "(export again from a run with those options)")
     if args.onnx:
         infer: InferFn = OnnxInfer(args.onnx)
         if args.run:
@@ -171,10 +191,11 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
         from train.runs import load_graph
 
         device = pick_device(args.device)
-        graph, config = load_graph(args.run, device)
+        graph, config = load_graph(args.run, device, scoring=dict(args.option) or None,
+                                   map_stats=not args.no_map_stats)
         infer = torch_infer(graph, device)
         size_hw = tuple(config.image_size)
-        report.update(backend="torch", device=device, onnx=None)
+        report.update(backend="torch", device=device, onnx=None, map_stats=graph.standardizer is not None)
 
     samples = find_samples(args.data, args.category, "test")
     if not samples:
@@ -189,6 +210,7 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
         "run": str(args.run) if args.run else None,
         "method": getattr(config, "method", None),
         "c": getattr(config, "c", None),
+        "options": getattr(config, "options", None),
         "data": str(args.data),
         "category": args.category,
         "image_size": [int(size_hw[0]), int(size_hw[1])],

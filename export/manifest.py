@@ -72,6 +72,8 @@ def build_manifest(
         for name, shape in (extra_inputs or {}).items()
     ]
     all_extra: Dict[str, Any] = {}
+    if getattr(graph, "standardizer", None) is not None:  # the map is a per-pixel z-score (train.map_stats)
+        all_extra["map_standardization"] = "per-pixel z-score against good images (train.map_stats)"
     if graph_parts is not None:
         all_extra["graph_parts"] = graph_parts
     all_extra.update(extra or {})

@@ -53,7 +53,8 @@ def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module) -> Dict[str, Any
 
     `/model/<child>` for each submodule of the anomaly model that owns nodes (role from PART_ROLES);
     `/model/*` counts nodes directly under `/model/` (ops of the model's own forward, or of a submodule method
-    other than `forward`, which the tracer does not scope); `/` counts the frame adapter outside `/model/`."""
+    other than `forward`, which the tracer does not scope); `/standardizer` the map standardisation of a run
+with map statistics; `/` counts the frame adapter outside `/model/`."""
     anomaly_model = getattr(graph, "model", graph)
     names = [n.name for n in model.graph.node]
     parts: Dict[str, Any] = {"preprocess": [], "network": [], "scoring": []}
@@ -64,9 +65,12 @@ def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module) -> Dict[str, Any
         if n:
             counts[prefix] = n
             parts.setdefault(PART_ROLES.get(child, "other"), []).append(prefix)
-    in_children = sum(counts.values())
-    counts["/model/*"] = sum(1 for s in names if s.startswith("/model/")) - in_children
-    counts["/"] = len(names) - in_children - counts["/model/*"]
+    in_model = sum(counts.values())
+    counts["/model/*"] = sum(1 for s in names if s.startswith("/model/")) - in_model
+    if getattr(graph, "standardizer", None) is not None:  # map standardisation (train.map_stats): scoring
+        counts["/standardizer"] = sum(1 for s in names if s.startswith("/standardizer/"))
+        parts["scoring"].append("/standardizer")
+    counts["/"] = len(names) - sum(counts.values())
     parts["frame_adapter"] = "nodes outside /model/ (cast, scale, channel order, resize of the frame)"
     parts["nodes"] = counts
     return parts

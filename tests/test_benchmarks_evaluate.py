@@ -320,3 +320,15 @@ def test_accuracy_cli_on_a_tiny_trained_run(tmp_path, capsys):
         assert 0.0 <= report[key] <= 1.0, key  # an untrained model: defined, in range, not necessarily good
     assert set(report["per_defect_type"]) == {"scratch", "blob"}
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 3
+    # A scoring option can change after training (same weights, another mean filter); a trained one cannot.
+    out7 = tmp_path / "acc7.json"
+    rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out7), "--device", "cpu",
+               "--quiet", "--no-overlays", "--option", "mean_filter=7"])
+    assert rc == 0, capsys.readouterr().err
+    report7 = json.loads(out7.read_text())
+    assert report7["options"]["mean_filter"] == 7 and report["options"]["mean_filter"] == 21
+    assert report7["scores"] != report["scores"]
+    rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out7), "--device", "cpu",
+               "--quiet", "--option", "filter=ghpf"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "cannot change after training" in err[0] and "mean_filter" in err[0]

@@ -1,7 +1,8 @@
 """The inspection graph: uint8 camera frames in, anomaly map and image score out.
 
 `InspectionGraph` wraps a method's anomaly model (float RGB in [0, 1]) with the frame adapter: cast,
-scale, channel order, and a bilinear resize when the frame size differs from the model size. Evaluation
+scale, channel order, and a bilinear resize when the frame size differs from the model size, and, when a
+run has fitted one (`python -m train.map_stats`), the per-pixel standardisation of the map. Evaluation
 (`benchmarks.accuracy`), the ONNX export and the runtime's PyTorch backend all run this one module.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ class InspectionGraph(nn.Module):
 
     `model_size` is (h, w) of the anomaly model; `frame_size` the (H, W) the graph accepts (default: the
     model size, no resize). `channel_order` says what the frames are ("RGB" or "BGR", OpenCV's order).
-    Extra inputs (e.g. a fresh noise field) are passed through to the model.
+    Extra inputs (e.g. a fresh noise field) are passed through to the model. `standardizer` (a
+    `train.ops.standardize.MapStandardizer` at the model size) turns the map into per-pixel z-scores.
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class InspectionGraph(nn.Module):
         model_size: Tuple[int, int],
         frame_size: Optional[Tuple[int, int]] = None,
         channel_order: str = "RGB",
+        standardizer: Optional[nn.Module] = None,
     ):
         super().__init__()
         if channel_order not in ("RGB", "BGR"):
@@ -36,6 +39,10 @@ class InspectionGraph(nn.Module):
         self.frame_size = tuple(int(v) for v in (frame_size or model_size))
         self.channel_order = channel_order
         self.resizes = self.frame_size != self.model_size
+        if standardizer is not None and tuple(standardizer.size) != self.model_size:
+            raise ValueError(f"map statistics of size {tuple(standardizer.size)} do not fit the model size "
+                             f"{self.model_size}")
+        self.standardizer = standardizer  # train.ops.standardize.MapStandardizer or None
 
     @property
     def input_channels_reversed(self) -> bool:
@@ -50,4 +57,6 @@ class InspectionGraph(nn.Module):
         if self.resizes:
             x = F.interpolate(x, size=self.model_size, mode="bilinear", align_corners=False)
         anomaly_map, score = self.model(x, *extra)
+        if self.standardizer is not None:
+            anomaly_map, score = self.standardizer(anomaly_map)
         return anomaly_map.to(torch.float32), score.to(torch.float32)

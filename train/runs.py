@@ -5,6 +5,8 @@ Nothing here uses pickle: weights and optimiser tensors go to safetensors, the r
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -12,18 +14,21 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from train.config import RunConfig
-from train.errors import RunError
+from train.errors import ConfigError, RunError
 from train.graph import InspectionGraph
 from train.methods import get_method
+from train.ops.standardize import MapStandardizer
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 HISTORY = "history.jsonl"
 CKPT_TENSORS = "checkpoint.safetensors"
 CKPT_META = "checkpoint.json"
+MAP_STATS = "map_stats.safetensors"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -66,10 +71,24 @@ def build_model(config: RunConfig) -> torch.nn.Module:
     return method.build_model(config.c, tuple(config.image_size), method.options(config.options))
 
 
-def load_model(run_dir, device: str = "cpu") -> Tuple[torch.nn.Module, RunConfig]:
-    """The trained anomaly model of a run (eval mode) and its config."""
+def with_scoring_options(config: RunConfig, overrides: Optional[Dict[str, Any]]) -> RunConfig:
+    """`config` with some of its method's scoring options (e.g. FAIR's mean_filter) replaced; options that
+    change what the network learned are refused (they need a new training run)."""
+    if not overrides:
+        return config
+    allowed = get_method(config.method).scoring_options
+    refused = sorted(set(overrides) - set(allowed))
+    if refused:
+        raise ConfigError(f"option(s) {refused} of method {config.method!r} cannot change after training; "
+                          f"the scoring options that can: {list(allowed) or 'none'}")
+    return dataclasses.replace(config, options={**config.options, **overrides})
+
+
+def load_model(run_dir, device: str = "cpu",
+               scoring: Optional[Dict[str, Any]] = None) -> Tuple[torch.nn.Module, RunConfig]:
+    """The trained anomaly model of a run (eval mode) and its config; `scoring` overrides scoring options."""
     run_dir = Path(run_dir)
-    config = load_config(run_dir)
+    config = with_scoring_options(load_config(run_dir), scoring)
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise RunError(f"run {run_dir} has no {WEIGHTS} yet (training not finished?); resume it with --resume")
@@ -83,11 +102,56 @@ def load_model(run_dir, device: str = "cpu") -> Tuple[torch.nn.Module, RunConfig
     return model.to(device).eval(), config
 
 
-def load_graph(run_dir, device: str = "cpu", frame_size=None, channel_order: str = "RGB"):
-    """The inspection graph (uint8 NHWC frames -> map, score) of a trained run, and its config."""
-    model, config = load_model(run_dir, device)
-    graph = InspectionGraph(model, tuple(config.image_size), frame_size, channel_order).to(device).eval()
-    return graph, config
+def _weights_digest(run_dir: Path) -> str:
+    h = hashlib.sha256()
+    with open(Path(run_dir) / WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _scoring_of(config: RunConfig) -> Dict[str, Any]:
+    method = get_method(config.method)
+    options = method.options(config.options)
+    return {k: options[k] for k in method.scoring_options}
+
+
+def save_map_statistics(run_dir, config: RunConfig, mean: torch.Tensor, std: torch.Tensor, images: int) -> Path:
+    """Write the run's per-pixel map statistics (`train.map_stats`), tied to its weights and scoring options."""
+    path = Path(run_dir) / MAP_STATS
+    meta = {"images": str(int(images)), "weights_sha256": _weights_digest(run_dir),
+            "scoring": json.dumps(_scoring_of(config), sort_keys=True)}
+    atomic_save_tensors(path, {"mean": mean, "std": std}, metadata=meta)
+    return path
+
+
+def load_standardizer(run_dir, config: RunConfig) -> Optional[MapStandardizer]:
+    """The run's fitted map standardisation, or None when it has none. Statistics fitted for other weights or
+    other scoring options are refused: they would standardise the wrong maps."""
+    path = Path(run_dir) / MAP_STATS
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        mean, std = f.get_tensor("mean"), f.get_tensor("std")
+    refit = f"refit them with `python -m train.map_stats --run {run_dir}`"
+    if meta.get("weights_sha256") != _weights_digest(run_dir):
+        raise RunError(f"{path} was fitted for other weights than {WEIGHTS} (training went on?): {refit}")
+    fitted, now = json.loads(meta.get("scoring", "{}")), _scoring_of(config)
+    if fitted != now:
+        raise RunError(f"{path} was fitted with scoring options {fitted}, not {now}: {refit}, or leave the map "
+                       f"statistics out (benchmarks.accuracy --no-map-stats)")
+    return MapStandardizer(mean, std)
+
+
+def load_graph(run_dir, device: str = "cpu", frame_size=None, channel_order: str = "RGB",
+               scoring: Optional[Dict[str, Any]] = None, map_stats: bool = True):
+    """The inspection graph (uint8 NHWC frames -> map, score) of a trained run, and its config. With
+    `map_stats` (default) the run's fitted per-pixel standardisation (`python -m train.map_stats`) is part of it."""
+    model, config = load_model(run_dir, device, scoring)
+    standardizer = load_standardizer(run_dir, config) if map_stats else None
+    graph = InspectionGraph(model, tuple(config.image_size), frame_size, channel_order, standardizer)
+    return graph.to(device).eval(), config
 
 
 def append_history(run_dir: Path, record: Dict[str, Any]) -> None:

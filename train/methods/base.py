@@ -29,6 +29,9 @@ class Method:
     name: str = ""
     #: Default values of the method's own options (stored in a run's config.json under "options").
     defaults: Dict[str, Any] = {}
+    #: Options that change only the scoring, not what the network learns: they may be changed after training
+    #: (`python -m benchmarks.accuracy --option KEY=VALUE`).
+    scoring_options: Tuple[str, ...] = ()
     #: Training defaults of the paper (lr, optimiser, schedule, batch size).
     train_defaults: Dict[str, Any] = {}
     export_spec: ExportSpec = ExportSpec()

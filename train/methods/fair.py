@@ -47,9 +47,10 @@ class Fair(Method):
         "d0": 30.0,  # cut-off of the frequency filters, in frequency samples (paper: 30 at 256x256)
         "order": 2,  # Butterworth order
         "lab_weight": 3e-4,
-        "mean_filter": 21,
+        "mean_filter": 21,  # paper, at 256x256 on MVTec; about the defect size in pixels suits tiny defects
         "texture_dir": None,  # optional folder of external textures for the Perlin branch (no-DTD default)
     }
+    scoring_options = ("lab_weight", "mean_filter")
     # Paper: Adam 1e-4, batch 8, lr x0.2 at 80 % and 90 % of training.
     train_defaults = {"lr": 1e-4, "batch_size": 8}
 
