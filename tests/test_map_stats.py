@@ -124,3 +124,10 @@ def test_standardised_graph_exports_and_matches_onnxruntime(tiny_run, tmp_path):
     # z-scores are large numbers (the map divided by a small std): compare relative to their size
     assert np.abs(got_map - ref_map).max() <= 1e-4 * max(1.0, np.abs(ref_map).max())
     assert np.abs(got_score - ref_score).max() <= 1e-4 * max(1.0, np.abs(ref_score).max())
+    # The PyTorch runtime backend rebuilds the graph from the run: with the standardisation, as the manifest says.
+    from runtime.backends import create_backend
+    from runtime.manifest import load_manifest
+
+    with create_backend("torch", str(out), load_manifest(str(out))) as b:
+        t_map, t_score = b.infer(x)
+    assert np.abs(t_score - got_score).max() <= 1e-4 * max(1.0, np.abs(ref_score).max())
