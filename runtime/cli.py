@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", type=backend_option,
                    help="an option of the chosen backend, repeatable: threads=N (onnxruntime, openvino), "
-                        "inference_precision=bf16 (openvino: compute an FP32 model in bf16, 2-4x faster on "
+                        "inference_precision=bf16 (openvino: compute an FP32 model in bf16, 4-6x faster on "
                         "CPUs with AMX; the default f32 matches the other backends), requests=N (openvino), "
                         "cuda_graph=1 (tensorrt)")
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the manifest's)")
