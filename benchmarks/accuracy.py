@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table, write_overlays
+from train.config import option_argument
 from train.errors import ConfigError, InspectError, RunError
 
 InferFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
@@ -118,15 +119,6 @@ class OnnxInfer:
 # ------------------------------------------------------------------------------------------- command line
 
 
-def _option(text: str):
-    from train.config import parse_option
-
-    try:
-        return parse_option(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.accuracy",
@@ -139,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="where to write the results JSON")
     p.add_argument("--batch-size", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=option_argument,
                    help="change a scoring option of the run for this evaluation, repeatable (FAIR: mean_filter=7, "
                         "lab_weight=3e-4); options the network was trained with cannot change")
     p.add_argument("--no-map-stats", action="store_true",

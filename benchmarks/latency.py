@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa:
 
 from benchmarks.latency_runners import (  # noqa: E402,F401  (re-exported: the row runners' pieces)
     PeakRSS, RowSkipped, execute_job, latency_stats, make_frames, one_line, run_isolated, time_infer)
+from train.config import option_argument  # noqa: E402  (torch-free)
 
 BACKENDS = ("torch", "torch-cuda", "ort", "openvino", "trt")
 BACKEND_ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "pytorch": "torch", "cuda": "torch-cuda"}
@@ -633,16 +634,6 @@ def _non_negative(text: str) -> int:
     return v
 
 
-def _option(text: str) -> Tuple[str, Any]:
-    from train.config import parse_option
-    from train.errors import ConfigError
-
-    try:
-        return parse_option(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python benchmarks/latency.py",
@@ -673,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", type=_positive, default=1,
                    help="time every row this many times, one pass over all rows after another, and keep each "
                         "row's pass with the lowest p50 (for a shared, noisy machine; default 1)")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--option", type=option_argument, action="append", default=[], metavar="KEY=VALUE",
                    help="method option for the random-weight models (e.g. filter=sobel-xy3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and test frames")
     p.add_argument("--work-dir", help="keep the exported models here (default: a temporary folder)")

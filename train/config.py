@@ -20,6 +20,16 @@ def parse_option(text: str) -> Tuple[str, Any]:
         return key, value
 
 
+def option_argument(text: str) -> Tuple[str, Any]:
+    """`parse_option` as an argparse `type=`: a malformed option is a usage error of the command."""
+    import argparse
+
+    try:
+        return parse_option(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parse_image_size(text: str | int | Tuple[int, int] | list) -> Tuple[int, int]:
     """'256' -> (256, 256); '224x544' -> (224, 544) as (height, width). Sizes must be multiples of 16
     (the UNet pools four times)."""
