@@ -3,8 +3,9 @@
     python -m benchmarks.baseline --data DIR --category CAT --image-size 224x544 [--mean-filter 21] [--json OUT]
 
 Fit: per pixel and colour channel, the mean and standard deviation of the good training images (RGB in [0, 1]
-at --image-size). Map: the squared z-score averaged over the channels, then the same k x k zero-padded mean
-filter as FAIR's scoring; image score = max of the map. It needs no training and no torch, and it is strong
+at --image-size), with the accumulator of `train.map_stats`. Map: the squared z-score averaged over the
+channels, then FAIR's k x k zero-padded mean filter (`train.ops.scoring.box_filter`); image score = max of the
+map. It needs no training, and it is strong
 wherever the camera and the part do not move (the part's own structure cancels out), which is why a
 reconstruction model has to be measured against it on real data (see `../shared/data/ball_screw`).
 Evaluated by `benchmarks.evaluate` on the test split, as `benchmarks.accuracy` evaluates a model.
@@ -17,12 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
+import torch
 
 from benchmarks.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table
 from train.errors import ConfigError, InspectError
+from train.ops.scoring import box_filter
+from train.ops.standardize import MapStatistics
 
 #: Floor of the per-pixel standard deviation (in [0, 1] units): a pixel that never changes over the good
 #: images (saturated, or a fixed black border) would otherwise give an infinite z-score for any change.
@@ -37,36 +40,36 @@ class PixelGaussian:
             raise ConfigError(f"--mean-filter must be a positive odd number, got {mean_filter}")
         self.mean_filter = int(mean_filter)
         self.std_floor = float(std_floor)
-        self.mean: Optional[np.ndarray] = None
-        self.std: Optional[np.ndarray] = None
+        self.mean: Optional[torch.Tensor] = None
+        self.std: Optional[torch.Tensor] = None
 
-    def fit(self, frames: np.ndarray) -> "PixelGaussian":
+    def fit(self, frames: np.ndarray, batch_size: int = 32) -> "PixelGaussian":
         """frames: uint8 (N, H, W, 3) good images, N >= 2."""
         if frames.ndim != 4 or frames.shape[0] < 2:
             raise ConfigError(f"the Gaussian baseline needs at least 2 good images, got {frames.shape[0]}")
-        total = np.zeros(frames.shape[1:], np.float64)
-        squares = np.zeros(frames.shape[1:], np.float64)
-        for f in frames:  # one image at a time: no (N, H, W, 3) float64 copy
-            x = f.astype(np.float64) / 255.0
-            total += x
-            squares += x * x
-        n = frames.shape[0]
-        self.mean = total / n
-        var = np.maximum(squares / n - self.mean ** 2, 0.0) * n / (n - 1)
-        self.std = np.maximum(np.sqrt(var), self.std_floor)
+        channels = [MapStatistics() for _ in range(frames.shape[-1])]
+        for start in range(0, frames.shape[0], batch_size):  # no (N, 3, H, W) float copy of the whole set
+            x = _as_float(frames[start:start + batch_size])
+            for c, stats in enumerate(channels):
+                stats.update(x[:, c:c + 1])
+        means, stds = zip(*(stats.result() for stats in channels))
+        self.mean = torch.stack(means)[None]  # (1, 3, H, W)
+        self.std = torch.clamp(torch.stack(stds), min=self.std_floor)[None]
         return self
 
     def __call__(self, frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         if self.mean is None:
             raise ConfigError("fit() the baseline on good images first")
-        if frames.shape[1:] != self.mean.shape:
-            raise ConfigError(f"frames {frames.shape[1:]} do not match the fitted size {self.mean.shape}")
-        z = (frames.astype(np.float64) / 255.0 - self.mean) / self.std
-        raw = (z * z).mean(axis=-1).astype(np.float32)  # (N, H, W)
-        k = self.mean_filter
-        maps = np.stack([cv2.boxFilter(m, -1, (k, k), normalize=True, borderType=cv2.BORDER_CONSTANT)
-                         for m in raw])
-        return maps[:, None], maps.reshape(maps.shape[0], -1).max(axis=1)
+        if frames.shape[1:] != (self.mean.shape[2], self.mean.shape[3], self.mean.shape[1]):
+            raise ConfigError(f"frames {frames.shape[1:]} do not match the fitted size {tuple(self.mean.shape[1:])}")
+        z = (_as_float(frames) - self.mean) / self.std
+        maps = box_filter((z * z).mean(dim=1, keepdim=True), self.mean_filter)
+        return maps.numpy(), torch.amax(maps, dim=(1, 2, 3)).numpy()
+
+
+def _as_float(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
 
 
 def build_parser() -> argparse.ArgumentParser:
