@@ -21,7 +21,7 @@ import numpy as np
 from calibration.errors import CalibrationError, TestSplitRefused
 from train.data import find_samples, list_categories, list_images, load_images
 from train.data.samples import DEFECT, GOOD, Sample
-from train.data.holdout import split_holdout
+from train.data.subsets import split_holdout, spread as spread_samples
 from train.data.visa import is_visa
 
 #: Folder names that mark evaluation data in the MVTec / MPDD layout.
@@ -100,14 +100,11 @@ def good_train_samples(data: "str | os.PathLike", category: Optional[str] = None
 
 
 def spread(samples: Sequence[Sample], n: Optional[int]) -> List[Sample]:
-    """`n` evenly spaced samples (first and last included); all of them when n is None or >= len."""
-    samples = list(samples)
-    if n is None or n >= len(samples):
-        return samples
-    if n < 1:
+    """`n` evenly spaced samples (first and last included); all of them when n is None or >= len: the rule of
+    `train.data.subsets.spread`, with calibration's error type."""
+    if n is not None and n < 1:
         raise CalibrationError(f"--images must be >= 1, got {n}")
-    idx = np.unique(np.round(np.linspace(0, len(samples) - 1, int(n))).astype(int))
-    return [samples[i] for i in idx]
+    return spread_samples(samples, n)
 
 
 def holdout(samples: Sequence[Sample], fraction: float) -> List[Sample]:

@@ -131,3 +131,17 @@ def test_standardised_graph_exports_and_matches_onnxruntime(tiny_run, tmp_path):
     with create_backend("torch", str(out), load_manifest(str(out))) as b:
         t_map, t_score = b.infer(x)
     assert np.abs(t_score - got_score).max() <= 1e-4 * max(1.0, np.abs(ref_score).max())
+
+
+def test_map_stats_images_takes_an_even_spread(tiny_run, capsys):
+    from safetensors import safe_open
+
+    from train.map_stats import main
+    from train.runs import MAP_STATS
+
+    run, _ = tiny_run
+    assert main(["--run", str(run), "--device", "cpu", "--quiet", "--images", "3"]) == 0
+    assert "3 good images" in capsys.readouterr().out
+    with safe_open(str(run / MAP_STATS), framework="pt") as f:
+        assert f.metadata()["images"] == "3"
+    assert main(["--run", str(run), "--device", "cpu", "--quiet", "--images", "1"]) == 2

@@ -13,7 +13,6 @@ after exporting (scores change scale).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def fit(args: argparse.Namespace) -> dict:
     from train import runs
     from train.data import find_samples, load_images
-    from train.data.holdout import split_holdout
+    from train.data.subsets import split_holdout, spread as spread_samples
     from train.loop import resolve_device
     from train.ops.standardize import MapStatistics
 
@@ -61,11 +60,9 @@ def fit(args: argparse.Namespace) -> dict:
     samples = find_samples(data, category, "train")
     if config.holdout:
         samples, _ = split_holdout(samples, config.holdout)
-    if args.images is not None:
-        if args.images < 2:
-            raise ConfigError(f"--images must be >= 2, got {args.images}")
-        step = max(1, math.ceil(len(samples) / args.images))
-        samples = samples[::step][: args.images]
+    if args.images is not None and args.images < 2:
+        raise ConfigError(f"--images must be >= 2, got {args.images}")
+    samples = spread_samples(samples, args.images)
     if len(samples) < 2:
         raise ConfigError(f"need at least 2 good images to fit map statistics, found {len(samples)} in {data}")
 
