@@ -24,12 +24,16 @@ EXIT_INTERRUPTED = 130
 
 
 def backend_option(text: str) -> tuple:
-    """KEY=VALUE -> (key, value); integers become int ("threads=2"), anything else stays a string."""
+    """KEY=VALUE -> (key, value), the value read as JSON when it is JSON ("threads=2", "cuda_graph=false"),
+    else a string ("inference_precision=bf16"): the rule of `train.config.parse_option`, which the runtime
+    cannot import (it ships without the training package)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    value = value.strip()
-    return key.strip(), int(value) if value.lstrip("-").isdigit() else value
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:

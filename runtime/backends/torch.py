@@ -56,12 +56,10 @@ class TorchBackend(Backend):
         device = "cuda" if self.device == "cuda" else "cpu"
         self._torch = torch
         self._device = device
-        try:  # the graph the artifact was exported from: same frame size, channel order and map standardisation
-            graph, _config = load_graph(run_dir, device=device, frame_size=self.manifest.input.size,
-                                        channel_order=self.manifest.input.channel_order,
-                                        map_stats="map_standardization" in self.manifest.extra)
-        except TypeError:  # an older load_graph(run_dir, device) without those keywords
-            graph, _config = load_graph(run_dir, device=device)
+        # the graph the artifact was exported from: same frame size, channel order and map standardisation
+        graph, _config = load_graph(run_dir, device=device, frame_size=self.manifest.input.size,
+                                    channel_order=self.manifest.input.channel_order,
+                                    map_stats="map_standardization" in self.manifest.extra)
         self._graph = graph.eval()
         self._run_dir = run_dir
 
