@@ -12,6 +12,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
+from runtime.backends.base import physical_cores  # noqa: F401  (one definition: the runtime's thread default)
+
 #: distribution names whose versions head a benchmark (the first that is installed of each tuple wins)
 LIBRARIES = {
     "torch": ("torch",),
@@ -58,16 +60,6 @@ def logical_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def physical_cores() -> int:
-    """Physical cores (hyper-threads counted once), capped by the CPUs this process may use."""
-    seen = set()
-    for p in _cpuinfo():
-        if "core id" in p:
-            seen.add((p.get("physical id", "0"), p["core id"]))
-    n = len(seen) if seen else (os.cpu_count() or 1)
-    return max(1, min(n, logical_cores()))
 
 
 def memory_total_gib() -> Optional[float]:

@@ -204,8 +204,18 @@ class Backend:
 
 
 def physical_cores() -> int:
-    """Physical CPU cores (Linux: distinct (physical id, core id) pairs in /proc/cpuinfo); falls back to the
-    logical count. Inference threads beyond the physical cores only add contention."""
+    """Physical CPU cores (Linux: distinct (physical id, core id) pairs in /proc/cpuinfo), capped by the CPUs
+    this process may run on (a container's or taskset's affinity mask); falls back to the logical count.
+    Inference threads beyond the physical cores only add contention."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = os.cpu_count() or 1
+    return max(1, min(_cpuinfo_cores() or allowed, allowed))
+
+
+def _cpuinfo_cores() -> int:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo; 0 when it cannot tell."""
     try:
         pairs = set()
         phys = core = None
@@ -221,8 +231,6 @@ def physical_cores() -> int:
                     phys = core = None
         if core is not None:
             pairs.add((phys, core))
-        if pairs:
-            return max(1, len(pairs))
+        return len(pairs)
     except OSError:
-        pass
-    return max(1, os.cpu_count() or 1)
+        return 0
