@@ -255,32 +255,6 @@ def open_runner(job: Dict[str, Any]):
     return runner
 
 
-def openvino_compute_precision(runner) -> Optional[str]:
-    """The precision OpenVINO's CPU plugin computes in ("f32", "bf16", "f16"), read from the runtime backend's
-    compiled model (LATENCY or THROUGHPUT), else the plugin's default for this CPU."""
-    try:
-        compiled = None
-        for attr in ("_latency", "_throughput"):
-            pair = getattr(runner, attr, None)
-            if pair:
-                compiled = pair[0]
-                break
-        if compiled is not None:
-            value = compiled.get_property("INFERENCE_PRECISION_HINT")
-        else:
-            import openvino as ov
-
-            value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-        text = str(value).lower()
-        for name, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"), ("f16", "f16"),
-                            ("float32", "f32"), ("f32", "f32")):
-            if name in text:
-                return short
-        return text
-    except Exception:  # a probe for the table, never a reason to lose the row
-        return None
-
-
 # ---------------------------------------------------------------------------------------------------------
 # accuracy through the row's own runner
 
@@ -330,7 +304,8 @@ def execute_job(job: Dict[str, Any], emit: Optional[Callable[[Dict[str, Any]], N
         result["notes"].extend(notes)
         result["runner"] = runner.describe() if hasattr(runner, "describe") else job["backend"]
         if job["backend"] == "openvino":
-            result["compute_precision"] = openvino_compute_precision(runner)
+            # what the runtime backend's compiled model computes in ("f32", "bf16", "f16"), as it reports it
+            result["compute_precision"] = getattr(runner, "compute_precision", None)
         result["status"] = "ok"
         if job.get("data") and job.get("run"):
             try:

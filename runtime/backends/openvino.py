@@ -132,17 +132,20 @@ class OpenVINOBackend(Backend):
             return (np.array(request.get_tensor(self.map_name).data, copy=True),
                     np.array(request.get_tensor(self.score_name).data, copy=True))
         pool = self._pool()
-        maps: List[np.ndarray] = []
-        scores: List[np.ndarray] = []
+        maps = scores = None  # allocated once the first frame's output shape is known; one copy per frame
         for start in range(0, n, len(pool)):  # one wave: a frame per request, all in flight together
             wave = list(zip(pool, range(start, min(n, start + len(pool)))))
             for request, i in wave:
                 request.start_async(self._feed(frames, extra, slice(i, i + 1)))
-            for request, _ in wave:
+            for request, i in wave:
                 request.wait()  # releases the GIL
-                maps.append(np.array(request.get_tensor(self.map_name).data, copy=True))
-                scores.append(np.array(request.get_tensor(self.score_name).data, copy=True).reshape(-1))
-        return np.concatenate(maps), np.concatenate(scores)
+                amap = request.get_tensor(self.map_name).data
+                if maps is None:
+                    maps = np.empty((n,) + tuple(amap.shape[1:]), np.float32)
+                    scores = np.empty((n,), np.float32)
+                maps[i] = amap[0]
+                scores[i] = request.get_tensor(self.score_name).data.reshape(-1)[0]
+        return maps, scores
 
     def _close(self) -> None:
         self._latency = self._throughput = None
