@@ -17,13 +17,6 @@ from pathlib import Path
 from train.errors import InspectError
 
 
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--method", required=True)
@@ -64,10 +57,10 @@ def main(argv=None) -> int:
 
 def run(args):
     import numpy as np
-    import torch
 
+    from benchmarks.accuracy import torch_infer
     from benchmarks.evaluate import evaluate
-    from train.config import RunConfig, parse_image_size
+    from train.config import RunConfig, parse_image_size, parse_option
     from train.data import find_samples, load_images, load_masks
     from train.loop import train
     from train.methods import get_method
@@ -75,7 +68,7 @@ def run(args):
 
     method = get_method(args.method)
     size = parse_image_size(args.image_size)
-    name, values = args.option[0], [_value(v) for v in args.option[1:]]
+    name, values = args.option[0], [parse_option(f"{args.option[0]}={v}")[1] for v in args.option[1:]]
     train_images = load_images(find_samples(args.data, args.category, "train"), size)
     test = find_samples(args.data, args.category, "test")
     frames, masks = load_images(test, size), load_masks(test, size)
@@ -91,13 +84,7 @@ def run(args):
         if not (run_dir / "model.safetensors").exists():
             train(config, run_dir, train_images, device=args.device)
         graph, _ = load_graph(run_dir, "cpu")
-
-        def infer(batch):
-            with torch.inference_mode():
-                amap, score = graph(torch.from_numpy(batch))
-            return amap.numpy(), score.numpy()
-
-        metrics = evaluate(infer, frames, labels, masks, types)
+        metrics = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types)
         rows.append({"value": value, "run": str(run_dir), "image_auroc": metrics["image_auroc"],
                      "pixel_auroc": metrics["pixel_auroc"], "aupro": metrics["aupro"]})
     return rows

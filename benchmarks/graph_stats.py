@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 # op type -> (index of the data input, index of the weight / B input) for the MAC count
 _CONV_LIKE = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
@@ -164,22 +164,6 @@ def onnx_stats(onnx_path, batch: int = 1) -> Dict[str, object]:
         "ops": dict(sorted(Counter(n.op_type for n in inferred.graph.node).items())),
         "size_bytes": file_size_bytes(path),
     }
-
-
-def matmul_shapes(onnx_path, batch: int = 1) -> List[Tuple[str, List[int], List[int], List[int]]]:
-    """(name, A shape, B shape, output shape) of every MatMul/Gemm: to see how a high-pass is laid out."""
-    import onnx
-    from onnx import shape_inference
-
-    model = onnx.load(str(onnx_path))
-    _fix_batch(model, batch)
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
-    shapes = _shape_table(inferred)
-    out = []
-    for n in inferred.graph.node:
-        if n.op_type in ("MatMul", "Gemm", "MatMulInteger"):
-            out.append((n.name, shapes.get(n.input[0]), shapes.get(n.input[1]), shapes.get(n.output[0])))
-    return out
 
 
 def relative_difference(a: float, b: float) -> float:

@@ -226,11 +226,11 @@ class Quantizer:
         drives through the network; headroom trades resolution on good images for less clipping on defects."""
         factor = float(factor)
         if factor == 1.0:
-            self.cache = getattr(self, "base_cache", self.cache)
+            self.cache = self.base_cache if self.base_cache is not None else self.cache
             return
         if not factor >= 1.0:
             raise CalibrationError(f"--headroom must be >= 1 (a factor on the calibrated ranges), got {factor}")
-        if getattr(self, "base_cache", None) is None:
+        if self.base_cache is None:
             raise CalibrationError("--headroom needs an onnxruntime whose quantize_static takes calibration_cache_path "
                                    "(1.2x or newer); upgrade onnxruntime or drop --headroom")
         from onnxruntime.quantization import TensorData, TensorsData, load_tensors_data, save_tensors_data  # noqa

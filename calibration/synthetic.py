@@ -4,8 +4,9 @@ Good images alone under-state the activation ranges: on a defect a restoration n
 beyond anything a good image produces (on the demo set, up to 30x the good-image maximum), and INT8 ranges
 fitted to good images clip exactly the signal the inspection exists for. These frames are made from the
 calibration (good training) images themselves, never from a test split: a patch of another image pasted in
-(CutPaste), a solid blob, a noise patch, a scratch, the kinds of corruption FAIR trains on and the demo set
-shows. They are used for the ranges (``--anomalies``) and for the per-block sensitivity measurement.
+(CutPaste), a solid blob, a noise patch, a scratch: small, simple stand-ins for what a defect does to a frame
+(FAIR's own training corruptions, large CutPaste and Perlin textures, are `train.synthesis`). They measure
+how far activations on defects overshoot the INT8 ranges, and drive the per-block sensitivity analysis.
 """
 from __future__ import annotations
 
