@@ -102,3 +102,11 @@ def test_cli_backend_option_needs_key_value(setup):
 def test_cli_help():
     r = run_cli("--help")
     assert r.returncode == 0 and "--source" in r.stdout and "--backend" in r.stdout
+
+
+def test_backend_option_values_are_read_as_json():
+    from runtime.cli import backend_option
+
+    assert backend_option("threads=2") == ("threads", 2)
+    assert backend_option("cuda_graph=false") == ("cuda_graph", False)  # a string "false" would be truthy
+    assert backend_option("inference_precision=bf16") == ("inference_precision", "bf16")

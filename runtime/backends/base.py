@@ -5,8 +5,9 @@ manager. Subclasses implement `_load`, `_infer_impl`, `_close` (and `_probe`, wh
 raises `BackendUnavailable` naming the pip package). `close` frees what `load` made. A backend module never
 imports its library at module level.
 
-The base class checks the frames, splits a batch larger than the artifact's maximum into chunks, pads chunks
-for a static-batch artifact, and returns float32 numpy arrays: maps (N, 1, h, w), scores (N,).
+The base class checks the frames and the required extra inputs, splits a batch larger than the artifact's
+maximum into chunks, pads chunks for a static-batch artifact, and returns float32 numpy arrays: maps
+(N, 1, h, w), scores (N,).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class Backend:
             raise RuntimeInspectError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {known})")
         self.options = dict(options)
         self._loaded = False
+        #: extra graph inputs without a default inside the graph; `_load` fills it, `infer` checks it
+        self._required_extra: List[str] = []
         self.input_name = manifest.input.name
         self.map_name = manifest.outputs.anomaly_map.name  # type: ignore[union-attr]
         self.score_name = manifest.outputs.score.name  # type: ignore[union-attr]
@@ -112,6 +115,9 @@ class Backend:
         frames = self._check_frames(frames)
         extra = self._check_extra(extra, frames.shape[0])
         self.load()
+        missing = [name for name in self._required_extra if name not in extra]
+        if missing:
+            raise FrameError(self.missing_extra_message(missing))
         n = frames.shape[0]
         step = self.static_batch or self.max_batch
         if n <= step and (self.static_batch is None or n == step):

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend, physical_cores
-from runtime.errors import ArtifactMismatch, BackendUnavailable, FrameError, ManifestError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
 from runtime.manifest import rebuild_command
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -102,9 +102,6 @@ class OnnxRuntimeBackend(Backend):
         for k, v in extra.items():  # optional inputs: fed only if the graph has them
             if k in self._graph_inputs:
                 feed[k] = v
-        missing = [n for n in self._required_extra if n not in feed]
-        if missing:
-            raise FrameError(self.missing_extra_message(missing))
         maps, scores = self.session.run(self._outputs, feed)
         return maps, scores
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import ArtifactMismatch, BackendUnavailable, FrameError, ManifestError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
 from runtime.manifest import rebuild_command
 
 
@@ -119,9 +119,6 @@ class OpenVINOBackend(Backend):
         for k, v in extra.items():
             if k in self._graph_inputs:
                 feed[k] = v[sl]
-        missing = [n for n in self._required_extra if n not in feed]
-        if missing:
-            raise FrameError(self.missing_extra_message(missing))
         return feed
 
     def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import ArtifactMismatch, BackendUnavailable, FrameError, ManifestError, RuntimeInspectError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import Manifest, rebuild_command
 from runtime import trt_version
 
@@ -109,6 +109,7 @@ class TensorRTBackend(Backend):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if n not in self._inputs]
+        self._required_extra = [n for n in self._inputs if n != self.input_name]  # an engine has no defaults
         for n in (self.input_name,):
             if n not in self._inputs:
                 raise ManifestError(f"manifest input {n!r} is not an input of {self.artifact_path} "
@@ -186,11 +187,8 @@ class TensorRTBackend(Backend):
         n = frames.shape[0]
         feeds = {self.input_name: frames}
         for name in self._inputs:
-            if name == self.input_name:
-                continue
-            if name not in extra:
-                raise FrameError(f"the engine {self.artifact_path} has input {name!r}: pass it in extra=")
-            feeds[name] = extra[name]
+            if name != self.input_name:
+                feeds[name] = extra[name]  # present: Backend.infer checked _required_extra
         if self._shape_n != n:
             for name, arr in feeds.items():
                 self._context.set_input_shape(name, arr.shape)
