@@ -10,8 +10,8 @@ Without --run it takes the newest run for that method and c under --runs-root (d
 2. the graph the engine is built from: FP16 (`NAME_fp16.onnx`, `export.fp16`) or Q/DQ INT8
    (`NAME_int8.onnx`, `calibration.int8.quantize_onnx`), each with its manifest; precision lives in the graph;
 3. the operator check for TensorRT 8.5 / 10.x / 11 (`export.opcheck`);
-4. the engine `NAME_PRECISION.engine` + manifest (TensorRT version, GPU, compute capability, profile) and the
-   timing cache `timing.cache`. Without TensorRT (a CPU machine, CI) it stops before this step with one line
+4. the engine `NAME_PRECISION.engine` + manifest (TensorRT version, GPU, compute capability, profile, TF32 off)
+   and the timing cache `timing.trtVERSION.smCC.cache`. Without TensorRT (a CPU machine, CI) it stops before this step with one line
    that says how to install it, and exit status 3: the ONNX files are what you copy to the target.
 """
 from __future__ import annotations
@@ -195,7 +195,8 @@ def run(args) -> int:
     write(engine, derive(base, artifact_kind="tensorrt-engine", tensorrt=trt_info,
                          extra={"source_onnx": {"file": src.name, "sha256": base.sha256},
                                 "build": {"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
-                                          "seconds": res.seconds, "workspace_mb": args.workspace}}))
+                                          "seconds": res.seconds, "workspace_mb": args.workspace,
+                                          "tf32": res.tf32}}))
     print(f"wrote {engine} ({engine.stat().st_size / 2**20:.1f} MiB) + manifest; built in {res.seconds:.0f} s on "
           f"{res.gpu} (sm {res.compute_capability}), timing cache {res.timing_cache}")
     return 0

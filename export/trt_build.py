@@ -12,8 +12,14 @@ it); every version question is a named capability of `runtime.trt_version`, neve
   each float layer's precision is pinned to the type the ONNX graph gives its output, with
   `PREFER_PRECISION_CONSTRAINTS` (strong typing emulated where the flag does not exist).
 
-One optimisation profile (min/opt/max batch, the other dimensions fixed), a timing cache read from and written
-back to a file (rebuilds take seconds), and the workspace limit when given.
+One optimisation profile (min/opt/max batch, the other dimensions fixed), a timing cache per TensorRT version and
+GPU architecture (`export.trt_timing_cache`; rebuilds take seconds), and the workspace limit when given.
+
+Before any of the minutes-long work, the GPU is asked for its name and compute capability through
+`runtime.cuda_runtime` (the runtime's own CUDA binding): a machine whose engine could not run fails here, not
+after the build with an engine and no manifest. TF32 is off (`BuilderFlag.TF32` cleared) unless `tf32=True`:
+TensorRT computes FP32 layers in TF32 on Ampere and newer by default, which breaks the FP32 engine's parity
+(1e-4) with ONNX Runtime and the FP32 islands (pre-processing, scoring) of FP16 and INT8 graphs.
 """
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from export import trt_timing_cache
 from export.errors import ExportError
-from runtime import trt_version
+from runtime import cuda_runtime, trt_version
 
 Shape = Tuple[int, ...]
 
@@ -40,31 +47,17 @@ class BuildResult:
     profile: Dict[str, Any]
     seconds: float
     timing_cache: Optional[Path]
+    tf32: bool = False
 
 
-def gpu_info(device: int = 0) -> Tuple[str, str]:
-    """(name, 'major.minor') of the CUDA device, through cuda-python (as the runtime does), else torch."""
+def gpu_info() -> Tuple[str, str]:
+    """(name, 'major.minor') of the current CUDA device, through runtime.cuda_runtime (libcudart via ctypes);
+    ExportError saying why (no libcudart, no driver, no GPU: the CUDA error and versions) otherwise."""
     try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]  # older layout
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) == 0:
-            name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-            return name.strip("\x00 "), f"{props.major}.{props.minor}"
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device)
-            return torch.cuda.get_device_name(device), f"{major}.{minor}"
-    except ImportError:
-        pass
-    raise ExportError("cannot read the GPU's name and compute capability: install cuda-python "
-                      "(`pip install cuda-python`) or a CUDA build of torch")
+        dev = cuda_runtime.probe_device()
+    except cuda_runtime.CudaUnavailable as e:
+        raise ExportError(f"no usable NVIDIA GPU, so no engine can be built here: {e.reason}") from None
+    return dev.name, dev.compute_capability
 
 
 def _input_profiles(network, batch: Tuple[int, int, int]) -> Dict[str, Tuple[Shape, Shape, Shape]]:
@@ -93,10 +86,14 @@ def build_engine(
     workspace_mb: Optional[int] = None,
     timing_cache: Optional[os.PathLike] = None,
     verbose: bool = False,
+    tf32: bool = False,
 ) -> BuildResult:
     """Parse `onnx_path`, build a serialised engine for `precision` ('fp32' | 'fp16' | 'int8': the graph must
-    already be FP32 / FP16 / Q/DQ), write it to `engine_path`. Raises BackendUnavailable without TensorRT."""
+    already be FP32 / FP16 / Q/DQ), write it to `engine_path`. `timing_cache` names the cache file; the one
+    used is keyed by TensorRT version and compute capability (see `trt_timing_cache.keyed_path`). Raises
+    BackendUnavailable without TensorRT, ExportError without a usable GPU (checked before anything is built)."""
     trt = trt_version.import_tensorrt()
+    gpu, cc = gpu_info()  # before the build: without a GPU the engine could neither be built nor described
     caps = trt_version.capabilities(trt.__version__)
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -118,17 +115,7 @@ def build_engine(
     config = builder.create_builder_config()
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    flag_names: List[str] = []
-    if not strongly_typed and caps.builder_precision_flags:
-        if precision == "fp16":
-            flag_names.append("FP16")
-        elif precision == "int8" and caps.int8_flag_needed_for_qdq:
-            flag_names.append("INT8")
-    for name in list(flag_names):
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    if "FP16" in flag_names and _pin_layer_precisions(network, trt):
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        flag_names.append("PREFER_PRECISION_CONSTRAINTS")
+    flag_names = _set_precision_flags(config, network, trt, caps, precision, strongly_typed, tf32)
 
     shapes = _input_profiles(network, tuple(int(b) for b in batch))
     profile = builder.create_optimization_profile()
@@ -136,11 +123,8 @@ def build_engine(
         profile.set_shape(name, mn, op, mx)
     config.add_optimization_profile(profile)
 
-    cache_path = Path(timing_cache) if timing_cache else None
-    if cache_path is not None:
-        blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    cache_path = trt_timing_cache.keyed_path(timing_cache, trt.__version__, cc) if timing_cache else None
+    trt_timing_cache.attach(config, cache_path)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -151,21 +135,40 @@ def build_engine(
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(engine_path, bytes(serialized))
-    if cache_path is not None:
-        _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
-    gpu, cc = gpu_info()
+    cache_written = trt_timing_cache.save(config, cache_path)
     return BuildResult(
         engine_path=engine_path, tensorrt_version=str(trt.__version__), gpu=gpu, compute_capability=cc,
         strongly_typed=strongly_typed, builder_flags=flag_names,
         profile={"min": int(batch[0]), "opt": int(batch[1]), "max": int(batch[2]),
                  "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}},
-        seconds=round(seconds, 2), timing_cache=cache_path,
+        seconds=round(seconds, 2), timing_cache=cache_written, tf32=bool(tf32),
     )
+
+
+def _set_precision_flags(config, network, trt, caps, precision: str, strongly_typed: bool, tf32: bool) -> List[str]:
+    """Set the builder flags a weakly typed build needs for `precision` and clear TF32 unless `tf32`; returns
+    the names of the flags set (for the manifest)."""
+    names: List[str] = []
+    if caps.builder_precision_flags and not strongly_typed:
+        if precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+            names.append("FP16")
+            if _pin_layer_precisions(network, trt):
+                config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+                names.append("PREFER_PRECISION_CONSTRAINTS")
+        elif precision == "int8" and caps.int8_flag_needed_for_qdq:
+            config.set_flag(trt.BuilderFlag.INT8)
+            names.append("INT8")
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    return names
 
 
 def _pin_layer_precisions(network, trt) -> int:
     """Weakly typed builds (8.x): pin every computing layer whose outputs are all FP32 or all FP16 to that type,
-    so TensorRT keeps the graph's FP32 islands in FP32. Returns the number of pinned layers."""
+    both its compute precision and its output types (a layer computing in FP32 may still hand FP16 on to the
+    next one unless its output type is pinned too), so TensorRT keeps the graph's FP32 islands in FP32.
+    Returns the number of pinned layers."""
     skip = {getattr(trt.LayerType, n) for n in ("CONSTANT", "SHAPE", "IDENTITY", "CAST") if hasattr(trt.LayerType, n)}
     floats = (trt.float32, trt.float16)
     pinned = 0
@@ -175,7 +178,10 @@ def _pin_layer_precisions(network, trt) -> int:
             continue
         types = {layer.get_output(k).dtype for k in range(layer.num_outputs)}
         if len(types) == 1 and next(iter(types)) in floats:
-            layer.precision = next(iter(types))
+            dtype = next(iter(types))
+            layer.precision = dtype
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, dtype)
             pinned += 1
     return pinned
 

@@ -9,10 +9,10 @@ Before deserialising, the manifest's TensorRT version and compute capability are
 machine: an engine is tied to both, and TensorRT's own failure is a cryptic log line. A mismatch raises
 ArtifactMismatch with the `python -m export.trt ...` command that rebuilds it here.
 
-CUDA from Python: cuda-python (`from cuda.bindings import runtime as cudart`, with the pre-12.6 layout
-`from cuda import cudart` as fallback), not pycuda: cuda-python ships wheels for x86_64 and aarch64 (Jetson),
-NVIDIA's current TensorRT samples use it, and pycuda is an sdist that must be compiled against nvcc and the
-CUDA headers on the target.
+CUDA from Python: `runtime.cuda_runtime`, libcudart through ctypes, which follows the system's CUDA (11.4 on
+JetPack 5, 12.x on JetPack 6, 12/13 on x86) where cuda-python is built for one CUDA major and pycuda must be
+compiled on the target. The availability probe asks the GPU too, so "unavailable" comes with the reason (no
+libcudart, or the CUDA error and the runtime and driver versions). CUDA graphs: `runtime.cuda_graphs.capture`.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from runtime import cuda_graphs, cuda_runtime, trt_version
 from runtime.backends.base import Backend
 from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import Manifest, rebuild_command
-from runtime import trt_version
 
 log = logging.getLogger("runtime.tensorrt")
 
@@ -33,24 +33,25 @@ _NP_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32":
               "UINT8": np.uint8, "INT64": np.int64}
 
 
-def _import_cudart() -> Any:
+def _cuda() -> "cuda_runtime.CudaRuntime":
+    """libcudart and a GPU that answers, or BackendUnavailable with the reason."""
     try:
-        from cuda.bindings import runtime as cudart  # noqa: PLC0415 - cuda-python >= 12.6.1
-    except ImportError:
-        try:
-            from cuda import cudart  # type: ignore[no-redef]  # noqa: PLC0415 - older cuda-python (removed in 13)
-        except ImportError as e:
-            raise BackendUnavailable("tensorrt", "cuda-python", detail=f"CUDA bindings missing: {e}") from None
-    return cudart
+        cuda = cuda_runtime.load()
+        cuda_runtime.probe_device()
+    except cuda_runtime.CudaUnavailable as e:
+        raise BackendUnavailable("tensorrt", detail=e.reason) from None
+    return cuda
 
 
-def _check(result: Any) -> Any:
-    """cuda-python returns (error, *values): raise on error, return the value(s)."""
-    err, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-    if int(err) != 0:
-        raise RuntimeInspectError(f"CUDA call failed: {err!r}: check the driver and that the GPU is visible "
-                                  f"(nvidia-smi / tegrastats)")
-    return rest[0] if len(rest) == 1 else (rest or None)
+def create_context(engine: Any, artifact_path: str) -> Any:
+    """engine.create_execution_context(), which returns None (not an exception) when TensorRT cannot make one,
+    typically for lack of GPU memory for the activations."""
+    context = engine.create_execution_context()
+    if context is None:
+        raise RuntimeInspectError(f"TensorRT could not create an execution context for {artifact_path} (see its "
+                                  f"log; usually not enough free GPU memory): close other GPU programs or rebuild "
+                                  f"with a smaller --batch max")
+    return context
 
 
 def check_engine_compat(manifest: Manifest, artifact_path: str, trt_present: str, cc_present: str,
@@ -80,20 +81,17 @@ class TensorRTBackend(Backend):
     @classmethod
     def _probe(cls) -> None:
         trt_version.import_tensorrt()
-        _import_cudart()
+        _cuda()
 
     # -- load ---------------------------------------------------------------------------------------
     def _load(self) -> None:
         trt = trt_version.import_tensorrt()
-        cudart = self._cudart = _import_cudart()
+        cuda = self._cuda = _cuda()
         caps = self._caps = trt_version.current()
         caps.require("named_io_tensors")
-        device = _check(cudart.cudaGetDevice())
-        props = _check(cudart.cudaGetDeviceProperties(device))
-        gpu = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        gpu = gpu.strip("\x00 ")
-        check_engine_compat(self.manifest, self.artifact_path, trt.__version__, f"{props.major}.{props.minor}", gpu)
-        self._gpu = gpu
+        dev = cuda.device_info()
+        check_engine_compat(self.manifest, self.artifact_path, trt.__version__, dev.compute_capability, dev.name)
+        self._gpu = dev.name
         self._allocs: List[Tuple[str, int]] = []
         self._graphs: Dict[int, Any] = {}
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -104,8 +102,8 @@ class TensorRTBackend(Backend):
             raise ArtifactMismatch(f"TensorRT {trt.__version__} could not deserialise {self.artifact_path} "
                                    f"(see the TensorRT log above)", rebuild_command(self.manifest, self.artifact_path))
         engine = self._engine
-        self._context = engine.create_execution_context()
-        self._stream = _check(cudart.cudaStreamCreate())
+        self._context = create_context(engine, self.artifact_path)
+        self._stream = cuda.stream_create()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if n not in self._inputs]
@@ -132,9 +130,9 @@ class TensorRTBackend(Backend):
             dtype = np.dtype(_NP_DTYPES[engine.get_tensor_dtype(n).name])
             shape = tuple(self._context.get_tensor_shape(n))
             nbytes = int(np.prod(shape)) * dtype.itemsize
-            hptr = _check(cudart.cudaMallocHost(nbytes))
+            hptr = cuda.malloc_host(nbytes)
             self._allocs.append(("host", hptr))
-            dptr = _check(cudart.cudaMalloc(nbytes))
+            dptr = cuda.malloc(nbytes)
             self._allocs.append(("device", dptr))
             buf = (ctypes.c_uint8 * nbytes).from_address(hptr)
             self._host[n] = np.frombuffer(buf, dtype=dtype).reshape(shape)
@@ -142,6 +140,7 @@ class TensorRTBackend(Backend):
             self._context.set_tensor_address(n, dptr)
         self._shape_n: Optional[int] = None
         self._use_graph = bool(self.options.get("cuda_graph", False))
+        self._graph_off_reason = ""
 
     @property
     def max_batch(self) -> int:
@@ -149,39 +148,27 @@ class TensorRTBackend(Backend):
 
     # -- infer --------------------------------------------------------------------------------------
     def _copy(self, name: str, n: int, to_device: bool) -> None:
-        cudart = self._cudart
         view = self._host[name][:n]
-        kind = (cudart.cudaMemcpyKind.cudaMemcpyHostToDevice if to_device
-                else cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
         dst, src = (self._dev[name], view.ctypes.data) if to_device else (view.ctypes.data, self._dev[name])
-        _check(cudart.cudaMemcpyAsync(dst, src, view.nbytes, kind, self._stream))
+        self._cuda.memcpy_async(dst, src, view.nbytes, to_device, self._stream)
+
+    def _enqueue(self) -> bool:
+        return bool(self._context.execute_async_v3(self._stream))
 
     def _execute(self, n: int) -> None:
-        cudart = self._cudart
-        if not self._use_graph:
-            if not self._context.execute_async_v3(int(self._stream)):
-                raise RuntimeInspectError(f"TensorRT execute_async_v3 failed for a batch of {n} (see its log)")
-            return
-        graph_exec = self._graphs.get(n)
-        if graph_exec is None:
-            # One plain run after a shape change lets TensorRT finish shape-dependent setup before capture.
-            self._context.execute_async_v3(int(self._stream))
-            try:
-                _check(cudart.cudaStreamBeginCapture(
-                    self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
-                self._context.execute_async_v3(int(self._stream))
-                graph = _check(cudart.cudaStreamEndCapture(self._stream))
-                graph_exec = _check(cudart.cudaGraphInstantiate(graph, 0))
+        graph_exec = self._graphs.get(n) if self._use_graph else None
+        if self._use_graph and graph_exec is None:
+            graph_exec, why = cuda_graphs.capture(self._cuda, self._stream, self._enqueue, f"a batch of {n}")
+            if graph_exec is None:  # nothing ran during the failed capture: run this batch plainly below
+                log.warning("CUDA graph capture failed (%s); running %s without CUDA graphs", why,
+                            self.artifact_path)
+                self._use_graph, self._graph_off_reason = False, why
+            else:
                 self._graphs[n] = graph_exec
-            except Exception as e:  # capture unsupported here: run without graphs
-                try:
-                    cudart.cudaStreamEndCapture(self._stream)
-                except Exception:
-                    pass
-                log.warning("CUDA graph capture failed (%s); running without CUDA graphs", e)
-                self._use_graph = False
-                return
-        _check(cudart.cudaGraphLaunch(graph_exec, self._stream))
+        if graph_exec is not None:
+            self._cuda.graph_launch(graph_exec, self._stream)
+        elif not self._enqueue():
+            raise RuntimeInspectError(f"TensorRT execute_async_v3 failed for a batch of {n} (see its log)")
 
     def _infer_impl(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
         n = frames.shape[0]
@@ -191,7 +178,9 @@ class TensorRTBackend(Backend):
                 feeds[name] = extra[name]  # present: Backend.infer checked _required_extra
         if self._shape_n != n:
             for name, arr in feeds.items():
-                self._context.set_input_shape(name, arr.shape)
+                if not self._context.set_input_shape(name, arr.shape):  # False, not an exception, on a bad shape
+                    raise RuntimeInspectError(f"TensorRT rejected the shape {arr.shape} of input {name!r} of "
+                                              f"{self.artifact_path} (outside its optimisation profile?)")
             self._shape_n = n
         for name, arr in feeds.items():
             np.copyto(self._host[name][:n], arr)
@@ -199,34 +188,45 @@ class TensorRTBackend(Backend):
         self._execute(n)
         for name in (self.map_name, self.score_name):
             self._copy(name, n, to_device=False)
-        _check(self._cudart.cudaStreamSynchronize(self._stream))
+        self._cuda.stream_synchronize(self._stream)
         # copies: the pinned buffers are reused by the next call
         return self._host[self.map_name][:n].copy(), self._host[self.score_name][:n].copy()
 
     # -- close --------------------------------------------------------------------------------------
     def _close(self) -> None:
-        cudart = getattr(self, "_cudart", None)
-        if cudart is None:  # the load failed before CUDA was touched
+        cuda = getattr(self, "_cuda", None)
+        if cuda is None:  # the load failed before CUDA was touched
             return
-        for g in getattr(self, "_graphs", {}).values():
-            cudart.cudaGraphExecDestroy(g)
-        self._graphs = {}
+        errors: List[str] = []
+
+        def attempt(fn: Any, *args: Any) -> None:  # free everything even when one call fails
+            try:
+                fn(*args)
+            except RuntimeInspectError as e:
+                errors.append(str(e))
+
         if getattr(self, "_stream", None) is not None:
-            cudart.cudaStreamSynchronize(self._stream)
+            attempt(cuda.stream_synchronize, self._stream)
+        for g in getattr(self, "_graphs", {}).values():
+            attempt(cuda.graph_exec_destroy, g)
+        self._graphs = {}
         self._context = self._engine = self._runtime = None
         self._host = {}
         for kind, ptr in reversed(getattr(self, "_allocs", [])):
-            (cudart.cudaFreeHost if kind == "host" else cudart.cudaFree)(ptr)
+            attempt(cuda.free_host if kind == "host" else cuda.free, ptr)
         self._allocs = []
         if getattr(self, "_stream", None) is not None:
-            cudart.cudaStreamDestroy(self._stream)
+            attempt(cuda.stream_destroy, self._stream)
             self._stream = None
+        if errors:
+            log.warning("closing %s: %s", self.artifact_path, "; ".join(errors))
 
     def describe(self) -> str:
         engine = getattr(self, "_engine", None)
         if engine is None:
             return "tensorrt"
         mem = engine.device_memory_size_v2 if self._caps.device_memory_size_v2 else engine.device_memory_size
-        graph = ", CUDA graph" if self._use_graph else ""
+        graph = ", CUDA graph" if self._use_graph else \
+            (f", CUDA graph off: {self._graph_off_reason}" if self._graph_off_reason else "")
         return f"tensorrt {self._caps.version} on {self._gpu} (max batch {self._max_batch}, " \
                f"{mem / 2**20:.0f} MiB activations{graph})"
