@@ -130,7 +130,6 @@ def test_installed_tensorrt_is_supported():
 @needs_trt
 def test_tensorrt_backend_matches_onnxruntime(tmp_path):
     """Builds a tiny engine from the test ONNX with the installed TensorRT and compares with ONNX Runtime."""
-    pytest.importorskip("cuda", reason="cuda-python not installed")
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -138,7 +137,8 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path):
 
     from runtime.backends.base import Backend
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from runtime.backends.tensorrt import TensorRTBackend, _check, _import_cudart
+    from runtime import cuda_runtime
+    from runtime.backends.tensorrt import TensorRTBackend
     from runtime.manifest import load_manifest, write_manifest
 
     trt = trt_version.import_tensorrt()
@@ -158,11 +158,10 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path):
     assert blob is not None
     engine_path = tmp_path / "tiny.engine"
     engine_path.write_bytes(bytes(blob))
-    cudart = _import_cudart()
-    props = _check(cudart.cudaGetDeviceProperties(_check(cudart.cudaGetDevice())))
+    dev = cuda_runtime.probe_device()
     m = load_manifest(onnx_path)
     m.artifact, m.artifact_kind, m.sha256 = "", "tensorrt-engine", ""
-    m.tensorrt = TensorRTInfo(trt.__version__, "test-gpu", f"{props.major}.{props.minor}")
+    m.tensorrt = TensorRTInfo(trt.__version__, "test-gpu", dev.compute_capability)
     write_manifest(engine_path, m)
     x = frames(6)
     with OnnxRuntimeBackend(onnx_path, load_manifest(onnx_path)) as ort_b:
