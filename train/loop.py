@@ -131,8 +131,8 @@ def train(
 
     data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low
     model.train()
-    bar = tqdm(total=config.steps, initial=start, desc=f"train {config.method} c={config.c}", disable=not (progress and ddp.is_main),
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {config.method} c={config.c}",
+               disable=not (progress and ddp.is_main), unit="step", dynamic_ncols=True)
     t0 = time.time()
     running, count = 0.0, 0
     for step in range(start, config.steps):
