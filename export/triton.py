@@ -229,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX on GPU: plain CUDA execution instead of ONNX Runtime's TensorRT accelerator")
     p.add_argument("--no-verify", action="store_true", help="skip the artifact's sha256 check")
     p.add_argument("--deepstream", action="store_true",
-                   help="write a DeepStream nvinfer config instead (same as `python -m export.deepstream`; "
-                        "needs --run)")
-    p.add_argument("--run", help="--deepstream: trained run folder to export the float NCHW graph from")
+                   help="write a DeepStream nvinfer config and float-planar ONNX instead (the same as "
+                        "`python -m export.deepstream`, which has more options)")
+    p.add_argument("--run", help="--deepstream: the run MODEL.onnx was exported from (default: its manifest's)")
     p.add_argument("--batch-size", type=int, default=1, help="--deepstream: nvinfer batch-size")
     return p
 
@@ -245,14 +245,14 @@ def main(argv=None) -> int:
         if args.deepstream:
             from export.deepstream import write_deepstream
 
-            if not args.run:
-                raise ExportError("--deepstream needs --run RUN (nvinfer takes float planar input: the graph "
-                                  "is exported again with a float NCHW frame adapter)")
-            written = write_deepstream(args.run, args.out, name=args.name, batch_size=args.batch_size)
+            if not args.model:
+                raise ExportError("--deepstream needs --model MODEL.onnx (exported by export.onnx; its manifest "
+                                  "names the run, which is exported again with a float NCHW frame adapter)")
+            written = write_deepstream(args.model, args.out, args.run, args.name, args.batch_size)
             print("wrote " + ", ".join(str(p) for p in written))
             return 0
         if not args.model:
-            raise ExportError("--model MODEL.onnx|.engine is required (or --deepstream --run RUN)")
+            raise ExportError("--model MODEL.onnx|.engine is required")
         model_dir = write_repository(args.model, args.out, args.name, args.max_batch, args.instances, args.kind,
                                      args.preferred_batch, args.queue_delay_us, not args.no_tensorrt_accelerator,
                                      verify=not args.no_verify)
