@@ -149,3 +149,23 @@ def test_no_server_is_one_clear_error(tmp_path):
     with pytest.raises(BackendUnavailable, match="no Triton server answers at http://127.0.0.1:9"):
         Inspector(model_dir / "1" / "model.onnx", backend="triton", backend_options={"url": "127.0.0.1:9"})
     assert select_backend("tensorrt-engine", "triton", "auto").device == "server"
+
+
+def test_runtime_cli_with_the_triton_backend(stand_in, tmp_path):
+    import subprocess
+
+    import cv2
+
+    model_dir, url, _ = stand_in
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(frames(3)):
+        cv2.imwrite(str(src / f"{i}.png"), f)
+    proc = subprocess.run([sys.executable, "-m", "runtime", "--model", str(model_dir / "1" / "model.onnx"),
+                           "--backend", "triton", "--backend-option", f"url={url}", "--source", str(src),
+                           "--out", str(tmp_path / "out"), "--save", "none"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(ln) for ln in (tmp_path / "out" / "inspect.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "score" in r]
+    assert len(scored) == 3 and all(r["is_anomalous"] == (r["score"] >= 0.5) for r in scored)

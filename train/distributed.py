@@ -25,6 +25,7 @@ the images and the features of all ranks are gathered in rank order, i.e. in the
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -33,7 +34,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn import functional as dist_fn
 
 from train.errors import ConfigError
 
@@ -82,10 +82,12 @@ class Context:
         if self.active:
             dist.barrier()
 
-    def shard_network(self, model: nn.Module, method) -> "Optional[NetworkShard]":
-        """Prepare the model's network for split training (call before building the optimiser); None alone."""
+    def shard_network(self, model: nn.Module, method, batch_size: int) -> "Optional[NetworkShard]":
+        """Prepare the model's network for split training (call before building the optimiser); None alone.
+        The global batch must split evenly over the ranks (checked here, before the first step)."""
         if not self.active:
             return None
+        rank_rows(batch_size, self.world, self.rank)
         return NetworkShard(model, network_child(method, model), self)
 
     def close(self) -> None:
@@ -123,20 +125,55 @@ def network_child(method, model: nn.Module) -> str:
     return names[0]
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the all-reduced gradient: every rank's loss depends on the sum."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather along dim 0 (equal row counts); the gradient of this rank's rows is the sum over ranks of
+    the gradients they computed for those rows (gloo has no reduce-scatter: all-reduce, then slice)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = slice(rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rows]
+
+
 class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the rows of every rank (same keys and eval behaviour).
 
-    torch's SyncBatchNorm runs on GPUs only; this one uses autograd-aware all-reduce, so gloo/CPU works too and
-    its gradient flows through the shared statistics."""
+    torch's SyncBatchNorm runs on GPUs only; this one sums with `_SumOverRanks`, so gloo/CPU works too and its
+    gradient flows through the shared statistics."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized()):
             return super().forward(x)
         count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype, device=x.device)
-        total = dist_fn.all_reduce(torch.cat([count, x.sum(dim=(0, 2, 3))]))
+        total = _SumOverRanks.apply(torch.cat([count, x.sum(dim=(0, 2, 3))]))
         n, mean = total[0], total[1:] / total[0]
         centred = x - mean.view(1, -1, 1, 1)
-        var = dist_fn.all_reduce(centred.pow(2).sum(dim=(0, 2, 3))) / n  # two passes: no E[x^2]-E[x]^2 loss
+        var = _SumOverRanks.apply(centred.pow(2).sum(dim=(0, 2, 3))) / n  # two passes: no E[x^2]-E[x]^2 loss
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -173,7 +210,7 @@ class _GatheredRows(nn.Module):
 
     def forward(self, x: torch.Tensor, *rest):
         mine = self.ddp(x[rank_rows(x.shape[0], self.ctx.world, self.ctx.rank)], *rest)
-        return torch.cat(dist_fn.all_gather(mine), dim=0)
+        return _GatherRows.apply(mine)
 
 
 class NetworkShard:
@@ -185,9 +222,13 @@ class NetworkShard:
         net = cross_rank_batchnorm(getattr(model, child))
         setattr(model, child, net)
         dev = next(net.parameters()).device
-        # Buffers (BatchNorm running statistics) already agree on every rank: no per-step broadcast.
+        # Buffers (BatchNorm running statistics) already agree on every rank: no per-step broadcast
+        # (`forward_sync_buffers` in newer torch, `broadcast_buffers` before).
+        ddp_args = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in ddp_args
+                   else {"broadcast_buffers": False})
         self.ddp = nn.parallel.DistributedDataParallel(
-            net, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+            net, device_ids=[dev.index] if dev.type == "cuda" else None, **no_sync)
         self.gathered = _GatheredRows(self.ddp, ctx)
 
     @contextlib.contextmanager
