@@ -17,7 +17,8 @@ Gradient bookkeeping: each rank computes the same loss L; the all-gather's backw
 copies of dL/d(its rows), so rank r holds N x (its part of dL/dtheta); DDP averages over N ranks, which gives
 exactly the 1-process gradient dL/dtheta. Model, optimiser and generator states are therefore identical on
 every rank and equal to a 1-process run's (up to float summation order), so rank 0 alone writes the run
-folder and a checkpoint resumes under any N.
+folder and a checkpoint resumes under any N. The price: every rank repeats the batch's synthesis and the loss
+(cheap next to the network's forward and backward, which are split), and the global batch must divide by N.
 
 `gather_rows` is the helper for fit-only methods (PatchCore/PaDiM): each rank fits on `shard_indices` of
 the images and the features of all ranks are gathered in rank order, i.e. in the 1-process order.
@@ -63,6 +64,7 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # from_env started the process group (and `close` ends it)
 
     @property
     def active(self) -> bool:
@@ -91,7 +93,7 @@ class Context:
         return NetworkShard(model, network_child(method, model), self)
 
     def close(self) -> None:
-        if self.active and dist.is_initialized():
+        if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
@@ -112,6 +114,7 @@ def from_env(device: torch.device) -> Context:
         if device.type == "cuda":
             torch.cuda.set_device(ctx.device(device))
         dist.init_process_group(backend=backend)
+        ctx.owns_group = True
     return ctx
 
 
