@@ -45,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch", "triton"],
+                   help="auto picks a local backend; triton sends frames to a Triton server (url=HOST:PORT)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", type=backend_option,
                    help="an option of the chosen backend, repeatable: threads=N (onnxruntime, openvino), "
                         "inference_precision=bf16 (openvino: compute an FP32 model in bf16, 4-6x faster on "
                         "CPUs with AMX; the default f32 matches the other backends), requests=N (openvino), "
-                        "cuda_graph=1 (tensorrt)")
+                        "cuda_graph=1 (tensorrt), url=HOST:PORT and model_name=NAME (triton)")
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the manifest's)")
     p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
     p.add_argument("--queue", type=int, default=4, help="capture queue size (default 4)")

@@ -44,7 +44,7 @@ def _hide(monkeypatch, module):
 
 
 def test_registry_and_availability():
-    assert set(REGISTRY) == {"onnxruntime", "openvino", "tensorrt", "torch"}
+    assert set(REGISTRY) == {"onnxruntime", "openvino", "tensorrt", "torch", "triton"}
     names = available_backends()
     assert "onnxruntime" in names  # the default that always installs
     for name in REGISTRY:

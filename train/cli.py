@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,6 +131,7 @@ def _run(args) -> int:
     t0 = time.time()
     out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
                 checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-    print(json.dumps({"run": str(out), "method": args.method, "c": c, "steps": steps,
-                      "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains; rank 0 reports
+        print(json.dumps({"run": str(out), "method": args.method, "c": c, "steps": steps,
+                          "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))
     return 0

@@ -13,6 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+#: uint8 (N, H, W, 3) camera frames (the default), or float (N, 3, H, W) pixel values in [0, 255] (DeepStream)
+FRAME_FORMATS = ("uint8_nhwc", "float_nchw")
+
 
 class InspectionGraph(nn.Module):
     """frame (N, H, W, 3) uint8 -> anomaly_map (N, 1, h, w) float32, score (N,) float32.
@@ -21,6 +24,8 @@ class InspectionGraph(nn.Module):
     model size, no resize). `channel_order` says what the frames are ("RGB" or "BGR", OpenCV's order).
     Extra inputs (e.g. a fresh noise field) are passed through to the model. `standardizer` (a
     `train.ops.standardize.MapStandardizer` at the model size) turns the map into per-pixel z-scores.
+    `frame_format` "float_nchw" takes (N, 3, H, W) float pixel values in [0, 255] instead of uint8 NHWC: the
+    planar float tensor DeepStream's nvinfer hands a network (`export.deepstream`); everything after is the same.
     """
 
     def __init__(
@@ -30,6 +35,7 @@ class InspectionGraph(nn.Module):
         frame_size: Optional[Tuple[int, int]] = None,
         channel_order: str = "RGB",
         standardizer: Optional[nn.Module] = None,
+        frame_format: str = "uint8_nhwc",
     ):
         super().__init__()
         if channel_order not in ("RGB", "BGR"):
@@ -43,6 +49,9 @@ class InspectionGraph(nn.Module):
             raise ValueError(f"map statistics of size {tuple(standardizer.size)} do not fit the model size "
                              f"{self.model_size}")
         self.standardizer = standardizer  # train.ops.standardize.MapStandardizer or None
+        if frame_format not in FRAME_FORMATS:
+            raise ValueError(f"frame_format must be one of {FRAME_FORMATS}, got {frame_format!r}")
+        self.frame_format = frame_format
 
     @property
     def input_channels_reversed(self) -> bool:
@@ -51,7 +60,10 @@ class InspectionGraph(nn.Module):
     def forward(self, frame: torch.Tensor, *extra: torch.Tensor):
         # Cast before anything else touches the frame: TensorRT takes UINT8 only as a network input/output,
         # so the first op reading the input must be the Cast (a Transpose on UINT8 fails to build).
-        x = frame.to(torch.float32).permute(0, 3, 1, 2) * (1.0 / 255.0)
+        x = frame.to(torch.float32)
+        if self.frame_format == "uint8_nhwc":
+            x = x.permute(0, 3, 1, 2)
+        x = x * (1.0 / 255.0)
         if self.channel_order == "BGR":
             x = torch.cat([x[:, 2:3], x[:, 1:2], x[:, 0:1]], dim=1)
         if self.resizes:

@@ -6,6 +6,7 @@ the checkpoint, so a seeded CPU run is deterministic and `--resume` continues th
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from train import runs
+from train import distributed, runs
 from train.config import RunConfig
 from train.errors import ConfigError, RunError
 from train.methods import get_method
@@ -107,6 +108,8 @@ def train(
     if len(images) == 0:
         raise ConfigError("no training images")
     dev = resolve_device(device)
+    ddp = distributed.from_env(dev)  # torchrun: this rank's place; world 1 otherwise (train.distributed)
+    dev = ddp.device(dev)
     method = get_method(config.method)
     options = method.options(config.options)
     config.options = {k: v for k, v in options.items()}
@@ -132,6 +135,7 @@ def train(
     # With --crop the model is built at the crop size; its weights (the network) do not depend on the size.
     model = method.build_model(config.c, train_size, options).to(dev)
     method.prepare_training(model, options, train_size)
+    shard = ddp.shard_network(model, method, config.batch_size)  # DDP: split the network's rows over ranks; None alone
     optimizer = method.optimizer(model, config.lr)
     scheduler = method.scheduler(optimizer, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
@@ -139,30 +143,35 @@ def train(
     start = 0
     if resume:
         start = runs.load_checkpoint(out, model, optimizer, scheduler, generator)
-        runs.truncate_history(out, start)
+        if ddp.is_main:
+            runs.truncate_history(out, start)
         if start >= config.steps:
             print(f"run {out} already finished {start} steps")
     else:
         config.versions = versions()
-        out.mkdir(parents=True, exist_ok=True)
-        runs.save_config(out, config)
     if resume:
         config.versions = saved.versions  # the versions that started the run
+    ddp.barrier()  # every rank has checked the folder and read the checkpoint before rank 0 writes
+    if ddp.is_main:
+        out.mkdir(parents=True, exist_ok=True)
         runs.save_config(out, config)  # a resumed run may extend --steps
 
     data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low
     model.train()
-    bar = tqdm(total=config.steps, initial=start, desc=f"train {method.label(config.c)}", disable=not progress,
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {method.label(config.c)}",
+               disable=not (progress and ddp.is_main), unit="step", dynamic_ncols=True)
     t0 = time.time()
     running, count = 0.0, 0
     for step in range(start, config.steps):
         idx = batch_indices(len(data), config.batch_size, config.seed, step)
         batch = data[idx] if not config.crop else random_crop(data[idx], config.crop, generator)
         clean = batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(dev)
-        loss = method.training_loss(model, clean, generator, step)
+        with shard.split() if shard else contextlib.nullcontext():
+            loss = method.training_loss(model, clean, generator, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if shard:
+            shard.average_other_gradients()
         optimizer.step()
         scheduler.step()
         value = float(loss.detach())
@@ -172,17 +181,19 @@ def train(
         count += 1
         bar.update(1)
         done = step + 1
-        if done % log_every == 0 or done == config.steps:
+        if ddp.is_main and (done % log_every == 0 or done == config.steps):
             runs.append_history(out, {"step": done, "loss": running / count, "lr": optimizer.param_groups[0]["lr"],
                                       "elapsed_s": round(time.time() - t0, 3)})
             bar.set_postfix(loss=f"{running / count:.4f}")
             running, count = 0.0, 0
-        if done % checkpoint_every == 0 or done == config.steps or done == stop_at:
+        if ddp.is_main and (done % checkpoint_every == 0 or done == config.steps or done == stop_at):
             runs.save_checkpoint(out, model, optimizer, scheduler, generator, done)
             runs.save_weights(out, model)
         if done == stop_at:
             break
     bar.close()
-    if start >= config.steps and not (out / runs.WEIGHTS).exists():
+    if ddp.is_main and start >= config.steps and not (out / runs.WEIGHTS).exists():
         runs.save_weights(out, model)
+    ddp.barrier()  # no rank leaves before rank 0 has written the run
+    ddp.close()
     return out

@@ -6,7 +6,7 @@ Which backends exist is decided by what imports (`available_backends()`), never 
 - `.onnx` with "auto": on a GPU (device "cuda", or "auto" with onnxruntime-gpu present) onnxruntime with its
   TensorRT/CUDA execution providers; on a CPU OpenVINO when importable (the fastest CPU path), else ONNX
   Runtime (the default that always installs). The tensorrt backend does not take .onnx (build an engine with
-  `python -m export.trt`), and torch is only used when asked for by name.
+  `python -m export.trt`), and torch and triton (a remote Triton server) are only used when asked for by name.
 `select_backend` returns a `BackendChoice` whose `reason` says why; the Inspector and the CLI show it.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ REGISTRY: Dict[str, Tuple[str, str]] = {
     "openvino": ("runtime.backends.openvino", "OpenVINOBackend"),
     "tensorrt": ("runtime.backends.tensorrt", "TensorRTBackend"),
     "torch": ("runtime.backends.torch", "TorchBackend"),
+    "triton": ("runtime.backends.triton", "TritonBackend"),  # a remote server; only when asked for by name
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -67,6 +68,10 @@ def select_backend(artifact_kind: str, requested: str = "auto", device: str = "a
         raise RuntimeInspectError(f"unknown backend {requested!r}; known: auto, {', '.join(REGISTRY)}")
     if device not in DEVICES:
         raise RuntimeInspectError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+
+    if requested == "triton":  # the server runs the artifact, whatever its kind (export.triton)
+        backend_class("triton").probe()
+        return BackendChoice("triton", "server", "asked for by name: a Triton Inference Server runs the model")
 
     if artifact_kind == "tensorrt-engine":
         if requested not in ("auto", "tensorrt"):

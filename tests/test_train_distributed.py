@@ -1,0 +1,161 @@
+"""Data-parallel training (train.distributed) on CPU with gloo: a 2-process torchrun run of global batch B
+equals a 1-process run of batch B, resumes across a change of process count, and the fit helper gathers rows."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train import distributed, runs
+from train.config import RunConfig
+from train.errors import ConfigError
+from train.loop import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddp_train_worker import LR, use_sgd  # noqa: E402  (the same optimiser and rate in both runs)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "ddp_train_worker.py"
+# Float sums over 2 ranks run in another order than over 1 (all-reduce, split convolutions, two-pass batch
+# statistics): the weights may differ by this fraction of how far training moved them. FAIR's UNet normalises
+# 2x2 maps at its deepest level at this size, which amplifies float-order noise step by step (two 1-process
+# runs that differ only in torch's thread count differ by 6e-6 after 3 steps at batch 8, 1e-7 after 2 at
+# batch 4), so FAIR is compared after 2 steps; noise2norm (no BatchNorm) after 3. Measured here: FAIR 3e-5 of
+# the movement with cross-rank BatchNorm, 5e-2 with per-rank BatchNorm (the bug this must catch).
+REL_TOL = 1e-3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _images(n=6, size=(32, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, size=(1, *size, 3))
+    return np.clip(base + rng.integers(-20, 20, size=(n, *size, 3)), 0, 255).astype(np.uint8)
+
+
+def _torchrun(nproc: int, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _one_process(images, out, method, c, steps, batch, stop_at=None, resume=False):
+    config = RunConfig(method=method, c=c, image_size=images.shape[1:3], seed=7, steps=steps, batch_size=batch,
+                       lr=LR)
+    return train(config, out, images, device="cpu", resume=resume, progress=False, checkpoint_every=2,
+                 log_every=1, stop_at=stop_at)
+
+
+def _max_diff(a_dir: Path, b_dir: Path) -> float:
+    a, b = load_file(str(a_dir / runs.WEIGHTS)), load_file(str(b_dir / runs.WEIGHTS))
+    assert sorted(a) == sorted(b)
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
+
+
+def _moved(run_dir: Path, method: str, c: int, size) -> float:
+    """How far training moved the weights from their seeded initialisation (the scale of the tolerance)."""
+    from train.methods import get_method
+
+    torch.manual_seed(7)
+    m = get_method(method)
+    init = m.build_model(c, size, m.options({})).state_dict()
+    w = load_file(str(run_dir / runs.WEIGHTS))
+    return max(float((w[k].double() - init[k].double()).abs().max()) for k in w if w[k].is_floating_point())
+
+
+def _losses(run_dir: Path):
+    return [json.loads(ln)["loss"] for ln in (run_dir / runs.HISTORY).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method,c,steps", [("fair", 4, 2), ("noise2norm", 4, 3)])
+def test_two_processes_equal_one_process_of_the_same_global_batch(tmp_path, monkeypatch, method, c, steps):
+    use_sgd(method, monkeypatch)
+    images = _images()
+    np.save(tmp_path / "images.npy", images)
+    one = _one_process(images, tmp_path / "one", method, c, steps=steps, batch=4)
+    _torchrun(2, str(tmp_path / "images.npy"), str(tmp_path / "two"), method, str(c), str(steps), "4", "--sgd")
+    diff, moved = _max_diff(one, tmp_path / "two"), _moved(one, method, c, images.shape[1:3])
+    print(f"{method}: max |w_2proc - w_1proc| = {diff:.3g}, training moved weights by up to {moved:.3g}")
+    assert diff <= REL_TOL * moved
+    assert np.allclose(_losses(one), _losses(tmp_path / "two"), rtol=1e-6)
+    # The 2-process run wrote one run folder, as the 1-process one does: no extra or duplicated files/lines.
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in one.iterdir())
+    assert len(_losses(tmp_path / "two")) == steps
+
+
+def test_two_processes_with_the_methods_own_optimiser_follow_the_same_losses(tmp_path):
+    images = _images()
+    np.save(tmp_path / "images.npy", images)
+    one = _one_process(images, tmp_path / "one", "noise2norm", 4, steps=4, batch=4)
+    _torchrun(2, str(tmp_path / "images.npy"), str(tmp_path / "two"), "noise2norm", "4", "4", "4")
+    a, b = np.array(_losses(one)), np.array(_losses(tmp_path / "two"))
+    print(f"noise2norm + AdamW: max relative loss difference {np.max(np.abs(a - b) / a):.3g}")
+    assert np.allclose(a, b, rtol=1e-4)
+
+
+def test_resume_across_a_change_of_process_count(tmp_path, monkeypatch):
+    method = "noise2norm"
+    use_sgd(method, monkeypatch)
+    images = _images()
+    np.save(tmp_path / "images.npy", images)
+    full = _one_process(images, tmp_path / "full", method, 4, steps=4, batch=4)
+    moved = _moved(full, method, 4, images.shape[1:3])
+    # 2 processes stop at step 2, 1 process resumes to 4.
+    _torchrun(2, str(tmp_path / "images.npy"), str(tmp_path / "a"), method, "4", "4", "4", "2", "--sgd")
+    _one_process(images, tmp_path / "a", method, 4, steps=4, batch=4, resume=True)
+    # 1 process stops at step 2, 2 processes resume to 4.
+    _one_process(images, tmp_path / "b", method, 4, steps=4, batch=4, stop_at=2)
+    _torchrun(2, str(tmp_path / "images.npy"), str(tmp_path / "b"), method, "4", "4", "4", "--resume", "--sgd")
+    for run in ("a", "b"):
+        diff = _max_diff(full, tmp_path / run)
+        print(f"resume {run}: max |w - w_uninterrupted| = {diff:.3g} (moved {moved:.3g})")
+        assert diff <= REL_TOL * moved
+        assert [json.loads(ln)["step"] for ln in (tmp_path / run / runs.HISTORY).read_text().splitlines()] \
+            == [1, 2, 3, 4]
+
+
+def test_batch_must_split_evenly():
+    assert distributed.rank_rows(8, 2, 1) == slice(4, 8)
+    with pytest.raises(ConfigError, match="multiple of 3"):
+        distributed.rank_rows(8, 3, 0)
+
+
+def test_shard_indices_cover_the_images_once_in_order():
+    shards = [distributed.shard_indices(11, 3, r) for r in range(3)]
+    assert np.concatenate(shards).tolist() == list(range(11))
+    assert sorted(len(s) for s in shards) == [3, 4, 4]
+
+
+def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        rows = distributed.shard_indices(7, world, rank)  # uneven: 2, 3, 2 rows
+        features = torch.arange(7 * 3, dtype=torch.float32).view(7, 3)[torch.from_numpy(rows)]
+        gathered = distributed.gather_rows(features)
+        np.save(Path(out_dir) / f"rank{rank}.npy", gathered.numpy())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_gather_rows_for_fit_methods_on_gloo(tmp_path):
+    world = 3
+    torch.multiprocessing.spawn(_gather_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world)
+    expected = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    for rank in range(world):
+        np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npy"), expected)
+    assert distributed.gather_rows(torch.ones(2, 3)).shape == (2, 3)  # no process group: identity
