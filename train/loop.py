@@ -71,8 +71,6 @@ def _fit_run(method, config: RunConfig, out: Path, images: np.ndarray, dev: torc
     """training == "fit": one pass over `images` (train.fit); a finished fit is not redone by --resume."""
     from train import fit
 
-    if config.crop:
-        raise ConfigError(f"method {config.method!r} is fitted on whole images: drop --crop")
     if resume:
         done = fit.fit_record(out)
         if done is not None:
@@ -126,7 +124,15 @@ def train(
     elif (out / runs.CONFIG).exists() and (out / runs.WEIGHTS).exists():
         raise RunError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if method.training == "fit":
-        return _fit_run(method, config, out, images, dev, options, resume, progress)
+        # A fit is one pass with no gradients to share: under torchrun rank 0 fits alone while the others wait
+        # (gathering each rank's features with distributed.gather_rows is not wired into Method.fit yet).
+        if config.crop:  # checked on every rank, so that no rank waits for one that failed
+            raise ConfigError(f"method {config.method!r} is fitted on whole images: drop --crop")
+        if ddp.is_main:
+            _fit_run(method, config, out, images, dev, options, resume, progress)
+        ddp.barrier()
+        ddp.close()
+        return out
 
     train_size = tuple(config.crop or config.image_size)
     if config.crop and (config.crop[0] > config.image_size[0] or config.crop[1] > config.image_size[1]):
