@@ -43,9 +43,9 @@ def _run_threads(targets, timeout=120.0):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_threads_on_one_inspector_get_their_own_results(model, backend):
     insp = Inspector(model, backend=backend)
-    n = 300
+    n = 500
     # frames of another size: the host resize widens the window between preparing a frame and inferring it
-    work = [frames(n, size=(64, 96), seed=s) for s in (1, 2)]
+    work = [frames(n, size=(96, 144), seed=s) for s in (1, 2)]
     expected = [[insp.inspect(f).score for f in w] for w in work]
     got = [[None] * n, [None] * n]
     errors = []

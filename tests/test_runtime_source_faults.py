@@ -254,26 +254,29 @@ def test_an_existing_folder_named_like_a_camera_index_is_a_folder(tmp_path, monk
 
 
 def test_credentials_never_reach_descriptions_logs_or_events(inspector, caplog):
-    class Once(Fake):
-        calls = 0
+    state = {"opens": 0, "reads": 0}
+
+    class Once(Fake):  # the first open delivers one frame, then the camera is gone for good
+        def __init__(self, target, api):
+            super().__init__(target, api)
+            state["opens"] += 1
 
         def isOpened(self):
-            Once.calls += 1
-            return Once.calls == 1  # the first open works, every reconnect fails
+            return state["opens"] == 1
 
         def read(self):
-            return (True, np.zeros((32, 48, 3), np.uint8)) if Once.calls == 1 else (False, None)
+            state["reads"] += 1
+            return (True, np.zeros((32, 48, 3), np.uint8)) if state["reads"] == 1 else (False, None)
 
     events = []
     url = "rtsp://admin:Secret!1@10.0.0.5/cam"
     with caplog.at_level(logging.INFO):
-        st = inspector.stream(url, capture_factory=lambda t, a: Once(t, a), backoff_s=0.0, max_reconnects=1,
-                              on_event=events.append, max_frames=3)
+        st = inspector.stream(url, capture_factory=Once, backoff_s=0.0, max_reconnects=1, on_event=events.append)
         got = []
         with pytest.raises(SourceError) as info:
             for r in st:
                 got.append(r)
-                Once.calls = 5  # the camera goes away after the first frame
+    assert len(got) == 1
     texts = [st.summary()["source"], str(info.value)] + [e["message"] for e in events] + \
             [r.getMessage() for r in caplog.records]
     assert all("Secret" not in t for t in texts)
