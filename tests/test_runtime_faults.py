@@ -229,3 +229,25 @@ def test_distorting_resizes_are_warned_once(model, caplog, shape, what):
 def test_a_model_path_that_is_a_folder_says_so(tmp_path):
     with pytest.raises(RuntimeInspectError, match="is a directory: give the .onnx"):
         Inspector(str(tmp_path))
+
+
+@pytest.mark.skipif(not HAVE_OV, reason="openvino not installed")
+def test_an_ir_artifact_checks_its_weights(tmp_path):
+    import openvino as ov
+
+    from runtime.manifest import load_manifest, sha256_file, write_manifest
+
+    onnx_path = make_model(str(tmp_path), channel_order="BGR")
+    xml = str(tmp_path / "ir.xml")
+    ov.save_model(ov.Core().read_model(onnx_path), xml, compress_to_fp16=False)
+    m = load_manifest(onnx_path)
+    m.artifact, m.artifact_kind, m.sha256 = "ir.xml", "openvino-ir", ""
+    m.extra["weights_sha256"] = sha256_file(str(tmp_path / "ir.bin"))
+    write_manifest(xml, m)
+    ref = Inspector(onnx_path, backend="onnxruntime").inspect(frames(1)[0]).score
+    assert Inspector(xml).inspect(frames(1)[0]).score == pytest.approx(ref, abs=1e-4)
+    data = bytearray((tmp_path / "ir.bin").read_bytes())
+    data[-8:] = b"\x00" * 8  # a tampered weight
+    (tmp_path / "ir.bin").write_bytes(bytes(data))
+    with pytest.raises(RuntimeInspectError, match="weights_sha256"):
+        Inspector(xml)

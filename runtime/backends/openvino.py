@@ -24,6 +24,8 @@ is where OpenVINO's speed comes from (its f32 convolutions run at the speed of O
 """
 from __future__ import annotations
 
+import logging
+import os
 import queue
 import threading
 from typing import Any, Dict, List, Optional, Tuple
@@ -32,7 +34,9 @@ import numpy as np
 
 from runtime.backends.base import Backend
 from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
-from runtime.manifest import rebuild_command
+from runtime.manifest import rebuild_command, sha256_file
+
+log = logging.getLogger("runtime.backends")
 
 
 def _import_ov() -> Any:
@@ -69,10 +73,24 @@ class OpenVINOBackend(Backend):
         """The file read: the artifact itself, which the manifest names and the Inspector hashed."""
         return self.artifact_path
 
+    def _check_ir_weights(self) -> None:
+        """An IR's weights (NAME.bin) are read too: check them against the manifest's `weights_sha256`."""
+        weights = os.path.splitext(self.artifact_path)[0] + ".bin"
+        want = self.manifest.extra.get("weights_sha256")
+        if not want:
+            log.warning("manifest of %s has no 'weights_sha256': %s is loaded unchecked", self.artifact_path, weights)
+            return
+        if not os.path.isfile(weights) or sha256_file(weights) != want:
+            raise ArtifactMismatch(f"{weights} is missing or its sha256 differs from the manifest's weights_sha256: "
+                                   f"the IR's weights were changed or replaced after export",
+                                   rebuild_command(self.manifest, self.artifact_path))
+
     def _load(self) -> None:
         ov = self._ov = _import_ov()
         self._core = ov.Core()
         path = self.model_path()
+        if self.manifest.artifact_kind == "openvino-ir":
+            self._check_ir_weights()
         try:
             model = self._core.read_model(path)
         except Exception as e:  # OpenVINO raises RuntimeError with a long trace
