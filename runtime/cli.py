@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reconnects", type=int, default=5,
                    help="reconnect attempts (exponential back-off) before a dropped live source ends the run "
                         "(default 5)")
+    p.add_argument("--frame-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a live source that delivers no frame for this long is reported as stalled and reopened "
+                        "(default: automatic, 5 s until the frame rate is known, then 10 frame intervals within "
+                        "2-60 s; 0 = off)")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines, only the summary")
     return p
 
@@ -78,6 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.max_frames is not None and args.max_frames < 0:
         print(f"error: --max-frames must be >= 0, got {args.max_frames}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.frame_timeout is not None and not 0 <= args.frame_timeout < float("inf"):
+        print(f"error: --frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}", file=sys.stderr)
         return EXIT_ERROR
     if args.max_reconnects < 0:
         print(f"error: --max-reconnects must be >= 0, got {args.max_reconnects}", file=sys.stderr)
@@ -142,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         with insp:
             stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
-                                 max_reconnects=args.max_reconnects)
+                                 max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout)
             with stream:
                 try:
                     for r in stream:
@@ -176,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             summary["error"] = str(failure)
         verdicts = f"{anomalies} anomalous" if insp.threshold is not None else "no threshold (verdicts unknown)"
         lost = f", {summary['lost_frames']} lost (unreadable)" if summary["lost_frames"] else ""
+        lost += f", {summary['stalls']} stalls" if summary["stalls"] else ""
         print(f"summary: {summary['frames']} frames, {summary['fps']:.1f} FPS, latency p50 {summary['p50_ms']:.2f} ms "
               f"p99 {summary['p99_ms']:.2f} ms, {verdicts}, {summary['drops']} dropped, "
               f"{summary['bad_frames']} skipped{lost}, {summary['reconnects']} reconnects, backend {insp.backend} "

@@ -43,6 +43,7 @@ class FrameReader:
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()
         self._source_closed = False
+        self._close_on_exit = False  # stop() timed out under a read: the thread closes the source when it ends
 
     def start(self) -> "FrameReader":
         with self._stop_lock:
@@ -90,6 +91,8 @@ class FrameReader:
             return
         finally:
             _RUNNING.discard(self)
+            if self._close_on_exit:
+                self._close_source()
         self._put(_END)  # in drop mode this may drop a frame, never the marker (it is put last)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Frame]:
@@ -103,8 +106,8 @@ class FrameReader:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread, then release the source; idempotent and safe from any thread. The source is closed
-        once, after the thread ended (or after `timeout` when a read outlives it: a source whose reads can
-        block must make `request_stop` interrupt them)."""
+        once, after the thread ended; when a read outlives `timeout`, the thread closes it as it ends (live
+        sources return from `read` within a poll interval of `request_stop`, see runtime.capture)."""
         self._stop.set()
         self.source.request_stop()
         thread = self._thread
@@ -114,6 +117,13 @@ class FrameReader:
                 self._drain()  # unblock a producer waiting for room
                 thread.join(0.05)
         self._drain()
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            self._close_on_exit = True  # never release a source under a read in progress
+            if thread.is_alive():
+                return
+        self._close_source()
+
+    def _close_source(self) -> None:
         with self._stop_lock:
             if self._source_closed:
                 return

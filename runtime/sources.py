@@ -168,10 +168,13 @@ def _folder_source(text: str, on_event: Optional[EventSink], max_pixels: int) ->
 
 def open_source(spec: SourceSpec, capture_factory: Optional[Callable[[Any, Optional[int]], Any]] = None,
                 reconnect: bool = True, max_reconnects: int = 5, backoff_s: float = 0.5, backoff_max_s: float = 8.0,
-                on_event: Optional[EventSink] = None, open: bool = True, max_pixels: int = MAX_PIXELS) -> FrameSource:
-    """Make the FrameSource for `spec` (see the module doc) and open it (SourceError with what to check)."""
+                on_event: Optional[EventSink] = None, open: bool = True, max_pixels: int = MAX_PIXELS,
+                frame_timeout: Optional[float] = None) -> FrameSource:
+    """Make the FrameSource for `spec` (see the module doc) and open it (SourceError with what to check).
+    `frame_timeout`: seconds without a frame before a live source counts as stalled and is reopened (None:
+    automatic, 0: off; see runtime.capture)."""
     kw = dict(capture_factory=capture_factory, reconnect=reconnect, max_reconnects=max_reconnects,
-              backoff_s=backoff_s, backoff_max_s=backoff_max_s, on_event=on_event)
+              backoff_s=backoff_s, backoff_max_s=backoff_max_s, on_event=on_event, frame_timeout=frame_timeout)
     src: FrameSource
     if isinstance(spec, bool):
         raise SourceError(f"source {spec!r} is not a camera index, URL, pipeline, folder or file")

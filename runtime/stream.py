@@ -99,6 +99,11 @@ class Stream:
         return int(getattr(self.source, "reconnects", 0))
 
     @property
+    def stalls(self) -> int:
+        """Times a live source delivered no frame within its frame timeout (each followed by a reopen)."""
+        return int(getattr(self.source, "stalls", 0))
+
+    @property
     def lost_frames(self) -> int:
         """Frames a video file announced but that could not be read (truncated or corrupt file)."""
         return int(getattr(self.source, "lost_frames", 0))
@@ -216,7 +221,7 @@ class Stream:
         fps = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return {"source": self.source.description, "frames": self.frames, "bad_frames": self.bad_frames,
                 "lost_frames": self.lost_frames, "drops": self.drops, "reconnects": self.reconnects,
-                "elapsed_s": round(self.elapsed_s, 3), "fps": round(fps, 2)}
+                "stalls": self.stalls, "elapsed_s": round(self.elapsed_s, 3), "fps": round(fps, 2)}
 
 
 __all__ = ["Stream"]

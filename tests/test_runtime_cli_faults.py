@@ -29,7 +29,7 @@ import sys, numpy as np
 import runtime.capture as capture
 state = {"opens": 0, "reads": 0}
 class Cam:
-    def __init__(self, target, api):
+    def __init__(self, target, api, params=None):
         state["opens"] += 1
         self.ok = state["opens"] == 1
     def isOpened(self): return self.ok
