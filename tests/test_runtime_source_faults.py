@@ -306,7 +306,7 @@ def _png_header_only(width, height):
 
 
 def test_a_png_bomb_is_refused_before_decoding(tmp_path, inspector):
-    (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 20000))  # 400 M pixels announced (under OpenCV's own cap)
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 20000))  # 400 M px: under OpenCV's own cap
     cv2.imwrite(str(tmp_path / "ok.png"), frames(1)[0])
     events = []
     with inspector.stream(str(tmp_path), on_event=events.append) as st:
