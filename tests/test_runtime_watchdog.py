@@ -196,3 +196,55 @@ def test_cli_reports_the_stall_and_ctrl_c_ends_it(camera, tmp_path):
     assert any(ln.startswith("summary:") and "1 stalls" in ln for ln in lines), lines[-3:]
     assert not any("terminate called" in e or "Traceback" in e for e in errs), errs
     print(f"\nCLI: stall on stderr, Ctrl-C (SIGINT) while reconnecting: exited {exit_s:.3f} s later with 130")
+
+
+class HangingCapture:
+    """A capture whose reads hang once `script["hang"]` is set (a pipeline that stops producing buffers,
+    where OpenCV has no read timeout): the watchdog must not rely on OpenCV. A hung read returns when the
+    test sets `script["unblock"]` (bounded), and any read after release is recorded as a violation."""
+
+    def __init__(self, script):
+        self.script = script
+        self.released = False
+        script["opens"] += 1
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        if self.released:
+            self.script["violations"] += 1
+        if self.script["hang"] and self.script["opens"] == 1:
+            self.script["unblock"].wait(20)
+            if self.released:
+                self.script["violations"] += 1
+            return False, None
+        time.sleep(0.02)
+        import numpy as np
+        return True, np.zeros((32, 48, 3), np.uint8)
+
+    def release(self):
+        self.released = True
+        self.script["releases"] += 1
+
+
+def test_the_watchdog_does_not_rely_on_opencv_timeouts(inspector):
+    script = {"opens": 0, "releases": 0, "violations": 0, "hang": False, "unblock": threading.Event()}
+    st = inspector.stream(0, capture_factory=lambda t, a: HangingCapture(script), frame_timeout=0.5,
+                          backoff_s=0.05)
+    c = Consumer(st)
+    c.thread.start()
+    assert c.wait(lambda: len(c.frames) >= 3, 10)
+    script["hang"] = True  # the first capture's next read never returns by itself
+    assert c.wait(lambda: _events(st, "stall") and _events(st, "reconnected"), 10), st.events
+    n = len(c.frames)
+    assert c.wait(lambda: len(c.frames) > n + 3, 10)  # frames flow from the reopened capture
+    t0 = time.monotonic()
+    st.stop()
+    stop_s = time.monotonic() - t0
+    c.thread.join(5)
+    assert not c.thread.is_alive() and not c.errors
+    script["unblock"].set()  # the hung read returns: only now may its thread release the first capture
+    assert wait_for_capture_threads(10) == 0
+    assert script["violations"] == 0 and script["releases"] == script["opens"]
+    print(f"\nhung read without OpenCV timeouts: stall + reopen, stop in {stop_s:.3f} s")
