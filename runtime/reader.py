@@ -44,6 +44,7 @@ class FrameReader:
         self._stop_lock = threading.Lock()
         self._source_closed = False
         self._close_on_exit = False  # stop() timed out under a read: the thread closes the source when it ends
+        self._exited = False
 
     def start(self) -> "FrameReader":
         with self._stop_lock:
@@ -91,7 +92,10 @@ class FrameReader:
             return
         finally:
             _RUNNING.discard(self)
-            if self._close_on_exit:
+            with self._stop_lock:
+                self._exited = True
+                close = self._close_on_exit
+            if close:
                 self._close_source()
         self._put(_END)  # in drop mode this may drop a frame, never the marker (it is put last)
 
@@ -117,10 +121,11 @@ class FrameReader:
                 self._drain()  # unblock a producer waiting for room
                 thread.join(0.05)
         self._drain()
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            self._close_on_exit = True  # never release a source under a read in progress
-            if thread.is_alive():
-                return
+        if thread is not None:
+            with self._stop_lock:
+                if not self._exited:  # still inside a read (or this is the reader thread, e.g. a dropped stream
+                    self._close_on_exit = True  # collected here): never release the source under it; the
+                    return  # thread closes it as it ends
         self._close_source()
 
     def _close_source(self) -> None:

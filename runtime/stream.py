@@ -173,7 +173,7 @@ class Stream:
                                                   [f.index for f in batch], [f.timestamp for f in batch],
                                                   [f.name for f in batch], on_bad=self._bad_frame)
                 except RuntimeInspectError:
-                    if self._stopped:  # the Inspector was closed from another thread: the stream ends
+                    if self._stopped or self.inspector.closed:  # closed from another thread: the stream ends
                         return
                     raise
                 for r in results:

@@ -4,7 +4,6 @@ when it exits (bounded restarts). `freeze()`/`resume()` send SIGSTOP/SIGCONT: th
 frame arrives, the failure a frozen camera shows."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess

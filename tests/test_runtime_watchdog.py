@@ -248,3 +248,36 @@ def test_the_watchdog_does_not_rely_on_opencv_timeouts(inspector):
     assert wait_for_capture_threads(10) == 0
     assert script["violations"] == 0 and script["releases"] == script["opens"]
     print(f"\nhung read without OpenCV timeouts: stall + reopen, stop in {stop_s:.3f} s")
+
+
+def test_a_reader_never_closes_its_source_under_a_read():
+    from runtime.reader import FrameReader
+    from runtime.source_base import FrameSource
+
+    class Stuck(FrameSource):  # a file read that hangs (a network share gone away)
+        def __init__(self):
+            super().__init__()
+            self.entered, self.unblock = threading.Event(), threading.Event()
+            self.closed_during_read = False
+            self.reading = False
+            self.closed = threading.Event()
+
+        def read(self):
+            self.reading = True
+            self.entered.set()
+            self.unblock.wait(20)
+            self.reading = False
+            return None
+
+        def close(self):
+            self.closed_during_read = self.reading
+            self.closed.set()
+
+    src = Stuck()
+    reader = FrameReader(src).start()
+    assert src.entered.wait(5)
+    t0 = time.monotonic()
+    reader.stop(timeout=0.2)
+    assert time.monotonic() - t0 < 5 and not src.closed.is_set()  # stop returned; the source is still in use
+    src.unblock.set()
+    assert src.closed.wait(5) and not src.closed_during_read  # closed by the reader thread, after its read
