@@ -324,3 +324,23 @@ def test_the_pixel_cap_applies_to_real_images(tmp_path):
     src = FolderSource(sorted(str(p) for p in tmp_path.iterdir()), "t", max_pixels=100_000)
     got = [src.read() for _ in range(3)]
     assert all(f.image is None and "above the cap" in f.error for f in got)
+
+
+def test_streams_left_open_at_exit_do_not_abort_the_process(tmp_path, model):
+    import subprocess
+
+    video = write_video(tmp_path / "v.avi", "MJPG", n=200, size=(240, 320))
+    code = (
+        "import sys\n"
+        "from runtime import Inspector\n"
+        f"insp = Inspector({model!r}, backend='onnxruntime')\n"
+        "kept = []\n"
+        "for _ in range(5):\n"
+        f"    st = insp.stream({str(video)!r}, queue_size=1)\n"
+        "    it = iter(st); next(it); kept.append((st, it))  # referenced, never closed: still decoding\n"
+        "print('exiting', flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "exiting" in r.stdout, (r.returncode, r.stderr[-2000:])
+    assert "terminate called" not in r.stderr
