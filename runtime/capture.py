@@ -150,16 +150,20 @@ class CaptureSource(FrameSource):
         io.start()
         timeout = self.watchdog_timeout() or DEFAULT_FRAME_TIMEOUT
         deadline = time.monotonic() + timeout + 2 * OPENCV_TIMEOUT_MARGIN  # do not rely on OpenCV's alone
-        while not (self._closed or self._stopping.is_set()) and time.monotonic() < deadline:
-            item = io.get(POLL)
-            if item is None:
-                continue
-            if item[0] == "opened":
-                self._last_frame, self._have_frame = time.monotonic(), False
-                return io
-            if item[1]:
-                log.debug("opening %s failed: %s", self.description, item[1])
-            break
+        try:
+            while not (self._closed or self._stopping.is_set()) and time.monotonic() < deadline:
+                item = io.get(POLL)
+                if item is None:
+                    continue
+                if item[0] == "opened":
+                    self._last_frame, self._have_frame = time.monotonic(), False
+                    return io
+                if item[1]:
+                    log.debug("opening %s failed: %s", self.description, item[1])
+                break
+        except BaseException:  # Ctrl-C while connecting: the capture thread must not be left holding the capture
+            io.abandon()
+            raise
         io.abandon()
         return None
 

@@ -94,6 +94,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
     try:
         return _run(args)
+    except KeyboardInterrupt:  # before the stream ran (loading, connecting): nothing to summarise
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except RuntimeInspectError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -182,11 +185,11 @@ def _run(args: argparse.Namespace) -> int:
         if failure is not None:
             summary["error"] = str(failure)
         verdicts = f"{anomalies} anomalous" if insp.threshold is not None else "no threshold (verdicts unknown)"
-        lost = f", {summary['lost_frames']} lost (unreadable)" if summary["lost_frames"] else ""
-        lost += f", {summary['stalls']} stalls" if summary["stalls"] else ""
+        losses = f", {summary['lost_frames']} lost (unreadable)" if summary["lost_frames"] else ""
+        losses += f", {summary['stalls']} stalls" if summary["stalls"] else ""
         print(f"summary: {summary['frames']} frames, {summary['fps']:.1f} FPS, latency p50 {summary['p50_ms']:.2f} ms "
               f"p99 {summary['p99_ms']:.2f} ms, {verdicts}, {summary['drops']} dropped, "
-              f"{summary['bad_frames']} skipped{lost}, {summary['reconnects']} reconnects, backend {insp.backend} "
+              f"{summary['bad_frames']} skipped{losses}, {summary['reconnects']} reconnects, backend {insp.backend} "
               f"({insp.device}){', ended early: see the error' if failure is not None else ''}")
         write(dict(summary, type="summary", time=time.time()))
         if failure is not None:

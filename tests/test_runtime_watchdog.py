@@ -281,3 +281,35 @@ def test_a_reader_never_closes_its_source_under_a_read():
     assert time.monotonic() - t0 < 5 and not src.closed.is_set()  # stop returned; the source is still in use
     src.unblock.set()
     assert src.closed.wait(5) and not src.closed_during_read  # closed by the reader thread, after its read
+
+
+def test_cli_ctrl_c_while_connecting(camera, tmp_path):
+    import signal
+
+    camera.freeze()  # the connection is accepted, nothing answers: the CLI is connecting
+    model = make_model(str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--model", model, "--source", camera.url,
+                             "--frame-timeout", "20", "--backend", "onnxruntime"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(ln.startswith("model ") for ln in out):
+            time.sleep(0.05)
+        assert any(ln.startswith("model ") for ln in out)  # the model is loaded; the stream is opening
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(10)
+        exit_s = time.monotonic() - t0
+        err = proc.stderr.read()
+    finally:
+        camera.resume()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert rc == 130 and "error: interrupted" in err and "Traceback" not in err, err
+    print(f"\nCLI: Ctrl-C while connecting to a frozen camera: exited {exit_s:.3f} s later with 130")
