@@ -197,8 +197,9 @@ class OpenVINOBackend(Backend):
         return maps, scores
 
     def _close(self) -> None:
-        self._latency = self._throughput = None
+        # requests first, then the compiled models, then the model and the Core that loaded the plugin
         self._free = queue.SimpleQueue()
+        self._latency = self._throughput = None
         self._model = self._core = None
 
     def describe(self) -> str:
