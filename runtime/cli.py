@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default="all", choices=["all", "anomalous", "none"],
                    help="which overlays to write with --out (default all)")
     p.add_argument("--no-reconnect", action="store_true", help="stop when a live source drops")
+    p.add_argument("--max-reconnects", type=int, default=5,
+                   help="reconnect attempts (exponential back-off) before a dropped live source ends the run "
+                        "(default 5)")
+    p.add_argument("--frame-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a live source that delivers no frame for this long is reported as stalled and reopened "
+                        "(default: automatic, 5 s until the frame rate is known, then 10 frame intervals within "
+                        "2-60 s; 0 = off)")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines, only the summary")
     return p
 
@@ -78,11 +85,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.max_frames is not None and args.max_frames < 0:
         print(f"error: --max-frames must be >= 0, got {args.max_frames}", file=sys.stderr)
         return EXIT_ERROR
+    if args.frame_timeout is not None and not 0 <= args.frame_timeout < float("inf"):
+        print(f"error: --frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.max_reconnects < 0:
+        print(f"error: --max-reconnects must be >= 0, got {args.max_reconnects}", file=sys.stderr)
+        return EXIT_ERROR
     if args.batch < 1 or args.queue < 1:
         print(f"error: --batch and --queue must be >= 1, got {args.batch} and {args.queue}", file=sys.stderr)
         return EXIT_ERROR
     try:
         return _run(args)
+    except KeyboardInterrupt:  # before the stream ran (loading, connecting): nothing to summarise
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except RuntimeInspectError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -127,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     latencies: List[float] = []
     anomalies = 0
     interrupted = False
+    failure: Optional[RuntimeInspectError] = None  # a source lost mid-stream: the summary is still written
     stream = None
     try:
         insp = Inspector(args.model, backend=args.backend, device=args.device, threshold=args.threshold,
@@ -136,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
               f"{insp.threshold if insp.threshold is not None else 'none (verdicts unknown)'}")
         with insp:
             stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
-                                 max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event)
+                                 max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
+                                 max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout)
             with stream:
                 try:
                     for r in stream:
@@ -160,13 +178,24 @@ def _run(args: argparse.Namespace) -> int:
                                 break
                 except KeyboardInterrupt:
                     interrupted = True
-            summary = dict(stream.summary(), backend=insp.backend, device=insp.device, anomalies=anomalies,
+                except RuntimeInspectError as e:  # e.g. the source was lost for good
+                    failure = e
+            summary = dict(stream.summary(), backend=insp.backend, device=insp.device,
+                           anomalies=anomalies if insp.threshold is not None else None,
                            threshold=insp.threshold, p50_ms=round(_percentile(latencies, 50), 3),
                            p99_ms=round(_percentile(latencies, 99), 3))
+        if failure is not None:
+            summary["error"] = str(failure)
+        verdicts = f"{anomalies} anomalous" if insp.threshold is not None else "no threshold (verdicts unknown)"
+        losses = f", {summary['lost_frames']} lost (unreadable)" if summary["lost_frames"] else ""
+        losses += f", {summary['stalls']} stalls" if summary["stalls"] else ""
         print(f"summary: {summary['frames']} frames, {summary['fps']:.1f} FPS, latency p50 {summary['p50_ms']:.2f} ms "
-              f"p99 {summary['p99_ms']:.2f} ms, {anomalies} anomalous, {summary['drops']} dropped, "
-              f"{summary['bad_frames']} skipped, backend {insp.backend} ({insp.device})")
+              f"p99 {summary['p99_ms']:.2f} ms, {verdicts}, {summary['drops']} dropped, "
+              f"{summary['bad_frames']} skipped{losses}, {summary['reconnects']} reconnects, backend {insp.backend} "
+              f"({insp.device}){', ended early: see the error' if failure is not None else ''}")
         write(dict(summary, type="summary", time=time.time()))
+        if failure is not None:
+            raise failure
     finally:
         if log_file is not None:
             log_file.close()

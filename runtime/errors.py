@@ -47,15 +47,39 @@ class FrameError(RuntimeInspectError):
     """A frame given to the Inspector is empty, of the wrong dtype or shape, or corrupt."""
 
 
+class BatchFrameError(FrameError):
+    """Some frames of an `inspect_batch` call were refused; the others were inspected. `errors` maps each bad
+    frame's position to its FrameError, `results` has a Result (or None for a bad frame) per position."""
+
+    def __init__(self, errors: "dict", results: "list"):
+        self.errors = dict(errors)
+        self.results = list(results)
+        first = min(self.errors)
+        super().__init__(f"{len(self.errors)} of {len(self.results)} frames refused (positions "
+                         f"{', '.join(map(str, sorted(self.errors)))}; first: {self.errors[first]}); the other "
+                         f"frames were inspected: their Results are in this error's .results")
+
+
 class SourceError(RuntimeInspectError):
     """A frame source cannot be opened or read: camera missing, file unreadable, stream lost."""
 
 
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of a (foreign) exception's message, at most `limit` characters, for wrapping
+    a library's exception in one of ours."""
+    for line in str(e).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(e).__name__
+
+
 __all__ = [
+    "one_line",
     "RuntimeInspectError",
     "BackendUnavailable",
     "ManifestError",
     "ArtifactMismatch",
     "FrameError",
+    "BatchFrameError",
     "SourceError",
 ]

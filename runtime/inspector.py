@@ -8,29 +8,41 @@ Frames are numpy uint8 (H, W, 3) in `frame_order` (default BGR, OpenCV's order),
 (H, W, 1) (replicated), or (H, W, 4) (alpha dropped). Frames of another size are resized on the host to the
 manifest's input size (INTER_AREA to shrink, INTER_LINEAR to enlarge) and put in the manifest's channel order;
 everything else (scaling, normalisation, the model, scoring) happens in the graph.
+
+Threads: one Inspector may be shared by several threads. Each thread prepares its frames in its own buffer
+(thread-local), frame indices come from a locked counter, and the backend runs calls concurrently where its
+library allows it (ONNX Runtime; OpenVINO with one infer request per caller) or one at a time under a lock
+(TensorRT, torch). `close()` is final and safe from any thread: it stops the Inspector's streams, frees the
+model, and a later `inspect()` raises RuntimeInspectError instead of loading the model again.
 """
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import os
-import queue
+import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from runtime.backends import BackendChoice, create_backend, select_backend
-from runtime.errors import FrameError, ManifestError, RuntimeInspectError
+from runtime.errors import BatchFrameError, FrameError, ManifestError, RuntimeInspectError
 from runtime.manifest import (ARTIFACT_KINDS, Manifest, artifact_path_for, load_manifest, manifest_path_for,
                               verify_artifact)
 from runtime.overlay import overlay as _overlay
-from runtime.sources import Frame, FrameReader, FrameSource, open_source
+from runtime.sources import FrameSource
+from runtime.stream import Stream
 
 log = logging.getLogger("runtime.inspector")
 
 FRAME_ORDERS = ("BGR", "RGB")
+#: a frame whose aspect ratio differs from the model's by more than this factor, or that is enlarged by more
+#: than this factor in a dimension, is warned about (once per frame size): the model sees a distorted image
+DISTORTION_WARN = 2.0
 
 
 class Result:
@@ -125,6 +137,12 @@ class Inspector:
             raise RuntimeInspectError(f"frame_order must be 'BGR' or 'RGB', got {frame_order!r}")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
             raise RuntimeInspectError(f"threshold must be a number, got {threshold!r}")
+        if threshold is not None and not math.isfinite(float(threshold)):
+            raise RuntimeInspectError(f"threshold must be a finite number, got {threshold!r}: every score would be "
+                                      f"judged the same way; pass the calibrated value or none")
+        if os.path.isdir(path):
+            raise RuntimeInspectError(f"model {path} is a directory: give the .onnx / .engine file inside it (the "
+                                      f"one with a .json manifest beside it)")
         if not os.path.isfile(path):
             raise RuntimeInspectError(f"model {path} does not exist: give the .onnx or .engine written by "
                                       f"`python -m export.onnx` / `python -m export.trt`")
@@ -156,9 +174,12 @@ class Inspector:
         self._good_mean: Optional[float] = None
         if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
             self._good_mean = float(norm.good_mean)
-        h, w = self.input_size
-        self._buf = np.empty((1, h, w, 3), np.uint8)  # grown once to the largest batch used
+        self._local = threading.local()  # per-thread frame buffer, grown to the largest batch that thread used
+        self._lock = threading.Lock()  # the frame counter, `_closed`, the stream set
         self._count = 0
+        self._closed = False
+        self._streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
+        self._warned_sizes: set = set()
         if warmup:
             self._backend.warmup(iterations=1)
 
@@ -179,9 +200,30 @@ class Inspector:
 
     # -- frames ---------------------------------------------------------------------------------------
     def _buffer(self, n: int) -> np.ndarray:
-        if self._buf.shape[0] < n:
-            self._buf = np.empty((n,) + self._buf.shape[1:], np.uint8)
-        return self._buf[:n]
+        """This thread's (n, H, W, 3) buffer: never shared between threads (two callers would overwrite each
+        other's frames between preparation and inference)."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.shape[0] < n:
+            h, w = self.input_size
+            buf = self._local.buf = np.empty((n, h, w, 3), np.uint8)
+        return buf[:n]
+
+    def _warn_distortion(self, ih: int, iw: int) -> None:
+        """Warn once per frame size when resizing distorts the frame (aspect ratio, or a large enlargement)."""
+        if (ih, iw) in self._warned_sizes or len(self._warned_sizes) > 64:
+            return
+        h, w = self.input_size
+        aspect = (iw / ih) / (w / h)
+        enlarge = max(h / ih, w / iw)
+        why = []
+        if max(aspect, 1.0 / aspect) > DISTORTION_WARN:
+            why.append(f"its aspect ratio changes {max(aspect, 1.0 / aspect):.1f}x")
+        if enlarge > DISTORTION_WARN:
+            why.append(f"it is enlarged {enlarge:.1f}x")
+        if why:
+            self._warned_sizes.add((ih, iw))
+            log.warning("frame %dx%d is resized to the model's %dx%d and %s: the model sees a distorted image; "
+                        "crop or pad frames to the model's size", iw, ih, w, h, " and ".join(why))
 
     def _prepare_into(self, frame: Any, out: np.ndarray, order: str) -> np.ndarray:
         """Check `frame`, resize and reorder it into `out` (H, W, 3); returns the frame as given (for overlays)."""
@@ -208,6 +250,7 @@ class Inspector:
         ih, iw = img.shape[:2]
         swap = not gray and order != self.manifest.input.channel_order
         if (ih, iw) != (h, w):
+            self._warn_distortion(ih, iw)
             interp = cv2.INTER_AREA if (ih >= h and iw >= w) else cv2.INTER_LINEAR
             if gray or swap:
                 img = cv2.resize(img, (w, h), interpolation=interp)
@@ -225,6 +268,8 @@ class Inspector:
     def _run(self, frames: Sequence[Any], order: str, indices: Sequence[int], stamps: Sequence[float],
              names: Sequence[str], extra: Optional[Mapping[str, np.ndarray]] = None,
              on_bad: Optional[Callable[[int, FrameError], None]] = None) -> List[Result]:
+        if self._closed:
+            raise RuntimeInspectError(f"this Inspector ({self.artifact_path}) is closed: create a new one")
         t0 = time.perf_counter()
         buf = self._buffer(len(frames))
         kept: List[int] = []
@@ -270,7 +315,11 @@ class Inspector:
     def inspect_batch(self, frames: Union[np.ndarray, Sequence[np.ndarray]],
                       extra: Optional[Mapping[str, np.ndarray]] = None,
                       frame_order: Optional[str] = None) -> List[Result]:
-        """Several frames (a list, or an (N, H, W, 3) array) in one inference -> one Result each."""
+        """Several frames (a list, or an (N, H, W, 3) array) in one inference -> one Result each.
+
+        A bad frame does not cost the others their results: the good ones are inspected, then BatchFrameError
+        (a FrameError) names each bad frame's position and carries `results` (a Result or None per frame, in
+        order) and `errors` ({position: FrameError})."""
         order = frame_order or self.frame_order
         if order not in FRAME_ORDERS:
             raise RuntimeInspectError(f"frame_order must be 'BGR' or 'RGB', got {order!r}")
@@ -283,9 +332,23 @@ class Inspector:
             raise FrameError("inspect_batch got no frames")
         now = time.time()
         n = len(frames)
-        indices = list(range(self._count, self._count + n))
-        self._count += n
-        return self._run(frames, order, indices, [now] * n, [""] * n, extra)
+        errors: Dict[int, FrameError] = {}
+        results = self._run(frames, order, list(range(n)), [now] * n, [""] * n, extra,
+                            on_bad=lambda i, e: errors.__setitem__(i, e))
+        with self._lock:  # indices count inspected frames only: a refused frame takes none
+            for r in results:
+                r.frame_index = self._count
+                self._count += 1
+        if errors:
+            if n == 1:
+                raise errors[0]
+            by_position: List[Optional[Result]] = [None] * n
+            good = iter(results)
+            for i in range(n):
+                if i not in errors:
+                    by_position[i] = next(good)
+            raise BatchFrameError(errors, by_position)
+        return results
 
     # -- streams ------------------------------------------------------------------------------------
     def stream(self, source: Union[int, str, "os.PathLike[str]", FrameSource], batch_size: int = 1,
@@ -295,12 +358,30 @@ class Inspector:
 
         Returns a Stream: iterate it for Results; it is a context manager and has `stop()`, `summary()`,
         `events`, `drops`. The source is opened now (SourceError when it cannot be). `source_options` go to
-        `runtime.sources.open_source` (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=)."""
-        return Stream(self, source, batch_size=batch_size, queue_size=queue_size, max_frames=max_frames,
-                      reconnect=reconnect, on_event=on_event, **source_options)
+        `runtime.sources.open_source` (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=,
+        frame_timeout=: seconds without a frame before a live source is reported stalled and reopened).
+        `Inspector.close()` stops every stream still open; a stream that is dropped unfinished (`for r in
+        insp.stream(url): break`) closes its source when its iterator is closed or collected."""
+        if self._closed:
+            raise RuntimeInspectError(f"this Inspector ({self.artifact_path}) is closed: create a new one")
+        st = Stream(self, source, batch_size=batch_size, queue_size=queue_size, max_frames=max_frames,
+                    reconnect=reconnect, on_event=on_event, **source_options)
+        with self._lock:
+            self._streams.add(st)
+        return st
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Stop this Inspector's open streams and free the model; final, idempotent, safe from any thread."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._streams)
+        for st in streams:
+            st.stop()
         self._backend.close()
 
     def __enter__(self) -> "Inspector":
@@ -312,149 +393,6 @@ class Inspector:
     def __repr__(self) -> str:
         return (f"Inspector({self.artifact_path!r}, backend={self.backend!r}, device={self.device!r}, "
                 f"input_size={self.input_size}, threshold={self.threshold})")
-
-
-class Stream:
-    """Iterable of Results from a frame source, with a capture thread (see `Inspector.stream`)."""
-
-    def __init__(self, inspector: Inspector, source: Union[int, str, "os.PathLike[str]", FrameSource],
-                 batch_size: int = 1, queue_size: int = 4, max_frames: Optional[int] = None, reconnect: bool = True,
-                 on_event: Optional[Callable[[Dict[str, Any]], None]] = None, **source_options: Any):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise RuntimeInspectError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
-            raise RuntimeInspectError(f"max_frames must be a non-negative integer or None, got {max_frames!r}")
-        if not isinstance(queue_size, int) or queue_size < 1:
-            raise RuntimeInspectError(f"queue_size must be a positive integer, got {queue_size!r}")
-        self.inspector = inspector
-        self.batch_size = batch_size
-        self.max_frames = max_frames
-        self.events: List[Dict[str, Any]] = []
-        self._user_sink = on_event
-        if isinstance(source, FrameSource):
-            self.source = source
-            if self.source.on_event is None:
-                self.source.on_event = self._record
-            self.source.open()
-        else:
-            self.source = open_source(source, reconnect=reconnect, on_event=self._record, **source_options)
-        self.reader = FrameReader(self.source, queue_size=queue_size)
-        self.frames = 0
-        self.bad_frames = 0
-        self.started: Optional[float] = None
-        self.elapsed_s = 0.0
-        self._stopped = False
-        self._ended = False
-        self._gen: Optional[Iterator[Result]] = None
-        inspector._buffer(batch_size)  # allocate the batch buffer before the first frame
-        if batch_size > 1:  # e.g. OpenVINO compiles its throughput model for batches: not on the first frame
-            inspector.runner.warmup(iterations=1, batch=batch_size)
-
-    # -- events -------------------------------------------------------------------------------------
-    def _record(self, event: Dict[str, Any]) -> None:
-        self.events.append(event)
-        if self._user_sink is not None:
-            self._user_sink(event)
-
-    def _bad_frame(self, index: int, err: Exception) -> None:
-        self.bad_frames += 1
-        msg = f"frame {index} skipped: {err}"
-        log.warning(msg)
-        self._record({"event": "bad_frame", "message": msg, "time": time.time(), "index": index})
-
-    @property
-    def drops(self) -> int:
-        """Frames dropped because inference fell behind a live source."""
-        return self.reader.drops
-
-    @property
-    def reconnects(self) -> int:
-        return int(getattr(self.source, "reconnects", 0))
-
-    # -- iteration ----------------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Result]:
-        if self._gen is None:
-            self._gen = self._run()
-        return self._gen
-
-    def _next_frame(self, wait: bool) -> Optional[Frame]:
-        """Next frame from the reader; None at the end; raises queue.Empty when `wait` is False and none is ready."""
-        if not wait:
-            return self.reader.get(timeout=0)
-        while not self._stopped:
-            try:
-                return self.reader.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return None
-
-    def _collect(self) -> List[Frame]:
-        items: List[Frame] = []
-        limit = self.batch_size
-        if self.max_frames is not None:
-            limit = min(limit, self.max_frames - self.frames)
-        while len(items) < limit and not self._ended and not self._stopped:
-            # live: fill the batch with what is ready (never wait for the camera); files: fill it
-            wait = not items or not self.source.live
-            try:
-                fr = self._next_frame(wait)
-            except queue.Empty:
-                break
-            if fr is None:
-                self._ended = True
-                break
-            if fr.image is None:  # corrupt file: reported by the source already
-                self.bad_frames += 1
-                continue
-            items.append(fr)
-        return items
-
-    def _run(self) -> Iterator[Result]:
-        self.reader.start()
-        self.started = time.perf_counter()
-        try:
-            while not self._stopped:
-                if self.max_frames is not None and self.frames >= self.max_frames:
-                    return
-                batch = self._collect()
-                if not batch:
-                    if self._ended or self._stopped:
-                        return
-                    continue
-                results = self.inspector._run([f.image for f in batch], self.source.channel_order,
-                                              [f.index for f in batch], [f.timestamp for f in batch],
-                                              [f.name for f in batch], on_bad=self._bad_frame)
-                for r in results:
-                    self.frames += 1
-                    self.elapsed_s = time.perf_counter() - self.started
-                    yield r
-        finally:
-            self.stop()
-
-    # -- stop -----------------------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop capturing and release the source (safe to call twice, from any thread)."""
-        if self.started is not None:
-            self.elapsed_s = time.perf_counter() - self.started
-        self._stopped = True
-        self.reader.stop()
-
-    def close(self) -> None:
-        if self._gen is not None:
-            self._gen.close()
-        self.stop()
-
-    def __enter__(self) -> "Stream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def summary(self) -> Dict[str, Any]:
-        fps = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return {"source": self.source.description, "frames": self.frames, "bad_frames": self.bad_frames,
-                "drops": self.drops, "reconnects": self.reconnects, "elapsed_s": round(self.elapsed_s, 3),
-                "fps": round(fps, 2)}
 
 
 __all__ = ["Inspector", "Result", "Stream", "FRAME_ORDERS"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -359,15 +360,17 @@ class Manifest:
             raise bad(f"'batch' needs 1 <= min <= opt <= max, got min={b.min!r} opt={b.opt!r} max={b.max!r}")
         if self.threshold is not None:
             t = self.threshold
-            if not _is_num(t.value):
-                raise bad(f"'threshold.value' must be a number, got {t.value!r}")
+            if not _is_num(t.value) or not math.isfinite(t.value):
+                raise bad(f"'threshold.value' must be a finite number, got {t.value!r} (NaN or infinity would judge "
+                          f"every frame the same way): recalibrate with `python -m calibration.threshold`")
             if t.rule not in THRESHOLD_RULES:
                 raise bad(f"'threshold.rule' is {t.rule!r}; allowed: {', '.join(THRESHOLD_RULES)}")
             if t.rule == "target_fpr" and (not _is_num(t.target_fpr) or not 0.0 <= float(t.target_fpr) <= 1.0):
                 raise bad(f"'threshold.target_fpr' must be in [0, 1] for rule 'target_fpr', got {t.target_fpr!r}")
             if t.normalization is not None:
                 nm = t.normalization
-                if not _is_num(nm.good_mean) or not _is_num(nm.good_std) or nm.good_std < 0:
+                if (not _is_num(nm.good_mean) or not _is_num(nm.good_std) or not math.isfinite(nm.good_mean)
+                        or not math.isfinite(nm.good_std) or nm.good_std < 0):
                     raise bad(f"'threshold.normalization' needs numbers good_mean and good_std >= 0, got "
                               f"{nm.good_mean!r}, {nm.good_std!r}")
                 if not float(t.value) > float(nm.good_mean):
@@ -443,6 +446,9 @@ def load_manifest(artifact_path: PathLike) -> Manifest:
     except json.JSONDecodeError as e:
         raise ManifestError(f"manifest {mpath} is not valid JSON ({e.msg} at line {e.lineno}): re-export the model "
                             f"or fix the file") from None
+    except RecursionError:
+        raise ManifestError(f"manifest {mpath} is nested too deeply to be a manifest: re-export the model or fix "
+                            f"the file") from None
     return Manifest.from_dict(d, where=mpath)
 
 

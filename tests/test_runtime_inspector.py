@@ -139,10 +139,10 @@ def test_inspect_batch_input_checks(plain_model):
 def test_batch_buffer_is_reused(plain_model):
     insp = Inspector(plain_model, backend="onnxruntime")
     insp.inspect_batch(list(frames(3)))
-    buf = insp._buf
+    buf = insp._local.buf  # this thread's buffer
     insp.inspect_batch(list(frames(2, seed=9)))
     insp.inspect(frames(1, seed=10)[0])
-    assert insp._buf is buf and buf.shape[0] == 3
+    assert insp._local.buf is buf and buf.shape[0] == 3
 
 
 def test_threshold_verdicts_and_normalized_score(rgb_model):

@@ -8,15 +8,23 @@ imports its library at module level.
 The base class checks the frames and the required extra inputs, splits a batch larger than the artifact's
 maximum into chunks, pads chunks for a static-batch artifact, and returns float32 numpy arrays: maps
 (N, 1, h, w), scores (N,).
+
+Threads: `infer` may be called from several threads at once. A backend whose `_infer_impl` is safe to call
+concurrently says so with `thread_safe = True` (ONNX Runtime's `run`; OpenVINO with its pool of requests);
+for any other the base class serialises `_infer_impl` with a lock. `close()` is final: `load`/`infer` after
+it raise RuntimeInspectError instead of loading the model again. A library's own exception at load or
+inference (a shape the graph refuses, an option value it rejects) becomes a RuntimeInspectError naming the
+backend, so callers see one error type.
 """
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from runtime.errors import FrameError, RuntimeInspectError
+from runtime.errors import FrameError, ManifestError, RuntimeInspectError, one_line
 from runtime.manifest import Manifest
 
 Extra = Optional[Mapping[str, np.ndarray]]
@@ -30,6 +38,8 @@ class Backend:
     package = ""  # the pip package that provides the library
     #: the keyword options this backend reads; anything else is a typo or meant for another backend
     option_names: Tuple[str, ...] = ()
+    #: True when `_infer_impl` may run in several threads at once; else `infer` holds a lock around it
+    thread_safe = False
 
     def __init__(self, artifact_path: str, manifest: Manifest, device: str = "cpu", **options: Any):
         self.artifact_path = os.fspath(artifact_path)
@@ -40,7 +50,10 @@ class Backend:
             known = ", ".join(self.option_names) or "none"
             raise RuntimeInspectError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {known})")
         self.options = dict(options)
+        self._check_options()
         self._loaded = False
+        self._closed = False
+        self._lock = threading.RLock()  # load/close, and `_infer_impl` of a backend that is not thread-safe
         #: extra graph inputs without a default inside the graph; `_load` fills it, `infer` checks it
         self._required_extra: List[str] = []
         self.input_name = manifest.input.name
@@ -64,24 +77,40 @@ class Backend:
         return self._loaded
 
     def load(self) -> "Backend":
-        if not self._loaded:
-            try:
-                self._load()
-            except BaseException:
-                try:  # free what a half-finished load made
-                    self._close()
-                except Exception:
-                    pass
-                raise
-            self._loaded = True
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._closed:
+                raise RuntimeInspectError(f"backend {self.name} for {self.artifact_path} was closed: create a new "
+                                          f"Inspector (or backend) to run the model again")
+            if not self._loaded:
+                try:
+                    self._load()
+                except BaseException as e:
+                    try:  # free what a half-finished load made
+                        self._close()
+                    except Exception:
+                        pass
+                    if isinstance(e, Exception) and not isinstance(e, RuntimeInspectError):
+                        raise RuntimeInspectError(f"{self.name} cannot load {self.artifact_path}: "
+                                                  f"{one_line(e)}") from None
+                    raise
+                self._loaded = True
         return self
 
     def close(self) -> None:
-        if self._loaded:
-            try:
-                self._close()
-            finally:
-                self._loaded = False
+        """Free the model; final (a later `load`/`infer` raises RuntimeInspectError). Safe from any thread."""
+        with self._lock:
+            self._closed = True
+            if self._loaded:
+                try:
+                    self._close()
+                finally:
+                    self._loaded = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> "Backend":
         return self.load()
@@ -91,7 +120,8 @@ class Backend:
 
     def __del__(self) -> None:  # best effort; explicit close() is the contract
         try:
-            self.close()
+            if getattr(self, "_loaded", False):
+                self.close()
         except Exception:
             pass
 
@@ -121,7 +151,7 @@ class Backend:
         n = frames.shape[0]
         step = self.static_batch or self.max_batch
         if n <= step and (self.static_batch is None or n == step):
-            maps, scores = self._infer_impl(frames, extra)
+            maps, scores = self._call(frames, extra)
             return self._finish(maps, scores, n)
         maps_out: List[np.ndarray] = []
         scores_out: List[np.ndarray] = []
@@ -132,11 +162,29 @@ class Backend:
             if self.static_batch is not None and m < step:  # pad a static batch with black frames
                 chunk = np.concatenate([chunk, np.zeros((step - m,) + chunk.shape[1:], chunk.dtype)])
                 ex = {k: np.concatenate([v, np.zeros((step - m,) + v.shape[1:], v.dtype)]) for k, v in ex.items()}
-            mp, sc = self._infer_impl(np.ascontiguousarray(chunk), ex)
+            mp, sc = self._call(np.ascontiguousarray(chunk), ex)
             mp, sc = self._finish(mp, sc, step if self.static_batch else m)
             maps_out.append(mp[:m])
             scores_out.append(sc[:m])
         return np.concatenate(maps_out), np.concatenate(scores_out)
+
+    def _call(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
+        """`_infer_impl` under the lock unless the backend is thread-safe; a library's exception becomes ours."""
+        try:
+            if self.thread_safe:
+                return self._infer_impl(frames, extra)
+            with self._lock:
+                if self._closed:
+                    raise RuntimeInspectError(f"backend {self.name} was closed during inference")
+                return self._infer_impl(frames, extra)
+        except RuntimeInspectError:
+            raise
+        except Exception as e:  # onnxruntime's InvalidArgument, OpenVINO's RuntimeError, ...
+            if self._closed:
+                raise RuntimeInspectError(f"backend {self.name} was closed during inference") from None
+            raise RuntimeInspectError(f"{self.name} inference failed on {self.artifact_path}: {one_line(e)}: "
+                                      f"the graph and its manifest disagree or the model is broken (re-export "
+                                      f"it)") from None
 
     def warmup(self, iterations: int = 2, batch: int = 1) -> None:
         """Run a few black frames (and zero extra inputs) so the first real frame does not pay for lazy
@@ -197,6 +245,25 @@ class Backend:
                                  f"got {arr.shape}")
             out[k] = np.ascontiguousarray(arr)
         return out
+
+    # -- options ----------------------------------------------------------------------------------------
+    def _check_options(self) -> None:
+        """Refuse option values the library would reject later with its own exception; subclasses extend."""
+        for key in ("threads", "requests"):
+            if key in self.option_names and self.options.get(key) is not None:
+                v = self.options[key]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise RuntimeInspectError(f"backend {self.name} option {key} must be a positive integer, "
+                                              f"got {v!r}")
+
+    def check_input_dims(self, dims: List[Optional[int]], where: str) -> None:
+        """The graph's static input dims (N, H, W, C; None = dynamic) must match the manifest's input size."""
+        want = list(self.input_shape)
+        got = list(dims[1:4]) if len(dims) == 4 else None
+        if got is None or any(g is not None and g != w for g, w in zip(got, want)):
+            raise ManifestError(f"{where}: the graph's input {self.input_name!r} has shape {dims} but the manifest "
+                                f"says (N, {', '.join(map(str, want))}): re-export the model so graph and manifest "
+                                f"agree")
 
     # -- subclass hooks -------------------------------------------------------------------------------
     def _load(self) -> None:  # pragma: no cover - overridden

@@ -2,7 +2,8 @@
 TensorRT execution providers where the installed build has them (`ort.get_available_providers()`).
 
 CPU session: intra-op threads = physical cores, graph optimisation ALL, sequential execution. IO binding is
-not used: on CPU the numpy arrays are the buffers already.
+not used: on CPU the numpy arrays are the buffers already. `InferenceSession.run` may be called from several
+threads at once (ONNX Runtime documents it), so this backend is `thread_safe` and takes no lock.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend, physical_cores
-from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import rebuild_command
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -40,6 +41,16 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     option_names = ("threads", "providers", "tensorrt_ep")
     package = "onnxruntime"
+    thread_safe = True  # InferenceSession.run is safe to call concurrently; nothing else is shared per call
+
+    def _check_options(self) -> None:
+        super()._check_options()
+        providers = self.options.get("providers")
+        if providers is not None and (not isinstance(providers, (list, tuple)) or not all(
+                isinstance(p, str) or (isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str))
+                for p in providers)):
+            raise RuntimeInspectError(f"backend onnxruntime option providers must be a list of provider names, "
+                                      f"got {providers!r}")
 
     @classmethod
     def _probe(cls) -> None:
@@ -93,6 +104,8 @@ class OnnxRuntimeBackend(Backend):
             if out not in outputs:
                 raise ManifestError(f"manifest output {out!r} is not an output of {self.artifact_path} "
                                     f"(outputs: {', '.join(outputs)}): re-export the model")
+        frame_input = next(i for i in self.session.get_inputs() if i.name == self.input_name)
+        self.check_input_dims([d if isinstance(d, int) else None for d in frame_input.shape], self.artifact_path)
         self._graph_inputs = set(inputs) | set(optional)
         self._required_extra = [n for n in inputs if n != self.input_name]
         self._outputs = [self.map_name, self.score_name]

@@ -1,10 +1,15 @@
 """OpenVINO backend: the fastest CPU path where `openvino` is installed.
 
-Reads the ONNX, or an IR (`NAME.xml` + `NAME.bin`) beside it when export wrote one. The dynamic batch axis
-is reshaped to 1: single frames go through a model compiled with the LATENCY hint; batches and streams go
-through a model compiled with the THROUGHPUT hint and a pool of infer requests (OpenVINO's optimal number),
-one frame each, started with `start_async` and collected with `wait()`. Each compiled model is made on first
-use. A static-batch artifact is run as is.
+Reads exactly the file the manifest names and the Inspector hashed (the ONNX, or an IR `.xml` when the
+manifest's artifact_kind is openvino-ir): an IR that happens to sit beside NAME.onnx is never picked up, since
+nothing checked it. The dynamic batch axis is reshaped to 1: single frames go through a model compiled with
+the LATENCY hint; batches and streams go through a model compiled with the THROUGHPUT hint and a pool of
+infer requests (OpenVINO's optimal number), one frame each, started with `start_async` and collected with
+`wait()`. Each compiled model is made on first use. A static-batch artifact is run as is.
+
+Threads: an infer request holds its inputs and outputs, so two threads must never share one. Single frames
+take a request from a free list (a new one is created when all are busy, so concurrent callers run in
+parallel); the throughput pool serves one batch at a time under a lock.
 
 Why not `AsyncInferQueue` with a Python callback: with OpenVINO 2026.4 it deadlocked in our tests when the
 compiled model was released (gdb: the main thread joins the CPU executor's worker while holding the GIL;
@@ -19,14 +24,19 @@ is where OpenVINO's speed comes from (its f32 convolutions run at the speed of O
 """
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
-from runtime.manifest import rebuild_command
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
+from runtime.manifest import rebuild_command, sha256_file
+
+log = logging.getLogger("runtime.backends")
 
 
 def _import_ov() -> Any:
@@ -39,27 +49,48 @@ def _import_ov() -> Any:
     return ov
 
 
+PRECISION_HINTS = ("f32", "bf16", "f16")
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
     option_names = ("inference_precision", "threads", "requests")
     package = "openvino"
+    thread_safe = True  # a request per caller (free list) and a lock on the throughput pool, see the doc
 
     @classmethod
     def _probe(cls) -> None:
         _import_ov()
 
+    def _check_options(self) -> None:
+        super()._check_options()
+        precision = self.options.get("inference_precision")
+        if precision is not None and precision not in PRECISION_HINTS:
+            raise RuntimeInspectError(f"backend openvino option inference_precision must be one of "
+                                      f"{', '.join(PRECISION_HINTS)}, got {precision!r}")
+
     def model_path(self) -> str:
-        if self.manifest.artifact_kind == "openvino-ir":
-            return self.artifact_path
-        root = os.path.splitext(self.artifact_path)[0]
-        if os.path.isfile(root + ".xml") and os.path.isfile(root + ".bin"):
-            return root + ".xml"
+        """The file read: the artifact itself, which the manifest names and the Inspector hashed."""
         return self.artifact_path
+
+    def _check_ir_weights(self) -> None:
+        """An IR's weights (NAME.bin) are read too: check them against the manifest's `weights_sha256`."""
+        weights = os.path.splitext(self.artifact_path)[0] + ".bin"
+        want = self.manifest.extra.get("weights_sha256")
+        if not want:
+            log.warning("manifest of %s has no 'weights_sha256': %s is loaded unchecked", self.artifact_path, weights)
+            return
+        if not os.path.isfile(weights) or sha256_file(weights) != want:
+            raise ArtifactMismatch(f"{weights} is missing or its sha256 differs from the manifest's weights_sha256: "
+                                   f"the IR's weights were changed or replaced after export",
+                                   rebuild_command(self.manifest, self.artifact_path))
 
     def _load(self) -> None:
         ov = self._ov = _import_ov()
         self._core = ov.Core()
         path = self.model_path()
+        if self.manifest.artifact_kind == "openvino-ir":
+            self._check_ir_weights()
         try:
             model = self._core.read_model(path)
         except Exception as e:  # OpenVINO raises RuntimeError with a long trace
@@ -72,6 +103,10 @@ class OpenVINOBackend(Backend):
         for out in (self.map_name, self.score_name):
             if out not in out_names:
                 raise ManifestError(f"manifest output {out!r} is not an output of {path}: re-export the model")
+        frame_port = next(p for p, n in zip(model.inputs, names) if self.input_name in n)
+        ps = frame_port.get_partial_shape()
+        if ps.rank.is_static:
+            self.check_input_dims([d.get_length() if d.is_static else None for d in list(ps)], path)
         self._graph_inputs = set().union(*names)
         self._required_extra = [sorted(n)[0] for n in names if self.input_name not in n]
         if self.static_batch is None:
@@ -84,8 +119,11 @@ class OpenVINOBackend(Backend):
             if shapes:
                 model.reshape(shapes)
         self._model = model
-        self._latency: Optional[Tuple[Any, Any]] = None  # (compiled, request)
+        self._latency: Optional[Any] = None  # compiled with the LATENCY hint
+        self._free: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # idle latency requests, one per busy caller
         self._throughput: Optional[Tuple[Any, List[Any]]] = None  # (compiled, pool of infer requests)
+        self._compile_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
 
     def _compile(self, hint: str) -> Any:
         config = {"PERFORMANCE_HINT": hint}
@@ -102,12 +140,18 @@ class OpenVINOBackend(Backend):
         return compiled
 
     def _latency_request(self) -> Any:
-        if self._latency is None:
-            compiled = self._compile("LATENCY")
-            self._latency = (compiled, compiled.create_infer_request())
-        return self._latency[1]
+        """A request no other thread uses; give it back with `self._free.put(request)`."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._compile_lock:
+            if self._latency is None:
+                self._latency = self._compile("LATENCY")
+            return self._latency.create_infer_request()
 
     def _pool(self) -> List[Any]:
+        """The throughput requests; call with `self._pool_lock` held (one batch at a time uses them all)."""
         if self._throughput is None:
             compiled = self._compile("THROUGHPUT")
             jobs = int(self.options.get("requests") or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -125,9 +169,17 @@ class OpenVINOBackend(Backend):
         n = frames.shape[0]
         if self.static_batch is not None or (n == 1 and self._throughput is None):
             request = self._latency_request()
-            request.infer(self._feed(frames, extra, slice(0, n)))
-            return (np.array(request.get_tensor(self.map_name).data, copy=True),
-                    np.array(request.get_tensor(self.score_name).data, copy=True))
+            try:
+                request.infer(self._feed(frames, extra, slice(0, n)))
+                return (np.array(request.get_tensor(self.map_name).data, copy=True),
+                        np.array(request.get_tensor(self.score_name).data, copy=True))
+            finally:
+                self._free.put(request)
+        with self._pool_lock:
+            return self._infer_pool(frames, extra)
+
+    def _infer_pool(self, frames: np.ndarray, extra: Dict[str, np.ndarray]) -> Tuple[Any, Any]:
+        n = frames.shape[0]
         pool = self._pool()
         maps = scores = None  # allocated once the first frame's output shape is known; one copy per frame
         for start in range(0, n, len(pool)):  # one wave: a frame per request, all in flight together
@@ -145,6 +197,8 @@ class OpenVINOBackend(Backend):
         return maps, scores
 
     def _close(self) -> None:
+        # requests first, then the compiled models, then the model and the Core that loaded the plugin
+        self._free = queue.SimpleQueue()
         self._latency = self._throughput = None
         self._model = self._core = None
 
