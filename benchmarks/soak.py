@@ -7,7 +7,8 @@ camera on 127.0.0.1 and an array source, with bad inputs, a camera drop and a mo
 The frames are split over two equal rounds (memory is compared between the end of round 1, "middle", and the
 end of round 2); each round runs the phases folder (45 %, with file faults and the model swap halfway),
 video (20 %, plus a truncated copy), camera (25 %, dropped for --drop-seconds and brought back) and arrays
-(10 %, with array faults). Every input frame must come out as a result or as a reported skip (an event);
+(10 %, with array faults). After the rounds, `python -m runtime --out` runs on a fault folder of its own and
+its inspect.jsonl must name every file (phase "cli", round 3). Every input frame must come out as a result or as a reported skip (an event);
 what is neither is "lost without a reason". The model is copied to a temporary folder first: the swap never
 touches the user's files. A benchmark, not a test: the goals are printed as met / not met.
 """
@@ -32,6 +33,7 @@ from benchmarks.soak_report import evaluate_goals, plot_soak, print_report
 
 SHARES = {"folder": 0.45, "video": 0.20, "camera": 0.25, "arrays": 0.10}
 TRUNCATED_VIDEO_FRAMES = 60
+CLI_FILES = 120  # the CLI check: a fault folder through `python -m runtime --out`, every 5th file a fault
 SKIP_EVENTS = ("corrupt", "bad_frame")  # events that account for exactly one input frame
 COUNT_KEYS = ("lost", "frames_lost", "missing", "skipped")  # an event's count of frames it accounts for
 
@@ -270,6 +272,38 @@ def run_arrays(soak: Soak, phase: Phase, frames: List[np.ndarray], count: int, e
     phase.d["lost_unreported"] = len(phase.d["lost_where"])
 
 
+def run_cli(phase: Phase, model: str, plan: Dict[str, str], backend: str, out: str) -> None:
+    """`python -m runtime --source FOLDER --out DIR` on a fault folder: its inspect.jsonl must account for every
+    file (a result record or an event naming it) and end with a summary."""
+    import subprocess  # noqa: PLC0415
+
+    folder = os.path.dirname(next(iter(plan)))
+    cmd = [sys.executable, "-m", "runtime", "--model", model, "--source", folder, "--out", out, "--save", "none",
+           "--quiet", "--backend", backend]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    phase.d["seconds"] = round(time.perf_counter() - t0, 3)
+    phase.d["exit_status"] = proc.returncode
+    if proc.returncode != 0:
+        phase.d["crash"] = f"exit status {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
+    records: List[Dict[str, Any]] = []
+    log_path = os.path.join(out, "inspect.jsonl")
+    if os.path.isfile(log_path):
+        with open(log_path, "r", encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    names = list(plan)
+    got = {r.get("name") for r in records if r.get("type") == "result"}
+    skipped = {r.get("name") or (names[r["index"]] if isinstance(r.get("index"), int) and r["index"] < len(names)
+                                 else None)
+               for r in records if r.get("type") == "event" and r.get("event") in SKIP_EVENTS}
+    phase.d["results"] = sum(1 for r in records if r.get("type") == "result")
+    phase.d["skipped"] = len(skipped & set(names))
+    phase.d["lost_where"] = [os.path.basename(n) for n in names if n not in got and n not in skipped]
+    phase.d["lost_unreported"] = len(phase.d["lost_where"])
+    phase.d["summary_written"] = any(r.get("type") == "summary" for r in records)
+    phase.d["summary_line"] = any(line.startswith("summary: ") for line in proc.stdout.splitlines())
+
+
 # -- main -----------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
@@ -355,6 +389,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         progress.close()
         camera.close()
         insp.close()
+    cli_plan = fi.write_fault_folder(os.path.join(work, "cli_folder"), frames, CLI_FILES, 5)
+    ph = Phase("cli", 3, len(cli_plan))
+    run_cli(ph, model, cli_plan, insp.backend, os.path.join(work, "cli_out"))
+    phases.append(ph.d)
     result = {"model": os.path.abspath(args.model), "backend": insp.backend, "device": insp.device,
               "backend_description": insp.backend_description, "frames_requested": args.frames,
               "fault_every": args.fault_every, "camera": camera_why, "camera_fps": args.camera_fps,
