@@ -65,6 +65,11 @@ def print_report(result: Dict[str, Any]) -> None:
               f"running inspector unchanged: {s.get('running_inspector_unchanged')}")
     m = result["memory_mib"]
     print(f"memory (RSS MiB): start {m.get('start')}, middle {m.get('middle')}, end {m.get('end')}")
+    probe = result.get("reopen_probe") or {}
+    if probe:
+        print(f"diagnostic, a second Inspector opened and closed in this process: RSS "
+              f"{' -> '.join(str(x) for x in probe['rss_after_each_open_close'])} MiB, after malloc_trim "
+              f"{probe.get('rss_after_malloc_trim')} MiB")
     for name, g in result["goals"].items():
         print(f"goal {name}: {'met' if g['met'] else 'NOT met'} ({g['value']})")
 

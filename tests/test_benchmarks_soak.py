@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_runtime_helpers import make_model  # noqa: E402
 
 from benchmarks import fault_injection as fi  # noqa: E402
-from benchmarks.mjpeg_camera import StdlibCamera, ffmpeg_exe, make_camera  # noqa: E402
+from benchmarks.mjpeg_camera import ffmpeg_exe, make_camera  # noqa: E402
 
 
 def test_fault_folder_has_every_kind_and_the_folder_source_reports_the_unreadable(tmp_path):
