@@ -268,10 +268,9 @@ def run_camera(soak: Soak, phase: Phase, camera: Any, count: int, drop_s: float,
         drop["detected_after_s"] = round(lost_ev[0]["time"] - drop["t_drop"], 3)
     if t_restore is not None and back_ev:
         drop["reconnect_after_return_s"] = round(back_ev[-1]["time"] - t_restore, 3)
-    after = [t for t in phase.result_times if "t_drop" in drop and t > drop["t_drop"]]
-    if after:
-        before = [t for t in phase.result_times if t <= drop["t_drop"]]
-        drop["result_gap_s"] = round(min(after) - (max(before) if before else drop["t_drop"]), 3)
+    times = sorted(phase.result_times)  # capture times: the longest stretch of the line with no verdict
+    if len(times) > 1:
+        drop["longest_result_gap_s"] = round(float(np.max(np.diff(times))), 3)
     drop["reconnected"] = bool(back_ev)
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in drop.items()}
 

@@ -59,7 +59,7 @@ def print_report(result: Dict[str, Any]) -> None:
         print(f"  {kind:18s} {c['injected']:4d} -> {c['result']:4d} / {c['skip']:4d} / {c['lost']:4d}")
     for d in result["camera_drops"]:
         print(f"camera drop {d.get('drop_s')} s: detected after {d.get('detected_after_s')} s, reconnected "
-              f"{d.get('reconnect_after_return_s')} s after its return, gap in results {d.get('result_gap_s')} s")
+              f"{d.get('reconnect_after_return_s')} s after its return, longest gap between results {d.get('longest_result_gap_s')} s")
     for s in result["swaps"]:
         print(f"model swap to {s.get('to')}: torn pair -> {s.get('torn')}; complete pair -> {s.get('complete')}; "
               f"running inspector unchanged: {s.get('running_inspector_unchanged')}")
