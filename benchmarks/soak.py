@@ -54,11 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """The soak; the runtime's per-fault warnings are silenced meanwhile (every fault is counted from the
+    events instead) and the logger is left as it was found (the soak may run inside another program)."""
+    runtime_log = logging.getLogger("runtime")
+    level = runtime_log.level
+    runtime_log.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        runtime_log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> Dict[str, Any]:
     from tqdm import tqdm  # noqa: PLC0415
 
     from runtime.inspector import Inspector  # noqa: PLC0415
 
-    logging.getLogger("runtime").setLevel(logging.ERROR)  # every fault is counted from the events instead
     work = args.workdir or tempfile.mkdtemp(prefix="soak-")
     model = fi.copy_model(args.model, os.path.join(work, "model"))
     with open(model, "rb") as f:

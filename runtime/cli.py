@@ -140,12 +140,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model {args.model}: backend {insp.backend} on {insp.device} ({insp.backend_reason}); "
               f"{insp.backend_description}; input {insp.input_size[0]}x{insp.input_size[1]}; threshold "
               f"{insp.threshold if insp.threshold is not None else 'none (verdicts unknown)'}")
-        if args.serve is not None:  # --serve: start the live view before the first frame
-            from runtime.serve import LiveView  # noqa: PLC0415
-
-            live = LiveView(args.serve, insp, args.source)
-            print(f"live view: {live.url}", flush=True)
         with insp:
+            if args.serve is not None:  # --serve: start the live view before the first frame
+                from runtime.serve import LiveView  # noqa: PLC0415
+
+                live = LiveView(args.serve, insp, args.source)
+                print(f"live view: {live.url}", flush=True)
             stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event)
             with stream:

@@ -87,7 +87,11 @@ def test_mjpeg_camera_serves_drops_and_returns(tmp_path, kind):
 
 
 def test_short_soak_accounts_for_every_frame(tmp_path, capsys):
+    import logging
+
     from benchmarks.soak import main
+
+    level = logging.getLogger("runtime").level
 
     model = make_model(str(tmp_path), size=(32, 48), threshold=2.5)
     out = tmp_path / "soak.json"
@@ -96,6 +100,7 @@ def test_short_soak_accounts_for_every_frame(tmp_path, capsys):
                "--drop-seconds", "1", "--camera", "stdlib", "--json", str(out), "--plot", str(plot),
                "--workdir", str(tmp_path / "work")])
     assert rc == 0
+    assert logging.getLogger("runtime").level == level  # the soak silenced the runtime's warnings only meanwhile
     text = capsys.readouterr().out
     for goal in ("no_crash", "no_unreported_loss", "memory_growth_middle_to_end_under_5pct", "reconnect_within_2s"):
         assert f"goal {goal}: " in text
