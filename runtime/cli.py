@@ -181,8 +181,8 @@ def _run(args: argparse.Namespace) -> int:
               f"{summary['bad_frames']} skipped, backend {insp.backend} ({insp.device})")
         write(dict(summary, type="summary", time=time.time()))
         if live is not None and not interrupted:
-            print(f"live view: source ended; still serving {live.url} until Ctrl-C", flush=True)
-            live.serve_until_interrupted("source ended")
+            live.serve_until_interrupted("source ended", f"live view: source ended; still serving {live.url} until "
+                                                         f"Ctrl-C")
     finally:
         if live is not None:
             live.close()

@@ -281,9 +281,12 @@ class LiveView:
     def on_event(self, event: Dict[str, Any]) -> None:
         self.state.add_event(event)
 
-    def serve_until_interrupted(self, status: str) -> None:
-        """Keep the last state on the page after the source ended, until Ctrl-C."""
+    def serve_until_interrupted(self, status: str, message: str = "") -> None:
+        """Keep the last state on the page after the source ended, until Ctrl-C; `message` is printed once the
+        page shows `status` (so whoever reads the message finds the page in that state)."""
         self.state.set_status(status)
+        if message:
+            print(message, flush=True)
         try:
             while True:
                 time.sleep(0.5)
