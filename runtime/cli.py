@@ -2,7 +2,7 @@
 
     python -m runtime --model model.onnx --source 0|FILE|URL|DIR|'gst ... ! appsink' [--out DIR] [--show]
                       [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch] [--device auto|cpu|cuda]
-                      [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
+                      [--threshold T] [--batch N] [--backend-option KEY=VALUE ...] [--serve PORT]
 
 Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
 anomalies, drops, backend). With --out: overlays as PNG (`--save all|anomalous|none`) and `inspect.jsonl`
@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: automatic, 5 s until the frame rate is known, then 10 frame intervals within "
                         "2-60 s; 0 = off)")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines, only the summary")
+    p.add_argument("--serve", type=int, default=None, metavar="PORT",
+                   help="serve a live view on http://127.0.0.1:PORT/ (0 = any free port): frame with heat map, "
+                        "verdict, score trace, counts, FPS, latency; after the source ends the last state stays "
+                        "served until Ctrl-C")
     return p
 
 
@@ -137,8 +141,12 @@ def _run(args: argparse.Namespace) -> int:
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
 
+    live = None  # the --serve live view (runtime.serve.LiveView), made once the Inspector exists
+
     def on_event(event: Dict[str, Any]) -> None:
         write(dict(event, type="event"))
+        if live is not None:
+            live.on_event(event)
 
     latencies: List[float] = []
     anomalies = 0
@@ -152,12 +160,19 @@ def _run(args: argparse.Namespace) -> int:
               f"{insp.backend_description}; input {insp.input_size[0]}x{insp.input_size[1]}; threshold "
               f"{insp.threshold if insp.threshold is not None else 'none (verdicts unknown)'}")
         with insp:
+            if args.serve is not None:  # --serve: start the live view before the first frame
+                from runtime.serve import LiveView  # noqa: PLC0415
+
+                live = LiveView(args.serve, insp, args.source)
+                print(f"live view: {live.url}", flush=True)
             stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
                                  max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout)
             with stream:
                 try:
                     for r in stream:
+                        if live is not None:
+                            live.on_result(r, stream)
                         latencies.append(r.latency_ms)
                         anomalies += int(bool(r.is_anomalous))
                         verdict = {None: "-", True: "ANOMALY", False: "ok"}[r.is_anomalous]
@@ -194,9 +209,14 @@ def _run(args: argparse.Namespace) -> int:
               f"{summary['bad_frames']} skipped{losses}, {summary['reconnects']} reconnects, backend {insp.backend} "
               f"({insp.device}){', ended early: see the error' if failure is not None else ''}")
         write(dict(summary, type="summary", time=time.time()))
+        if live is not None and not interrupted:
+            live.serve_until_interrupted("source ended", f"live view: source ended; still serving {live.url} until "
+                                                         f"Ctrl-C")
         if failure is not None:
             raise failure
     finally:
+        if live is not None:
+            live.close()
         if log_file is not None:
             log_file.close()
         if args.show:

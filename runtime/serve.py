@@ -1,0 +1,300 @@
+"""A live view of the line in a browser: `python -m runtime --model M --source S --serve 8080`.
+
+Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1. Endpoints:
+
+- ``/``             the page (HTML + a little JavaScript, no external resources), with the current state in it;
+- ``/events``       server-sent events: one JSON state per update (at most 10 a second), see `LiveState.snapshot`;
+- ``/state.json``   the same state once;
+- ``/frame.jpg``    the current frame with its heat-map overlay (JPEG);
+- ``/stream.mjpg``  the overlays as an MJPEG stream (for players that are not browsers);
+- ``/thumb/N.jpg``  the overlay of a recent anomalous frame N.
+
+Recording a result is cheap (a few appends under a lock); overlays are drawn and JPEG-encoded only when a client
+asks, at most once per frame, so a slow browser never slows the inspection.
+"""
+from __future__ import annotations
+
+import collections
+import http.server
+import json
+import threading
+import time
+from typing import Any, Deque, Dict, Optional, Tuple
+
+import numpy as np
+
+from runtime.errors import RuntimeInspectError
+from runtime.serve_page import page_with_state
+
+MAX_UPDATES_PER_S = 10.0
+SKIP_EVENTS = ("bad_frame", "corrupt")
+
+
+class LiveState:
+    """What the page shows, updated by the inspection loop and read by the HTTP threads."""
+
+    def __init__(self, threshold: Optional[float], backend: str = "", source: str = "", trace: int = 300,
+                 thumbs: int = 6, window: int = 1000):
+        self.threshold = threshold
+        self.backend = backend
+        self.source = source
+        self.counts = {"ok": 0, "anomalous": 0, "unknown": 0, "skipped": 0, "dropped": 0, "reconnects": 0}
+        self.status = "running"
+        self._trace: Deque[Tuple[int, float]] = collections.deque(maxlen=trace)
+        self._latency: Deque[float] = collections.deque(maxlen=window)
+        self._times: Deque[float] = collections.deque(maxlen=window)
+        self._thumbs: Deque[Any] = collections.deque(maxlen=thumbs)  # Results of recent anomalous frames
+        self._events: Deque[Dict[str, Any]] = collections.deque(maxlen=8)
+        self._latest: Any = None
+        self._jpeg: Tuple[int, Optional[bytes]] = (-1, None)  # (version it was drawn for, bytes)
+        self._thumb_jpegs: Dict[int, bytes] = {}
+        self.version = 0
+        self._cond = threading.Condition()
+
+    # -- writers (the inspection loop) ---------------------------------------------------------------
+    def add_result(self, result: Any, drops: int = 0) -> None:
+        with self._cond:
+            verdict = {True: "anomalous", False: "ok", None: "unknown"}[result.is_anomalous]
+            self.counts[verdict] += 1
+            self.counts["dropped"] = int(drops)
+            self._trace.append((int(result.frame_index), float(result.score)))
+            self._latency.append(float(result.latency_ms))
+            self._times.append(time.monotonic())
+            self._latest = result
+            if result.is_anomalous:
+                self._thumbs.append(result)
+                keep = {int(r.frame_index) for r in self._thumbs}
+                self._thumb_jpegs = {k: v for k, v in self._thumb_jpegs.items() if k in keep}
+            self.version += 1
+            self._cond.notify_all()
+
+    def add_event(self, event: Dict[str, Any]) -> None:
+        with self._cond:
+            kind = str(event.get("event", ""))
+            if kind in SKIP_EVENTS:
+                self.counts["skipped"] += 1
+            if kind == "reconnected":
+                self.counts["reconnects"] += 1
+            self._events.append({"event": kind, "message": str(event.get("message", ""))[:200],
+                                 "time": float(event.get("time", time.time()))})
+            self.version += 1
+            self._cond.notify_all()
+
+    def set_status(self, status: str) -> None:
+        with self._cond:
+            self.status = status
+            self.version += 1
+            self._cond.notify_all()
+
+    # -- readers (the HTTP threads) -----------------------------------------------------------------
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Block until the version differs from `seen` (or `timeout` passes); returns the version."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != seen, timeout)
+            return self.version
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._cond:
+            lat = np.asarray(self._latency, dtype=np.float64)
+            times = list(self._times)
+            r = self._latest
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            recent = [t for t in times if t >= times[-1] - 2.0] if times else []
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else (
+                (len(times) - 1) / span if span > 0 else 0.0)
+            return {
+                "version": self.version, "status": self.status, "backend": self.backend, "source": self.source,
+                "threshold": self.threshold, "counts": dict(self.counts), "fps": round(fps, 2),
+                "p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+                "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+                "frame": None if r is None else {"index": int(r.frame_index), "score": float(r.score),
+                                                 "verdict": r.verdict, "name": r.name,
+                                                 "normalized_score": r.normalized_score},
+                "trace": [[i, round(s, 6)] for i, s in self._trace],
+                "thumbs": [{"index": int(t.frame_index), "score": round(float(t.score), 6)} for t in self._thumbs],
+                "events": list(self._events),
+            }
+
+    def frame_jpeg(self) -> Optional[bytes]:
+        """The current overlay as JPEG, drawn once per new frame."""
+        with self._cond:
+            r, version = self._latest, self.version
+            cached_version, cached = self._jpeg
+        if r is None:
+            return None
+        if cached is not None and cached_version == version:
+            return cached
+        data = _encode(r.overlay(), r.frame_order)
+        with self._cond:
+            self._jpeg = (version, data)
+        return data
+
+    def thumb_jpeg(self, index: int) -> Optional[bytes]:
+        with self._cond:
+            hit = self._thumb_jpegs.get(index)
+            r = next((t for t in self._thumbs if int(t.frame_index) == index), None)
+        if hit is not None or r is None:
+            return hit
+        data = _encode(r.overlay(), r.frame_order, width=160)
+        with self._cond:
+            self._thumb_jpegs[index] = data
+        return data
+
+
+def _encode(image: np.ndarray, order: str, width: Optional[int] = None) -> bytes:
+    import cv2  # noqa: PLC0415
+
+    if order == "RGB":
+        image = image[:, :, ::-1]
+    if width is not None and image.shape[1] != width:
+        h = max(1, round(image.shape[0] * width / image.shape[1]))
+        image = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeInspectError("cannot encode the overlay as JPEG")
+    return buf.tobytes()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class LiveServer:
+    """The HTTP server of a LiveState on 127.0.0.1:`port` (0 = any free port; `url` says which)."""
+
+    def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1"):
+        if not 0 <= int(port) <= 65535:
+            raise RuntimeInspectError(f"--serve port must be 0..65535, got {port}")
+        self.state = state
+        self._closing = threading.Event()
+        try:
+            self._server = _Server((host, int(port)), _handler(state, self._closing))
+        except OSError as e:
+            raise RuntimeInspectError(f"cannot serve the live view on {host}:{port} ({e.strerror or e}): choose "
+                                      f"another --serve PORT") from None
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://{host}:{self.port}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="live-view", daemon=True)
+
+    def start(self) -> "LiveServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closing.set()
+        with self.state._cond:  # wake the SSE / MJPEG loops so they end
+            self.state.version += 1
+            self.state._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(2.0)
+
+
+def _handler(state: LiveState, closing: threading.Event) -> type:
+    period = 1.0 / MAX_UPDATES_PER_S
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "edge-inspect-live"
+
+        def log_message(self, *args: Any) -> None:  # the CLI's stdout is for verdicts
+            pass
+
+        def _send(self, body: bytes, ctype: str, code: int = 200) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            try:
+                if path in ("/", "/index.html"):
+                    self._send(page_with_state(state.snapshot()).encode("utf-8"), "text/html; charset=utf-8")
+                elif path == "/state.json":
+                    self._send(json.dumps(state.snapshot()).encode("utf-8"), "application/json")
+                elif path == "/frame.jpg":
+                    data = state.frame_jpeg()
+                    self._send(data, "image/jpeg") if data else self._send(b"no frame yet", "text/plain", 404)
+                elif path.startswith("/thumb/") and path.endswith(".jpg") and path[7:-4].isdigit():
+                    data = state.thumb_jpeg(int(path[7:-4]))
+                    self._send(data, "image/jpeg") if data else self._send(b"no such thumbnail", "text/plain", 404)
+                elif path == "/events":
+                    self._events()
+                elif path == "/stream.mjpg":
+                    self._mjpeg()
+                else:
+                    self._send(b"not found", "text/plain", 404)
+            except (BrokenPipeError, ConnectionResetError):  # the browser went away
+                pass
+
+        def _events(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            seen = -1
+            while not closing.is_set():
+                version = state.wait_change(seen, timeout=1.0)
+                if version == seen:
+                    self.wfile.write(b": keep-alive\n\n")
+                else:
+                    seen = version
+                    self.wfile.write(b"data: " + json.dumps(state.snapshot()).encode("utf-8") + b"\n\n")
+                self.wfile.flush()
+                time.sleep(period)
+
+        def _mjpeg(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace;boundary=frame")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            seen = -1
+            while not closing.is_set():
+                version = state.wait_change(seen, timeout=1.0)
+                data = state.frame_jpeg() if version != seen else None
+                seen = version
+                if data:
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " +
+                                     str(len(data)).encode("ascii") + b"\r\n\r\n" + data + b"\r\n")
+                    self.wfile.flush()
+                time.sleep(period)
+
+    return Handler
+
+
+class LiveView:
+    """What `python -m runtime --serve PORT` drives: a LiveState and its LiveServer."""
+
+    def __init__(self, port: int, inspector: Any, source: str):
+        self.state = LiveState(inspector.threshold, backend=f"{inspector.backend} ({inspector.device})",
+                               source=str(source))
+        self.server = LiveServer(self.state, port).start()
+        self.url = self.server.url
+
+    def on_result(self, result: Any, stream: Any) -> None:
+        self.state.add_result(result, drops=getattr(stream, "drops", 0))
+
+    def on_event(self, event: Dict[str, Any]) -> None:
+        self.state.add_event(event)
+
+    def serve_until_interrupted(self, status: str, message: str = "") -> None:
+        """Keep the last state on the page after the source ended, until Ctrl-C; `message` is printed once the
+        page shows `status` (so whoever reads the message finds the page in that state)."""
+        self.state.set_status(status)
+        if message:
+            print(message, flush=True)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+__all__ = ["LiveState", "LiveServer", "LiveView"]
