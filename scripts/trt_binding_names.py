@@ -14,6 +14,7 @@ Used by tests/test_trt_api_contract.py, which checks every TensorRT attribute th
 """
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -52,9 +53,27 @@ def _condition(expr: str):
     if "?" in py:
         return None
     try:
-        return bool(eval(py, {"__builtins__": {}}))  # noqa: S307 - digits and boolean operators only
-    except SyntaxError:
+        return bool(_evaluate(ast.parse(py.strip(), mode="eval").body))
+    except (SyntaxError, ValueError):
         return None
+
+
+_COMPARE = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+            ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+
+
+def _evaluate(node):
+    """The value of a preprocessor condition already turned into digits and and/or/not/comparisons (no eval)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.BoolOp):
+        values = [_evaluate(v) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _evaluate(node.operand)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+        return _COMPARE[type(node.ops[0])](_evaluate(node.left), _evaluate(node.comparators[0]))
+    raise ValueError(f"unsupported preprocessor expression {ast.dump(node)}")
 
 
 def preprocess(text: str) -> str:
