@@ -12,15 +12,17 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Deque, Dict, Optional, Sequence
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+LATENCIES_KEPT = 100_000
 
 
 def backend_option(text: str) -> tuple:
@@ -148,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         if live is not None:
             live.on_event(event)
 
-    latencies: List[float] = []
+    # The latency percentiles of the summary cover the last LATENCIES_KEPT frames (bounded over weeks of running).
+    latencies: Deque[float] = collections.deque(maxlen=LATENCIES_KEPT)
     anomalies = 0
     interrupted = False
     failure: Optional[RuntimeInspectError] = None  # a source lost mid-stream: the summary is still written

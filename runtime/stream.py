@@ -8,16 +8,20 @@ iterated releases its source when collected; `Inspector.close()` stops the strea
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Union
 
 from runtime.errors import RuntimeInspectError
 from runtime.sources import Frame, FrameReader, FrameSource, open_source
+
+#: How many of a stream's events `Stream.events` keeps (the oldest go first).
+EVENTS_KEPT = 1000
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtime.inspector import Inspector, Result
@@ -56,7 +60,8 @@ class Stream:
         self.inspector = inspector
         self.batch_size = batch_size
         self.max_frames = max_frames
-        self.events: List[Dict[str, Any]] = []
+        # The most recent events (a stream may run for weeks: older ones stay only with `on_event`'s sink).
+        self.events: Deque[Dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self._user_sink = on_event
         self._stop_lock = threading.Lock()
         if isinstance(source, FrameSource):

@@ -147,7 +147,7 @@ def test_folder_with_a_corrupt_image_skips_and_reports_it(tmp_path, inspector, c
     corrupt = [e for e in events if e["event"] == "corrupt"]
     assert len(corrupt) == 1 and "c.png" in corrupt[0]["message"] and corrupt[0]["index"] == 2
     assert any("c.png" in rec.getMessage() for rec in caplog.records)
-    assert st.events == events
+    assert list(st.events) == events
 
 
 def test_empty_folder_and_missing_paths(tmp_path, inspector):
@@ -361,3 +361,30 @@ def test_stream_argument_checks(inspector, tmp_path):
                             ({"queue_size": 0}, "queue_size")):
         with pytest.raises(RuntimeInspectError, match=message):
             inspector.stream(str(path), **kwargs)
+
+
+def test_default_backoff_retries_at_least_every_2_s():
+    # The soak found a camera back after 3.55 s reconnected only at 7.5 s (back-off doubling to 8 s): the default
+    # cap keeps any retry within 2 s of a camera's return.
+    script = Script([img(1), False])
+    src = CaptureSource("rtsp://cam", "stream rtsp://cam", live=True, capture_factory=script.factory,
+                        max_reconnects=6, sleep=script.sleep)
+    src.open()
+    assert src.read() is not None
+    script.fail_opens = 100
+    with pytest.raises(SourceError):
+        src.read()
+    assert script.sleeps == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+
+
+def test_stream_keeps_a_bounded_number_of_events(inspector, tmp_path):
+    from runtime.stream import EVENTS_KEPT
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    seen = []
+    stream = inspector.stream(str(tmp_path), on_event=seen.append)
+    for i in range(EVENTS_KEPT + 5):
+        stream._record({"event": "test", "i": i})
+    assert len(stream.events) == EVENTS_KEPT and stream.events[0]["i"] == 5
+    assert len(seen) == EVENTS_KEPT + 5  # the user's sink still gets every one
+    stream.close()
