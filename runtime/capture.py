@@ -66,7 +66,7 @@ class CaptureSource(FrameSource):
 
     def __init__(self, target: Any, description: str, live: bool, api: Optional[int] = None,
                  capture_factory: Optional[CaptureFactory] = None, reconnect: bool = True,
-                 max_reconnects: int = 5, backoff_s: float = 0.5, backoff_max_s: float = 2.0,
+                 max_reconnects: int = 30, backoff_s: float = 0.5, backoff_max_s: float = 2.0,
                  sleep: Optional[Callable[[float], Any]] = None, on_event: Optional[EventSink] = None,
                  frame_timeout: Optional[float] = None):
         super().__init__(on_event)

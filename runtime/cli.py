@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default="all", choices=["all", "anomalous", "none"],
                    help="which overlays to write with --out (default all)")
     p.add_argument("--no-reconnect", action="store_true", help="stop when a live source drops")
-    p.add_argument("--max-reconnects", type=int, default=5,
-                   help="reconnect attempts (exponential back-off) before a dropped live source ends the run "
-                        "(default 5)")
+    p.add_argument("--max-reconnects", type=int, default=30,
+                   help="reconnect attempts (back-off 0.5 s doubling to 2 s) before a dropped live source ends the "
+                        "run (default 30: about a minute)")
     p.add_argument("--frame-timeout", type=float, default=None, metavar="SECONDS",
                    help="a live source that delivers no frame for this long is reported as stalled and reopened "
                         "(default: automatic, 5 s until the frame rate is known, then 10 frame intervals within "

@@ -167,7 +167,7 @@ def _folder_source(text: str, on_event: Optional[EventSink], max_pixels: int) ->
 
 
 def open_source(spec: SourceSpec, capture_factory: Optional[Callable[[Any, Optional[int]], Any]] = None,
-                reconnect: bool = True, max_reconnects: int = 5, backoff_s: float = 0.5, backoff_max_s: float = 2.0,
+                reconnect: bool = True, max_reconnects: int = 30, backoff_s: float = 0.5, backoff_max_s: float = 2.0,
                 on_event: Optional[EventSink] = None, open: bool = True, max_pixels: int = MAX_PIXELS,
                 frame_timeout: Optional[float] = None) -> FrameSource:
     """Make the FrameSource for `spec` (see the module doc) and open it (SourceError with what to check).
