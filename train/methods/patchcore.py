@@ -88,7 +88,7 @@ class MemoryBank(nn.Module):
         index = where.view(-1, 1, 1).expand(-1, 1, queries.shape[-1])
         m_test = torch.gather(queries, 1, index)  # (N, 1, D)
         m_star = self.bank[nearest_index(m_test, self.bank)]  # (N, 1, D)
-        k = min(self.neighbours, int(self.bank.shape[0]))
+        k = min(self.neighbours, len(self.bank))
         support = squared_distances(m_star, self.bank).topk(k, dim=-1, largest=False).indices  # (N, 1, k)
         d = torch.sqrt(((m_test.unsqueeze(2) - self.bank[support]) ** 2).sum(-1))  # (N, 1, k)
         weight = 1.0 - torch.softmax(d, dim=-1)[:, 0, 0]

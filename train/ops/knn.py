@@ -24,10 +24,11 @@ def nearest_squared_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: i
 
     The chunk loop is unrolled at export (K is fixed once the bank is fitted).
     """
-    if bank.shape[0] == 0:
+    rows = len(bank)  # a Python int even while tracing: the chunk loop unrolls over the fixed bank
+    if rows == 0:
         raise ValueError("the memory bank is empty; fit the model first")
     best = None
-    for start in range(0, bank.shape[0], chunk):
+    for start in range(0, rows, chunk):
         part = squared_distances(queries, bank[start:start + chunk]).amin(dim=-1)
         best = part if best is None else torch.minimum(best, part)
     return best
