@@ -26,7 +26,9 @@ def nearest_squared_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: i
     """
     rows = len(bank)  # a Python int even while tracing: the chunk loop unrolls over the fixed bank
     if rows == 0:
-        raise ValueError("the memory bank is empty; fit the model first")
+        from train.errors import RunError
+
+        raise RunError("the memory bank is empty: fit the model first (python -m train --method ... --out RUN)")
     best = None
     for start in range(0, rows, chunk):
         part = squared_distances(queries, bank[start:start + chunk]).amin(dim=-1)
