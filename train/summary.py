@@ -20,7 +20,8 @@ def count_gmacs(model: torch.nn.Module, image_size: Tuple[int, int]) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def summarize(method_name: str, c: Optional[int], image_size: Tuple[int, int], options: Dict[str, Any]) -> Dict[str, Any]:
+def summarize(method_name: str, c: Optional[int], image_size: Tuple[int, int],
+              options: Dict[str, Any]) -> Dict[str, Any]:
     from train.methods import get_method
 
     method = get_method(method_name)
