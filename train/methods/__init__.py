@@ -33,6 +33,9 @@ def _load_builtin() -> None:
         from train.methods import noise2norm  # noqa: F401
     except ImportError:  # not written yet in a partial checkout
         pass
+    # Feature-based methods: their optional packages ([features] extra) are imported only when a model is
+    # built, so they always register; building without them raises train.errors.MissingPackage naming the extra.
+    from train.methods import padim, patchcore  # noqa: F401
 
 
 def list_methods() -> List[str]:

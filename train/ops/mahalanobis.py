@@ -1,0 +1,44 @@
+"""Per-position Gaussians (PaDiM, Defard et al. 2021): streaming fit and Mahalanobis distance.
+
+Fit: sum and sum of outer products per position in float64, so 1000+ images never need to be held at once;
+covariance = (S2 - n mu mu^T) / (n - 1) + eps I (eps = 0.01 as in the paper), inverted in float64.
+Distance: (x - mu)^T Sigma^-1 (x - mu) per position as a batched MatMul over positions, a Mul and a
+ReduceSum (no Einsum in the graph, which TensorRT parses only in part).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+
+class GaussianAccumulator:
+    """Streaming per-position mean and covariance of (N, P, D) feature batches."""
+
+    def __init__(self, positions: int, dim: int):
+        self.count = 0
+        self.sum = torch.zeros(positions, dim, dtype=torch.float64)
+        self.outer = torch.zeros(positions, dim, dim, dtype=torch.float64)
+
+    def add(self, features: torch.Tensor) -> None:
+        """features (N, P, D)."""
+        f = features.detach().to("cpu", torch.float64).transpose(0, 1)  # (P, N, D)
+        self.sum += f.sum(1)
+        self.outer += torch.matmul(f.transpose(1, 2), f)
+        self.count += int(features.shape[0])
+
+    def finish(self, regulariser: float = 0.01) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mean (P, D), inverse covariance (P, D, D)), float64."""
+        if self.count < 2:
+            raise ValueError(f"a covariance needs at least 2 images, got {self.count}")
+        mean = self.sum / self.count
+        cov = (self.outer - self.count * mean[:, :, None] * mean[:, None, :]) / (self.count - 1)
+        cov = cov + regulariser * torch.eye(cov.shape[-1], dtype=torch.float64)
+        return mean, torch.linalg.inv(cov)
+
+
+def mahalanobis_squared(features: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor) -> torch.Tensor:
+    """features (N, P, D), mean (P, D), inv_cov (P, D, D) -> (N, P) squared Mahalanobis distances."""
+    diff = (features - mean).transpose(0, 1)  # (P, N, D)
+    # Relu, not clamp(min=0): no Clip constant shared with the backbone's FP16 ReLU6 (see train.ops.knn).
+    return torch.relu((torch.matmul(diff, inv_cov) * diff).sum(-1).transpose(0, 1))
