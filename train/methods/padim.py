@@ -15,8 +15,7 @@ from torch import nn
 
 from train.errors import ConfigError
 from train.methods import register_method
-from train.methods._features import BACKBONE_OPTIONS, FitClock, feature_batches, make_backbone, parse_strides
-from train.methods.base import Method
+from train.methods._features import BACKBONE_OPTIONS, FeatureMethod, FitClock, feature_batches, make_backbone, parse_strides
 from train.ops.map_scorer import UpsampleBlurScorer
 from train.ops.mahalanobis import GaussianAccumulator, mahalanobis_squared
 from train.ops.patch_features import upsample_concat
@@ -75,7 +74,7 @@ class PadimModel(nn.Module):
 
 
 @register_method
-class Padim(Method):
+class Padim(FeatureMethod):
     name = "padim"
     defaults = {
         **BACKBONE_OPTIONS,
@@ -86,20 +85,9 @@ class Padim(Method):
         "sigma": 4.0,  # Gaussian smoothing of the map in pixels
     }
     scoring_options = ("sigma",)
-    train_defaults = {"batch_size": 8}
-    # The method contract (train/methods/base.py).
-    has_width = False
-    training = "fit"
-    size_multiple = 16
-    parts = {"backbone": "network", "embed": "network", "memory": "memory", "scorer": "scoring"}
-    fp16_parts = ("backbone",)
-    int8_parts = ("backbone",)
 
     def build_model(self, c, image_size, options):
         return PadimModel(image_size, options)
-
-    def training_loss(self, model, clean, generator, step):
-        raise ConfigError("padim is fitted in one pass (training='fit'), not trained by a loss")
 
     def fit(self, model: PadimModel, batches, options, device, progress: bool) -> Dict[str, Any]:
         acc = None

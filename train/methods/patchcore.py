@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from train.methods import register_method
-from train.methods._features import BACKBONE_OPTIONS, FitClock, feature_batches, make_backbone, parse_strides
-from train.methods.base import Method
+from train.methods._features import BACKBONE_OPTIONS, FeatureMethod, FitClock, feature_batches, make_backbone, parse_strides
 from train.errors import ConfigError
 from train.ops.coreset import greedy_coreset
 from train.ops.knn import DEFAULT_CHUNK, nearest_index, nearest_squared_distance, squared_distances
@@ -116,7 +115,7 @@ class PatchCoreModel(nn.Module):
 
 
 @register_method
-class PatchCore(Method):
+class PatchCore(FeatureMethod):
     name = "patchcore"
     defaults = {
         **BACKBONE_OPTIONS,
@@ -133,20 +132,9 @@ class PatchCore(Method):
         "knn_chunk": DEFAULT_CHUNK,  # memory-bank rows per MatMul in the graph
     }
     scoring_options = ("sigma", "score", "num_neighbours", "knn_chunk")
-    train_defaults = {"batch_size": 8}
-    # The method contract (train/methods/base.py): no width, fitted in one pass, graph parts and their roles.
-    has_width = False
-    training = "fit"
-    size_multiple = 16
-    parts = {"backbone": "network", "embed": "network", "memory": "memory", "scorer": "scoring"}
-    fp16_parts = ("backbone",)
-    int8_parts = ("backbone",)
 
     def build_model(self, c, image_size, options):
         return PatchCoreModel(image_size, options)
-
-    def training_loss(self, model, clean, generator, step):
-        raise ConfigError("patchcore is fitted in one pass (training='fit'), not trained by a loss")
 
     def fit(self, model: PatchCoreModel, batches, options, device, progress: bool) -> Dict[str, Any]:
         generator = torch.Generator().manual_seed(int(options["seed"]))
