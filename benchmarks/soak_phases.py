@@ -17,7 +17,9 @@ import numpy as np
 from benchmarks import fault_injection as fi
 
 SKIP_EVENTS = ("corrupt", "bad_frame")  # events that account for exactly one input frame
-COUNT_KEYS = ("lost", "frames_lost", "missing", "skipped")  # an event's count of frames it accounts for
+#: Events that account for a number of frames they state themselves -> the key of that number (the runtime's
+#: `frames_lost` event: frames of a video file that could not be read, runtime.capture).
+COUNTED_EVENTS = {"frames_lost": "count"}
 
 
 class Phase:
@@ -44,8 +46,9 @@ class Phase:
         """Frames accounted for by events: one per per-frame skip, plus counts an event states itself."""
         n = sum(1 for e in self.events if e.get("event") in SKIP_EVENTS)
         for e in self.events:
-            if e.get("event") not in SKIP_EVENTS:
-                n += sum(int(e[k]) for k in COUNT_KEYS if isinstance(e.get(k), (int, np.integer)))
+            key = COUNTED_EVENTS.get(str(e.get("event")))
+            if key is not None and isinstance(e.get(key), (int, np.integer)):
+                n += int(e[key])
         return n
 
 
