@@ -132,6 +132,7 @@ def train(
     # With --crop the model is built at the crop size; its weights (the network) do not depend on the size.
     model = method.build_model(config.c, train_size, options).to(dev)
     method.prepare_training(model, options, train_size)
+    method.prepare_data(model, images, options, train_size)
     optimizer = method.optimizer(model, config.lr)
     scheduler = method.scheduler(optimizer, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
