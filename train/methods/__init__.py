@@ -34,7 +34,7 @@ def _load_builtin() -> None:
     except ImportError:  # not written yet in a partial checkout
         pass
     # Feature-based methods: their optional packages ([features] extra) are imported only when a model is
-    # built, so they always register; building without them raises a ConfigError naming the extra.
+    # built, so they always register; building without them raises train.errors.MissingPackage naming the extra.
     from train.methods import padim, patchcore  # noqa: F401
     from train.methods import ndpnet  # noqa: F401
 
