@@ -31,6 +31,9 @@ from train.ops.ndp_losses import (
 )
 from train.synthesis.paste import paste_anomalies
 
+#: The smallest model side: layer 5 (stride 16) must hold one patch of the largest RBFRM side (4).
+MIN_SIDE = 64
+
 
 def centre_crop(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """(N, H, W, 3) -> the centred (N, h, w, 3) window (identity when the size is the same)."""
@@ -104,6 +107,10 @@ class NDPNet(Method):
     def build_model(self, c, image_size, options):
         if int(options["phase1_steps"]) < 0:
             raise ConfigError(f"option phase1_steps={options['phase1_steps']!r} must be >= 0")
+        if min(int(v) for v in image_size) < MIN_SIDE:
+            raise ConfigError(f"ndpnet needs images (or --crop) of at least {MIN_SIDE}x{MIN_SIDE}, got "
+                              f"{image_size[0]}x{image_size[1]}: encoder layer 5 (stride 16) must hold one 4x4 "
+                              f"reference patch")
         return NDPNetModel(c, image_size, options)
 
     def prepare_training(self, model: NDPNetModel, options: Dict[str, Any], image_size) -> None:
