@@ -141,6 +141,7 @@ def train(
     # With --crop the model is built at the crop size; its weights (the network) do not depend on the size.
     model = method.build_model(config.c, train_size, options).to(dev)
     method.prepare_training(model, options, train_size)
+    method.prepare_data(model, images, options, train_size)
     shard = ddp.shard_network(model, method, config.batch_size)  # DDP: split the network's rows over ranks; None alone
     optimizer = method.optimizer(model, config.lr)
     scheduler = method.scheduler(optimizer, config.steps)

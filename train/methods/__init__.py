@@ -36,6 +36,7 @@ def _load_builtin() -> None:
     # Feature-based methods: their optional packages ([features] extra) are imported only when a model is
     # built, so they always register; building without them raises train.errors.MissingPackage naming the extra.
     from train.methods import padim, patchcore  # noqa: F401
+    from train.methods import ndpnet  # noqa: F401
 
 
 def list_methods() -> List[str]:

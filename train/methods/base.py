@@ -108,6 +108,11 @@ class Method:
     def prepare_training(self, model: nn.Module, options: Dict[str, Any], image_size: Tuple[int, int]) -> None:
         """Hook called once before training (e.g. load external textures). Default: nothing."""
 
+    def prepare_data(self, model: nn.Module, images, options: Dict[str, Any], image_size: Tuple[int, int]) -> None:
+        """Hook called once before training (also on --resume, before the checkpoint is loaded) with the good
+        training images, uint8 (N, h, w, 3) RGB at the run's image size (before any crop); `image_size` is the
+        size the model was built at (the crop when there is one). E.g. choose a reference image. Default: nothing."""
+
     def extra_inputs(self, image_size: Tuple[int, int]) -> Dict[str, ExtraInput]:
         """Optional extra graph inputs (name -> ExtraInput), e.g. a fresh noise field. Default: none."""
         return {}
