@@ -24,9 +24,10 @@ def main(argv=None) -> int:
                    help="option name followed by the values to compare")
     p.add_argument("--data", required=True)
     p.add_argument("--category")
-    p.add_argument("--c", type=int, default=32)
-    p.add_argument("--image-size", default="256")
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--c", type=int, default=None,
+                   help="network width (default: the method's; methods without a width refuse it)")
+    p.add_argument("--image-size", default="256", help="N or HxW, multiples of the method's size multiple")
+    p.add_argument("--steps", type=int, default=200, help="steps per run (gradient-trained methods)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
@@ -38,12 +39,17 @@ def main(argv=None) -> int:
         print("error: --option needs a name and at least one value (e.g. --option lam 0 0.3)", file=sys.stderr)
         return 2
     try:
+        from train.methods import get_method
+
+        args.c = get_method(args.method).width(args.c)
         rows = run(args)
     except InspectError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     name = args.option[0]
-    print(f"\n{args.method} c={args.c} {args.image_size} {args.steps} steps seed {args.seed}, "
+    from runtime.manifest import model_label
+
+    print(f"\n{model_label(args.method, args.c)} {args.image_size} {args.steps} steps seed {args.seed}, "
           f"{args.category or args.data}")
     print(f"{name:>10}  {'image AUROC':>12}  {'pixel AUROC':>12}  {'AUPRO':>8}")
     for r in rows:
@@ -67,7 +73,7 @@ def run(args):
     from train.runs import load_graph
 
     method = get_method(args.method)
-    size = parse_image_size(args.image_size)
+    size = parse_image_size(args.image_size, method.size_multiple)
     name, values = args.option[0], [parse_option(f"{args.option[0]}={v}")[1] for v in args.option[1:]]
     train_images = load_images(find_samples(args.data, args.category, "train"), size)
     test = find_samples(args.data, args.category, "test")

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table, write_overlays
+from runtime.manifest import model_label
 from train.config import option_argument
 from train.errors import ConfigError, InspectError, RunError
 
@@ -201,7 +202,8 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     report = {
         "run": str(args.run) if args.run else None,
         "method": getattr(config, "method", None),
-        "c": getattr(config, "c", None),
+        "c": getattr(config, "c", None),  # null for a method without a width
+        "model": model_label(config.method, config.c) if config is not None else None,
         "options": getattr(config, "options", None),
         "data": str(args.data),
         "category": args.category,
@@ -232,7 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:  # unwritable JSON/overlay folder and the like
         print(f"error: {e}", file=sys.stderr)
         return 2
-    title = (f"{report['category']}  ({report['backend']} on {report['device']}, "
+    title = ((f"{report['model']}  " if report.get("model") else "") +
+             f"{report['category']}  ({report['backend']} on {report['device']}, "
              f"{report['image_size'][0]}x{report['image_size'][1]}, {report['n_images']} images)")
     print(metrics_table(report, title))
     print(f"wrote {args.json}" + (f" and {len(report['overlays'])} overlays" if report.get("overlays") else ""))

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa:
 
 from benchmarks.latency_runners import (  # noqa: E402,F401  (re-exported: the row runners' pieces)
     PeakRSS, RowSkipped, execute_job, latency_stats, make_frames, one_line, run_isolated, time_infer)
+from runtime.manifest import model_label  # noqa: E402  (stdlib only)
 from train.config import option_argument  # noqa: E402  (torch-free)
 
 BACKENDS = ("torch", "torch-cuda", "ort", "openvino", "trt")
@@ -74,7 +75,7 @@ class BenchmarkError(Exception):
 @dataclass(frozen=True)
 class RowSpec:
     method: str
-    c: int
+    c: Optional[int]  # None: a method without a width
     backend: str
     precision: str
     batch: int
@@ -82,7 +83,7 @@ class RowSpec:
     run: Optional[str] = None
 
     def label(self) -> str:
-        return f"{self.method} c={self.c} {self.backend}/{self.precision} batch {self.batch}"
+        return f"{model_label(self.method, self.c)} {self.backend}/{self.precision} batch {self.batch}"
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Settings:
 # one model (method, c, image size, trained run or random weights) and its artifacts
 
 
-def _summarize(method: str, c: int, image_size: Tuple[int, int], options: Dict[str, Any]) -> Dict[str, Any]:
+def _summarize(method: str, c: Optional[int], image_size: Tuple[int, int], options: Dict[str, Any]) -> Dict[str, Any]:
     from train.summary import summarize
 
     return summarize(method, c, image_size, options)
@@ -116,11 +117,11 @@ class ModelArtifacts:
     """The torch inspection graph of one model and its exported ONNX graphs, made on first use and cached in
     `work_dir`; `stats(precision)` counts GMACs and size from the exported graph."""
 
-    def __init__(self, method: str, c: int, image_size: Tuple[int, int], run: Optional[str], settings: Settings,
-                 work_dir: Path):
+    def __init__(self, method: str, c: Optional[int], image_size: Tuple[int, int], run: Optional[str],
+                 settings: Settings, work_dir: Path):
         self.method, self.c, self.image_size, self.run = method, c, tuple(image_size), run
         self.settings = settings
-        tag = f"{method}_c{c}_{image_size[0]}x{image_size[1]}" + ("_run" if run else "_random")
+        tag = f"{model_label(method, c)}_{image_size[0]}x{image_size[1]}" + ("_run" if run else "_random")
         self.dir = Path(work_dir) / tag
         self.dir.mkdir(parents=True, exist_ok=True)
         self._graph = None
@@ -478,7 +479,7 @@ def run_row(spec: RowSpec, art: ModelArtifacts, settings: Settings,
 # the whole benchmark
 
 
-def _run_config(run: str) -> Tuple[str, int, Tuple[int, int]]:
+def _run_config(run: str) -> Tuple[str, Optional[int], Tuple[int, int]]:
     from train.errors import InspectError
     from train.runs import load_config
 
@@ -486,19 +487,21 @@ def _run_config(run: str) -> Tuple[str, int, Tuple[int, int]]:
         cfg = load_config(Path(run))
     except InspectError as e:
         raise BenchmarkError(str(e)) from None
-    return cfg.method, int(cfg.c), tuple(cfg.image_size)
+    return cfg.method, cfg.c, tuple(cfg.image_size)
 
 
-def plan_models(method: str, cs: Sequence[int], image_size: Tuple[int, int], runs: Sequence[str]
-                ) -> List[Tuple[str, int, Tuple[int, int], Optional[str]]]:
-    """(method, c, image size, run) of every model: one per --c (random weights) unless a --runs entry has
-    that method and c (then the trained run, at its own image size); runs of other widths are added."""
-    by_c: Dict[Tuple[str, int], str] = {}
-    models: List[Tuple[str, int, Tuple[int, int], Optional[str]]] = []
+def plan_models(method: str, cs: Sequence[Optional[int]], image_size: Tuple[int, int], runs: Sequence[str]
+                ) -> List[Tuple[str, Optional[int], Tuple[int, int], Optional[str]]]:
+    """(method, c, image size, run) of every model: one per --c (random weights; c None for a method without a
+    width) unless a --runs entry has that method and c (then the trained run, at its own image size); runs of
+    other widths are added."""
+    by_c: Dict[Tuple[str, Optional[int]], str] = {}
+    models: List[Tuple[str, Optional[int], Tuple[int, int], Optional[str]]] = []
     for run in runs:
         m, c, size = _run_config(run)
         if (m, c) in by_c:
-            raise BenchmarkError(f"--runs has two runs of {m} c={c} ({by_c[(m, c)]}, {run}); give one per width")
+            raise BenchmarkError(f"--runs has two runs of {model_label(m, c)} ({by_c[(m, c)]}, {run}); give one "
+                                 f"per model")
         by_c[(m, c)] = run
     for c in cs:
         if (method, c) in by_c:
@@ -641,14 +644,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "and precision. Timed: the whole graph, uint8 frames in, map + score out.")
     p.add_argument("--method", default="fair", help="registered method (default fair)")
     p.add_argument("--c", type=_positive, nargs="+", default=None,
-                   help="base widths (FAIR: 32 64 128); default 32, or only the widths of --runs when given")
+                   help="base widths (FAIR: 32 64 128); default the method's (32), or only the widths of --runs "
+                        "when given; methods without a width (e.g. patchcore) refuse it")
     p.add_argument("--backend", type=_backend_name, nargs="+", default=["torch", "ort", "openvino", "trt"],
                    help=f"backends: {', '.join(BACKENDS)} (default: torch ort openvino trt)")
     p.add_argument("--precision", type=_precision, nargs="+", default=["fp32"],
                    help="fp32, fp16 (FP16 ONNX), int8 (Q/DQ ONNX; needs --data for calibration), bf16 (the FP32 "
                         "graph computed in bf16: openvino, torch; CPUs with AMX/AVX512-BF16)")
     p.add_argument("--batch", type=_positive, nargs="+", default=[1], help="batch sizes (default 1)")
-    p.add_argument("--image-size", default="256", help="N or HxW, multiples of 16 (default 256)")
+    p.add_argument("--image-size", default="256",
+                   help="N or HxW, multiples of the method's size multiple (16 for fair; default 256)")
     p.add_argument("--runs", nargs="*", default=[], metavar="RUN",
                    help="trained run folders: their rows use the trained weights and report AUROC/AUPRO")
     p.add_argument("--data", help="data root (MVTec layout): test split for accuracy, train split for INT8 "
@@ -676,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="write {machine, settings, notes, rows} as JSON")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
                    help="also print (or write to FILE) the table as Markdown")
-    p.add_argument("--plot", metavar="OUT.png", help="FPS vs params (and vs AUROC) scatter, labelled by c")
+    p.add_argument("--plot", metavar="OUT.png", help="FPS vs params (and vs AUROC) scatter, labelled by model")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -702,8 +707,8 @@ def _main(args) -> int:
     from train.config import parse_image_size
     from train.methods import get_method
 
-    get_method(args.method)  # unknown name -> ConfigError listing the known ones
-    size = parse_image_size(args.image_size)
+    method = get_method(args.method)  # unknown name -> ConfigError listing the known ones
+    size = parse_image_size(args.image_size, method.size_multiple)
     if args.category and not args.data:
         raise BenchmarkError("--category needs --data (the data root that holds it)")
     if args.data and not Path(args.data).is_dir():
@@ -722,7 +727,10 @@ def _main(args) -> int:
         row_timeout=args.row_timeout, passes=args.passes,
     )
     dedup = lambda xs: list(dict.fromkeys(xs))  # noqa: E731
-    cs = args.c if args.c is not None else ([] if args.runs else [32])
+    if args.c is not None:
+        cs = [method.width(c) for c in args.c]  # a width-less method refuses --c (ConfigError)
+    else:
+        cs = [] if args.runs else [method.width(None)]
     result = benchmark(args.method, dedup(cs), dedup(args.backend), dedup(args.precision), dedup(args.batch),
                        size, settings, runs=args.runs, work_dir=args.work_dir)
     from benchmarks import table

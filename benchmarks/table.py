@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from runtime.manifest import model_label
+
 DASH = "—"
 
 #: (header, row key, formatter) of the table's columns, in order
@@ -161,7 +163,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def speedups(rows: Sequence[Dict[str, Any]], base: Tuple[str, str] = ("torch", "fp32")) -> List[str]:
-    """Lines like "c=32 batch 1: ort/fp32 1.42x torch/fp32" for every ok row against the base row of the same
+    """Lines like "fair_c32 batch 1: ort/fp32 1.42x torch/fp32" for every ok row against the base row of the same
     method, c, batch and image size."""
     key = lambda r: (r.get("method"), r.get("c"), r.get("batch"), tuple(r.get("image_size") or ()))  # noqa: E731
     bases = {key(r): r for r in rows if (r.get("backend"), r.get("precision")) == base and r.get("status") == "ok"}
@@ -170,7 +172,7 @@ def speedups(rows: Sequence[Dict[str, Any]], base: Tuple[str, str] = ("torch", "
         b = bases.get(key(r))
         if b is None or r is b or r.get("status") != "ok" or not b.get("fps"):
             continue
-        out.append(f"{r['method']} c={r['c']} batch {r['batch']}: {r['backend']}/{r['precision']} "
+        out.append(f"{model_label(r['method'], r.get('c'))} batch {r['batch']}: {r['backend']}/{r['precision']} "
                    f"{r['fps'] / b['fps']:.2f}x {base[0]}/{base[1]}")
     return out
 

@@ -14,8 +14,8 @@ What it does, in order:
 2. Ranges: ONNX Runtime's calibrator (MinMax, Entropy or Percentile) runs on the graph cut after the network
    (pre-processing + network only), one batch at a time so that histogram methods stay within memory.
 3. Placement: ``quantize_static`` in QDQ format, symmetric INT8 activations (per tensor) and weights (per
-   output channel), zero points 0 as TensorRT requires, on the nodes under the network's prefix only
-   (``graph_parts`` of the manifest, else ``/model/net/``). TensorRT-friendly details: biases stay FP32
+   output channel), zero points 0 as TensorRT requires, on the nodes under the prefixes the method declares
+   (``Method.int8_parts``: ``graph_parts["int8"]`` of the manifest; ``/model/net/`` for older manifests). TensorRT-friendly details: biases stay FP32
    (TensorRT rejects an INT32 DequantizeLinear), weights stay FP32 behind a Q/DQ pair (the form TensorRT 8.x
    folds), outputs of Conv/Gemm/MatMul are not quantised (Q/DQ sits on the inputs of weighted ops, so
    TensorRT keeps Conv+ReLU fused), and no dequantised tensor reaches the pre-processing or the scoring
@@ -397,7 +397,8 @@ def quantize_onnx(
     model = onnx.load(fp32_path)
     parts = manifest.extra.get("graph_parts")
     net_prefixes = qdq.network_prefixes(model, parts, prefixes)
-    prefix_source = "--prefix" if prefixes else ("manifest graph_parts" if qdq._parts_entry(parts) else "default")
+    prefix_source = ("--prefix" if prefixes else
+                     "manifest graph_parts" if qdq.manifest_int8_prefixes(parts) else "default")
     net_nodes = qdq.network_nodes(model, net_prefixes)
     keep = [qdq._norm_prefix(k) for k in keep]
     for k in keep:
@@ -673,8 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="append", default=[], metavar="NODE_PREFIX",
                    help="keep the nodes under this prefix in FP32 (repeatable), e.g. /model/net/head/")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE_PREFIX",
-                   help="node-name prefix of the network part to quantise (default: manifest graph_parts, "
-                        "else /model/net/)")
+                   help="node-name prefix of the part to quantise (default: the method's, the manifest's "
+                        "graph_parts['int8']; /model/net/ for older manifests)")
     p.add_argument("--max-loss", type=float, default=GOAL_POINTS, help="AUROC points INT8 may lose (default 0.5)")
     p.add_argument("--no-auto-keep", action="store_true", help="do not keep sensitive blocks in FP32 automatically")
     p.add_argument("--sensitivity", action="store_true", help="run the per-block sensitivity analysis even when "

@@ -1,11 +1,12 @@
 """ONNX graph plumbing for INT8 placement: which nodes are the network, its blocks, the calibration
 sub-graph, and what a Q/DQ graph actually quantises.
 
-The inspection graph has three parts, told apart by node-name prefix (torch module paths survive the export):
-pre-processing (cast/scale, resize, high-pass matmuls: ``/model/highpass/...``), the network
-(``/model/net/...``) and scoring (MSGMS, Lab, mean filter, max: ``/model/scorer/...``). Only the network is
-quantised; the manifest's ``graph_parts`` names the prefixes when the exporter wrote it, else the network is
-found by its default prefix. onnx only (no onnxruntime, no torch).
+The inspection graph has parts told apart by node-name prefix (torch module paths survive the export), e.g.
+for FAIR pre-processing (cast/scale, resize, high-pass matmuls: ``/model/highpass/...``), the network
+(``/model/net/...``) and scoring (MSGMS, Lab, mean filter, max: ``/model/scorer/...``). Only the parts the
+method declares (``Method.int8_parts``, the manifest's ``graph_parts["int8"]``: FAIR's network, a feature
+method's backbone) are quantised; a manifest from before that declaration falls back to ``/model/net/``.
+onnx only (no onnxruntime, no torch).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from onnx import helper, numpy_helper
 
 from calibration.errors import CalibrationError
 
+#: Manifests written before methods declared their INT8 parts (no ``graph_parts["int8"]``) were all
+#: FAIR-shaped: their network is ``/model/net/``.
 DEFAULT_NETWORK_PREFIXES = ("/model/net/",)
-NETWORK_KEYS = ("network", "net")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Node types that only move shapes around; they do not compute on the quantised values.
@@ -38,41 +40,35 @@ def under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name.startswith(p) for p in prefixes)
 
 
-def _parts_entry(graph_parts: Any) -> Optional[List[str]]:
-    """The network's prefixes from a manifest's ``graph_parts``: a dict {"network": "/model/net/" | [..], ...}
-    or a list of {"name"/"part": "network", "prefix"/"prefixes": ...}."""
-    def as_list(v: Any) -> List[str]:
-        return [v] if isinstance(v, str) else [str(x) for x in (v or [])]
-
-    if isinstance(graph_parts, dict):
-        for key in NETWORK_KEYS:
-            if key in graph_parts:
-                v = graph_parts[key]
-                if isinstance(v, dict):
-                    v = v.get("prefixes", v.get("prefix"))
-                return as_list(v)
-    if isinstance(graph_parts, list):
-        for entry in graph_parts:
-            if isinstance(entry, dict) and str(entry.get("name", entry.get("part", ""))) in NETWORK_KEYS:
-                return as_list(entry.get("prefixes", entry.get("prefix")))
-    return None
+def manifest_int8_prefixes(graph_parts: Any) -> Optional[List[str]]:
+    """The prefixes the method lets INT8 quantise, from a manifest's ``graph_parts["int8"]`` (written by
+    export.onnx from ``Method.int8_parts``); None for a manifest written before methods declared them."""
+    if not isinstance(graph_parts, dict) or "int8" not in graph_parts:
+        return None
+    v = graph_parts["int8"]
+    return [v] if isinstance(v, str) else [str(x) for x in (v or [])]
 
 
 def network_prefixes(model: onnx.ModelProto, graph_parts: Any = None, override: Sequence[str] = ()) -> List[str]:
-    """Node-name prefixes of the network part (the only part that is quantised)."""
+    """Node-name prefixes of the part that is quantised: `override` (--prefix), else the manifest's
+    ``graph_parts["int8"]``, else (an older manifest) ``/model/net/``."""
     if override:
         prefixes = [_norm_prefix(p) for p in override]
         source = "--prefix"
     else:
-        prefixes = [_norm_prefix(p) for p in (_parts_entry(graph_parts) or [])]
-        source = "the manifest's graph_parts"
+        declared = manifest_int8_prefixes(graph_parts)
+        if declared is not None and not declared:
+            raise CalibrationError("the manifest's graph_parts['int8'] is empty: its method declares no part that "
+                                   "may be quantised; use the FP32 or FP16 model, or pass --prefix")
+        prefixes = [_norm_prefix(p) for p in (declared or [])]
+        source = "the manifest's graph_parts['int8']"
         if not prefixes:
             prefixes = list(DEFAULT_NETWORK_PREFIXES)
             source = "the default prefix"
     names = [n.name for n in model.graph.node]
     if not any(under(n, prefixes) for n in names):
-        raise CalibrationError(f"no node of the graph starts with {', '.join(prefixes)} ({source}); the network part "
-                               f"cannot be found: pass its node-name prefix with --prefix (e.g. /model/net/)")
+        raise CalibrationError(f"no node of the graph starts with {', '.join(prefixes)} ({source}); the part to "
+                               f"quantise cannot be found: pass its node-name prefix with --prefix (e.g. /model/net/)")
     return prefixes
 
 
@@ -285,6 +281,6 @@ def weight_parameters(model: onnx.ModelProto, names: Iterable[str]) -> int:
     return total
 
 
-__all__ = ["DEFAULT_NETWORK_PREFIXES", "network_prefixes", "network_nodes", "blocks", "under",
+__all__ = ["DEFAULT_NETWORK_PREFIXES", "manifest_int8_prefixes", "network_prefixes", "network_nodes", "blocks", "under",
            "materialize_identity_initializers", "boundary_outputs", "truncate_to", "bypass_dequantize_leaving",
            "activation_scales", "qdq_summary", "weight_parameters", "consumers", "producers"]

@@ -2,7 +2,9 @@
 
 Made by onnxconverter-common's `float16.convert_float_to_float16(..., keep_io_types=True, op_block_list=...,
 node_block_list=...)`, which rewrites initializers and tensor types and puts Casts at the borders of the
-blocked regions. What stays FP32, by node-name prefix (see `graph_parts` in the manifest):
+blocked regions. Which nodes become FP16 is the method's declaration (`Method.fp16_parts`, written into the
+manifest as `graph_parts["fp16"]`, node-name prefixes); everything else stays FP32. For FAIR (and noise2norm)
+that is the network, `/model/net/`, because of this measurement:
 
 - the frame adapter (cast of the uint8 frame, scale, channel order, resize): nodes outside `/model/`;
 - the pre-processing (`/model/highpass`: the DFT-as-matmul filter, or Sobel) and the scoring (`/model/scorer`:
@@ -22,14 +24,32 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 import onnx
 
 from export.errors import ExportError
 
-#: Default: only the network runs in FP16.
+#: Manifests written before methods declared their FP16 parts (no `graph_parts["fp16"]`) were all FAIR-shaped:
+#: their network is `/model/net/`.
 DEFAULT_FP16_PREFIXES = ("/model/net/",)
+
+
+def manifest_fp16_prefixes(manifest) -> Tuple[str, ...]:
+    """The node-name prefixes the method lets run in FP16, from a `runtime.manifest.Manifest`'s
+    `graph_parts["fp16"]` (written by export.onnx from `Method.fp16_parts`); DEFAULT_FP16_PREFIXES for an
+    older manifest without them."""
+    parts = (getattr(manifest, "extra", None) or {}).get("graph_parts")
+    declared = parts.get("fp16") if isinstance(parts, dict) else None
+    if declared is None:
+        return DEFAULT_FP16_PREFIXES
+    if isinstance(declared, str):
+        declared = [declared]
+    prefixes = tuple(str(p) for p in declared)
+    if not prefixes:
+        raise ExportError("the manifest's graph_parts['fp16'] is empty: its method declares no part that may run "
+                          "in FP16; use the FP32 model")
+    return prefixes
 
 
 def blocked_nodes(model: onnx.ModelProto, fp16_prefixes: Optional[Sequence[str]]) -> list:
@@ -44,8 +64,9 @@ def convert_fp16(model: onnx.ModelProto, fp16_prefixes: Optional[Iterable[str]] 
                  extra_op_block_list: Sequence[str] = ()) -> onnx.ModelProto:
     """The FP16 variant of an FP32 inspection graph (input uint8 and outputs FP32 unchanged).
 
-    fp16_prefixes: node-name prefixes converted to FP16 (default: the network only); None converts every node
-    except the converter's default op block list and `extra_op_block_list`."""
+    fp16_prefixes: node-name prefixes converted to FP16 (export.onnx passes the method's, `graph_parts["fp16"]`;
+    the default is FAIR's network); None converts every node except the converter's default op block list and
+    `extra_op_block_list`."""
     try:
         from onnxconverter_common import float16
     except ImportError:
@@ -184,4 +205,4 @@ def _topological_sort(g: onnx.GraphProto) -> None:
     g.node.extend(ordered)
 
 
-__all__ = ["convert_fp16", "blocked_nodes", "DEFAULT_FP16_PREFIXES"]
+__all__ = ["convert_fp16", "blocked_nodes", "manifest_fp16_prefixes", "DEFAULT_FP16_PREFIXES"]

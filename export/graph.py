@@ -6,13 +6,16 @@ Both return `(train.graph.InspectionGraph, train.config.RunConfig)`; the graph i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
 from export.errors import ExportError
 from train.config import RunConfig
 from train.graph import InspectionGraph
+
+if TYPE_CHECKING:
+    from train.methods import ExtraInput
 
 SizeLike = Union[None, str, int, Sequence[int]]
 
@@ -60,32 +63,35 @@ def graph_from_run(run_dir, frame_size: SizeLike = None, channel_order: str = "R
     return graph.eval(), config
 
 
-def graph_random(method: str, c: int, image_size: SizeLike = 256, options: Optional[Dict[str, Any]] = None,
-                 seed: int = 0, frame_size: SizeLike = None, channel_order: str = "RGB"
-                 ) -> Tuple[InspectionGraph, RunConfig]:
+def graph_random(method: str, c: Optional[int] = None, image_size: SizeLike = 256,
+                 options: Optional[Dict[str, Any]] = None, seed: int = 0, frame_size: SizeLike = None,
+                 channel_order: str = "RGB") -> Tuple[InspectionGraph, RunConfig]:
     """A graph of the right architecture with seeded random weights: for timing and op checks only (its scores
-    mean nothing). Returns a RunConfig (no data, no versions) describing it."""
+    mean nothing). `c` None: the method's default width (None for a method without one). Returns a RunConfig
+    (no data, no versions) describing it."""
     from train.config import parse_image_size
     from train.methods import get_method
 
     m = get_method(method)
-    size = parse_image_size(image_size if not isinstance(image_size, (tuple, list)) else list(image_size))
+    width = m.width(None if c is None else int(c))
+    size = parse_image_size(image_size if not isinstance(image_size, (tuple, list)) else list(image_size),
+                            m.size_multiple)
     opts = m.options(options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = m.build_model(int(c), size, opts)
+        model = m.build_model(width, size, opts)
     graph = InspectionGraph(model.eval(), size, parse_frame_size(frame_size), _check_order(channel_order)).eval()
-    config = RunConfig(method=method, c=int(c), image_size=size, seed=int(seed), steps=0, options=opts)
+    config = RunConfig(method=method, c=width, image_size=size, seed=int(seed), steps=0, options=opts)
     return graph, config
 
 
-def method_export_inputs(config: RunConfig) -> Dict[str, Tuple[int, ...]]:
-    """The method's optional extra graph inputs (name -> shape without batch), e.g. noise2norm's `noise`."""
+def method_extra_inputs(config: RunConfig) -> Dict[str, "ExtraInput"]:
+    """The method's optional extra graph inputs (name -> train.methods.ExtraInput: shape without batch and
+    meaning), e.g. noise2norm's `noise`."""
     from train.methods import get_method
 
-    m = get_method(config.method)
-    inputs = m.export_inputs(tuple(config.image_size)) or dict(m.export_spec.optional_inputs)
-    return {str(k): tuple(int(s) for s in v) for k, v in (inputs or {}).items()}
+    inputs = get_method(config.method).extra_inputs(tuple(config.image_size)) or {}
+    return {str(k): v for k, v in inputs.items()}
 
 
-__all__ = ["graph_from_run", "graph_random", "parse_frame_size", "method_export_inputs"]
+__all__ = ["graph_from_run", "graph_random", "parse_frame_size", "method_extra_inputs"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from runtime.manifest import BatchSpec, ExtraInput, InputSpec, Manifest, Outputs, TensorRTInfo, write_manifest
 
@@ -48,7 +48,7 @@ def build_manifest(
     precision: str = "fp32",
     batch: BatchSpec = None,
     source_run: Optional[str] = None,
-    extra_inputs: Optional[Dict[str, Sequence[int]]] = None,
+    extra_inputs: Optional[Dict[str, Any]] = None,
     graph_parts: Optional[Dict[str, Any]] = None,
     notes: Optional[List[str]] = None,
     versions: Optional[Dict[str, str]] = None,
@@ -59,17 +59,18 @@ def build_manifest(
 
     Input: (N, H, W, 3) uint8 NHWC frames in the graph's channel order, at its frame size; `resizes_in_graph`
     says whether the graph resizes them (bilinear) to the model size. Outputs: `anomaly_map` (N, 1, h, w) at the
-    model size and `score` (N,). `artifact` and `sha256` are filled by `write`/`write_manifest`. Threshold: none
-    (calibrate with `python -m calibration.threshold`; it lives in the manifest so no rebuild is needed)."""
+    model size and `score` (N,). `extra_inputs`: name -> train.methods.ExtraInput (shape without batch, meaning),
+    the method's declaration. `c` is null for a method without a width. `artifact` and `sha256` are filled by
+    `write`/`write_manifest`. Threshold: none (calibrate with `python -m calibration.threshold`; it lives in the
+    manifest so no rebuild is needed)."""
     fh, fw = graph.frame_size
     mh, mw = graph.model_size
     inp = InputSpec(height=int(fh), width=int(fw), channel_order=graph.channel_order,
                     resizes_in_graph=bool(graph.resizes), model_size=(int(mh), int(mw)))
     extras = [
-        ExtraInput(name=name, shape=[int(s) for s in shape], dtype="float32", optional=True,
-                   meaning="standard-normal noise field, one per frame (N, C, H, W); a graph exported without "
-                           "--noise-input has no such input and uses its seeded constant field")
-        for name, shape in (extra_inputs or {}).items()
+        ExtraInput(name=name, shape=[int(s) for s in spec.shape], dtype="float32", optional=True,
+                   meaning=str(spec.meaning))
+        for name, spec in (extra_inputs or {}).items()
     ]
     all_extra: Dict[str, Any] = {}
     if getattr(graph, "standardizer", None) is not None:  # the map is a per-pixel z-score (train.map_stats)
@@ -82,7 +83,7 @@ def build_manifest(
         artifact_kind=artifact_kind,
         sha256="",
         method=config.method,
-        c=int(config.c),
+        c=None if config.c is None else int(config.c),
         input=inp,
         outputs=Outputs.default((mh, mw)),
         precision=precision,

@@ -5,9 +5,10 @@
 
 Writes MODEL.onnx and MODEL.json (the manifest, `runtime.manifest`). The graph is `train.graph.InspectionGraph`,
 the module `benchmarks.accuracy` evaluates, exported with the TorchScript exporter (`dynamo=False`): its node
-names keep the torch module path (`/model/highpass/...`, `/model/net/enc.0/...`, `/model/scorer/...`), which
-the INT8 calibration uses to keep pre-processing and scoring out of quantisation; the manifest lists those
-prefixes under `graph_parts`. Then: the UINT8 input is cast to float before anything else touches it (TensorRT
+names keep the torch module path (`/model/highpass/...`, `/model/net/enc.0/...`, `/model/scorer/...`); the
+manifest lists those prefixes under `graph_parts` by the role the method declares (`Method.parts`), with the
+prefixes the method lets FP16 (`graph_parts["fp16"]`) and INT8 (`graph_parts["int8"]`) touch, which
+`export.fp16` and `calibration.int8` read. Then: the UINT8 input is cast to float before anything else touches it (TensorRT
 takes UINT8 only as network I/O), the graph is constant-folded and simplified with onnxslim (names kept), and
 checked with `onnx.checker`. `--fp16` converts it with `export.fp16` (FP16 inside, uint8 in, FP32 out).
 """
@@ -27,34 +28,33 @@ import onnx
 import torch
 
 from export.errors import ExportError
-from export.graph import graph_from_run, method_export_inputs
+from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
 OUTPUT_NAMES = ("anomaly_map", "score")
-#: Roles of the anomaly model's top-level submodules, by attribute name (node-name prefix `/model/<name>`).
-PART_ROLES = {"highpass": "preprocess", "blend": "preprocess", "noise": "preprocess", "corrupt": "preprocess",
-              "net": "network", "scorer": "scoring", "metric": "scoring"}
 
 
 def _config(config_or_meta: Union[RunConfig, Dict[str, Any]]) -> RunConfig:
     if isinstance(config_or_meta, RunConfig):
         return config_or_meta
     d = dict(config_or_meta)
-    missing = [k for k in ("method", "c", "image_size") if k not in d]
+    missing = [k for k in ("method", "image_size") if k not in d]
     if missing:
         raise ExportError(f"export metadata lacks {missing}; pass the run's RunConfig (train.runs.load_config)")
     return RunConfig.from_dict(d)
 
 
-def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module) -> Dict[str, Any]:
+def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module, method) -> Dict[str, Any]:
     """Node-name prefixes of the graph's parts and their node counts, for the manifest (`graph_parts`).
 
-    `/model/<child>` for each submodule of the anomaly model that owns nodes (role from PART_ROLES);
-    `/model/*` counts nodes directly under `/model/` (ops of the model's own forward, or of a submodule method
-    other than `forward`, which the tracer does not scope); `/standardizer` the map standardisation of a run
-with map statistics; `/` counts the frame adapter outside `/model/`."""
+    `/model/<child>` for each submodule of the anomaly model that owns nodes, listed under its role from
+    `method.parts` (train.methods.Method; a child not declared is "other"); `/model/*` counts nodes directly
+    under `/model/` (ops of the model's own forward, or of a submodule method other than `forward`, which the
+    tracer does not scope); `/standardizer` the map standardisation of a run with map statistics; `/` counts the
+    frame adapter outside `/model/`. `fp16` and `int8` list the prefixes (`/model/<child>/`) of the children the
+    method lets `export.fp16` cast and `calibration.int8` quantise (`Method.fp16_parts` / `int8_parts`)."""
     anomaly_model = getattr(graph, "model", graph)
     names = [n.name for n in model.graph.node]
     parts: Dict[str, Any] = {"preprocess": [], "network": [], "scoring": []}
@@ -64,13 +64,15 @@ with map statistics; `/` counts the frame adapter outside `/model/`."""
         n = sum(1 for s in names if s.startswith(prefix + "/"))
         if n:
             counts[prefix] = n
-            parts.setdefault(PART_ROLES.get(child, "other"), []).append(prefix)
+            parts.setdefault(method.parts.get(child, "other"), []).append(prefix)
     in_model = sum(counts.values())
     counts["/model/*"] = sum(1 for s in names if s.startswith("/model/")) - in_model
     if getattr(graph, "standardizer", None) is not None:  # map standardisation (train.map_stats): scoring
         counts["/standardizer"] = sum(1 for s in names if s.startswith("/standardizer/"))
         parts["scoring"].append("/standardizer")
     counts["/"] = len(names) - sum(counts.values())
+    parts["fp16"] = [f"/model/{child}/" for child in method.fp16_parts]
+    parts["int8"] = [f"/model/{child}/" for child in method.int8_parts]
     parts["frame_adapter"] = "nodes outside /model/ (cast, scale, channel order, resize of the frame)"
     parts["nodes"] = counts
     return parts
@@ -90,7 +92,7 @@ def export_onnx(
     config_or_meta: Union[RunConfig, Dict[str, Any]],
     out_path,
     batch: Union[str, int] = "dynamic",
-    opset: int = 17,
+    opset: Optional[int] = None,
     simplify: bool = True,
     noise_input: bool = False,
     precision: str = "fp32",
@@ -100,11 +102,15 @@ def export_onnx(
 ) -> Path:
     """Export `graph` (train.graph.InspectionGraph, eval) to `out_path` and write the manifest beside it.
 
-    batch: 'dynamic' (axis named N) or a fixed int. noise_input: add the method's optional extra inputs
-    (`Method.export_inputs`, e.g. noise2norm's `noise`, shape (N, C, H, W), one field per frame).
-    precision: 'fp32' or 'fp16' (`export.fp16`). profile: (min, opt, max) batch written to the manifest (default
-    1/1/32). Returns the path."""
+    batch: 'dynamic' (axis named N) or a fixed int. opset: default the method's (`Method.opset`). noise_input:
+    add the method's optional extra inputs (`Method.extra_inputs`, e.g. noise2norm's `noise`, shape (N, C, H, W),
+    one field per frame). precision: 'fp32' or 'fp16' (`export.fp16`, the method's `fp16_parts`). profile:
+    (min, opt, max) batch written to the manifest (default 1/1/32). Returns the path."""
+    from train.methods import get_method
+
     config = _config(config_or_meta)
+    method = get_method(config.method)
+    opset = method.opset if opset is None else opset
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".onnx":
         raise ExportError(f"--out {out_path} must end in .onnx (the manifest goes beside it as .json)")
@@ -114,7 +120,7 @@ def export_onnx(
         raise ExportError(f"batch {batch!r} is neither 'dynamic' nor a positive integer")
     if not 13 <= int(opset) <= 20:
         raise ExportError(f"opset {opset} is outside 13..20; 17 is what TensorRT 8.5 to 11 all read")
-    extras = method_export_inputs(config) if noise_input else {}
+    extras = method_extra_inputs(config) if noise_input else {}
     if noise_input and not extras:
         raise ExportError(f"--noise-input: method {config.method!r} has no optional inputs; drop the flag")
 
@@ -127,9 +133,9 @@ def export_onnx(
     dynamic: Dict[str, Dict[int, str]] = {}
     if batch == "dynamic":
         dynamic = {INPUT_NAME: {0: "N"}, OUTPUT_NAMES[0]: {0: "N"}, OUTPUT_NAMES[1]: {0: "N"}}
-    for name, shape in extras.items():
+    for name, extra in extras.items():
         # one field per frame: the same batch axis N as the frame (one dynamic axis for TensorRT's profile)
-        args.append(torch.randn((n,) + tuple(shape), generator=gen))
+        args.append(torch.randn((n,) + tuple(extra.shape), generator=gen))
         input_names.append(name)
         if batch == "dynamic":
             dynamic[name] = {0: "N"}
@@ -145,15 +151,15 @@ def export_onnx(
         model = onnx.load(str(raw))
     if simplify:
         model = _simplify(model)
-    model.graph.name = f"{config.method}_c{config.c}"
+    model.graph.name = method.label(config.c)
     model.producer_name = "edge-inspect export"
     onnx.checker.check_model(model, full_check=True)
-    parts = graph_parts(model, graph)
+    parts = graph_parts(model, graph, method)
     extra_versions = ("onnxslim",) if simplify else ()
     if precision == "fp16":
         from export.fp16 import convert_fp16
 
-        model = convert_fp16(model)
+        model = convert_fp16(model, parts["fp16"])
         extra_versions += ("onnxconverter_common",)
     tmp_out = out_path.with_name(f".{out_path.name}.tmp")
     onnx.save(model, str(tmp_out))
@@ -179,7 +185,9 @@ def fp16_variant(fp32_path, out_path=None) -> Path:
     src = load_manifest(fp32_path)
     if src.precision != "fp32":
         raise ExportError(f"{fp32_path} is {src.precision}, not fp32: convert the FP32 export")
-    model = convert_fp16(onnx.load(str(fp32_path)))
+    from export.fp16 import manifest_fp16_prefixes
+
+    model = convert_fp16(onnx.load(str(fp32_path)), manifest_fp16_prefixes(src))
     tmp_out = out_path.with_name(f".{out_path.name}.tmp")
     onnx.save(model, str(tmp_out))
     os.replace(tmp_out, out_path)
@@ -197,14 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="trained run folder (config.json + model.safetensors)")
     p.add_argument("--out", required=True, help="MODEL.onnx to write (MODEL.json is written beside it)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, 17)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW",
                    help="camera frame size; if it differs from the model size the graph resizes (bilinear)")
     p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
                    help="channel order of the frames fed to the graph (OpenCV gives BGR)")
-    p.add_argument("--fp16", action="store_true", help="write an FP16 graph (uint8 in, FP32 out)")
+    p.add_argument("--fp16", action="store_true",
+                   help="write an FP16 graph (uint8 in, FP32 out; the method's fp16 parts only)")
     p.add_argument("--noise-input", action="store_true",
-                   help="add the method's optional run-time noise input (noise2norm); default: seeded constant")
+                   help="add the method's optional extra inputs (noise2norm: a run-time noise field; default: "
+                        "its seeded constant); a method without any refuses the flag")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim (torch's constant folding only)")
     return p
 
@@ -229,10 +239,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
-        from train.methods import get_method
-
-        opset = args.opset or get_method(config.method).export_spec.opset
-        out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=opset,
+        out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=args.opset,
                           simplify=not args.no_simplify, noise_input=args.noise_input,
                           precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
     except (InspectError, RuntimeInspectError) as e:

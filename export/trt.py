@@ -5,8 +5,10 @@
                          [--frame-size HxW] [--channel-order RGB|BGR] [--image-size 256] [--noise-input]
 
 Without --run it takes the newest run for that method and c under --runs-root (default `runs/`, each
-`runs/*/config.json` is read). Steps, each leaving files in --out (default `engines/`):
-1. `NAME.onnx` + `NAME.json` (FP32 graph, `export.onnx`), NAME = METHOD_cC;
+`runs/*/config.json` is read); --c defaults to the method's width and is refused by a method without one.
+--opset defaults to the method's. Steps, each leaving files in --out (default `engines/`):
+1. `NAME.onnx` + `NAME.json` (FP32 graph, `export.onnx`), NAME = METHOD_cC, or METHOD for a method without a
+   width (e.g. fair_c32, patchcore);
 2. the graph the engine is built from: FP16 (`NAME_fp16.onnx`, `export.fp16`) or Q/DQ INT8
    (`NAME_int8.onnx`, `calibration.int8.quantize_onnx`), each with its manifest; precision lives in the graph;
 3. the operator check for TensorRT 8.5 / 10.x / 11 (`export.opcheck`);
@@ -42,9 +44,9 @@ def parse_profile(text: str) -> Tuple[int, int, int]:
     return vals[0], vals[1], vals[2]
 
 
-def newest_run(method: str, c: int, root="runs") -> Optional[Path]:
-    """The most recently trained run folder under `root` whose config.json has this method and c (and whose
-    weights exist), or None."""
+def newest_run(method: str, c: Optional[int], root="runs") -> Optional[Path]:
+    """The most recently trained run folder under `root` whose config.json has this method and c (None for a
+    method without a width) and whose weights exist, or None."""
     root = Path(root)
     best, best_time = None, -1.0
     for cfg in sorted(root.glob("*/config.json")):
@@ -53,7 +55,7 @@ def newest_run(method: str, c: int, root="runs") -> Optional[Path]:
         except (OSError, ValueError):
             continue
         weights = cfg.parent / "model.safetensors"
-        if d.get("method") != method or int(d.get("c", -1)) != int(c) or not weights.is_file():
+        if d.get("method") != method or d.get("c") != c or not weights.is_file():
             continue
         t = weights.stat().st_mtime
         if t > best_time:
@@ -66,20 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Export a method's inspection graph and build a TensorRT engine "
                                             "(TensorRT 8.5 / 10.x / 11).")
     p.add_argument("--method", help="method name (e.g. fair); required without --run")
-    p.add_argument("--c", type=int, help="network width (e.g. 32); required without --run")
+    p.add_argument("--c", type=int, help="network width (e.g. 32; default: the method's); methods without a "
+                   "width refuse it")
     p.add_argument("--run", help="trained run folder (default: the newest matching run under --runs-root)")
     p.add_argument("--runs-root", default="runs", help="where to look for runs (default: runs/)")
     p.add_argument("--random-weights", action="store_true",
                    help="no trained run: random weights, for timing only (scores are meaningless)")
     p.add_argument("--image-size", default="256", help="model size for --random-weights (N or HxW)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="precision of the graph the engine is built from (fp16/int8: the method's declared parts)")
     p.add_argument("--batch", default="1:8:32", help="optimisation profile MIN:OPT:MAX (default 1:8:32)")
     p.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit in MiB")
     p.add_argument("--out", default="engines", help="output folder (default: engines/)")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW", help="camera frame size (graph resizes)")
-    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"])
-    p.add_argument("--noise-input", action="store_true", help="optional run-time noise input (noise2norm)")
+    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+                   help="channel order of the frames (OpenCV gives BGR)")
+    p.add_argument("--noise-input", action="store_true",
+                   help="the method's optional extra inputs (noise2norm: a run-time noise field)")
     p.add_argument("--calib-data", help="INT8: data root with good training images for calibration")
     p.add_argument("--category", help="INT8: category inside --calib-data")
     p.add_argument("--calib-images", type=int, default=64, help="INT8: number of calibration images")
@@ -91,6 +97,8 @@ def _graph(args):
     """(graph, config, source_run or None, notes)."""
     from export.graph import graph_from_run, graph_random
 
+    from train.methods import get_method
+
     if args.run:
         graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
         for key in ("method", "c"):
@@ -99,19 +107,23 @@ def _graph(args):
                 raise ExportError(f"--{key} {given} does not match run {args.run} ({key}={getattr(config, key)}); "
                                   f"drop --{key} or pick another run")
         return graph, config, str(args.run), []
-    if args.method is None or args.c is None:
-        raise ExportError("give --method and --c (e.g. --method fair --c 32), or --run RUN")
+    if args.method is None:
+        raise ExportError("give --method (e.g. --method fair --c 32), or --run RUN")
+    method = get_method(args.method)
+    c = method.width(args.c)
     if args.random_weights:
-        graph, config = graph_random(args.method, args.c, args.image_size, frame_size=args.frame_size,
+        graph, config = graph_random(args.method, c, args.image_size, frame_size=args.frame_size,
                                      channel_order=args.channel_order)
         return graph, config, None, ["random weights: for timing only, the scores mean nothing"]
-    run = newest_run(args.method, args.c, args.runs_root)
+    label = method.label(c)
+    run = newest_run(args.method, c, args.runs_root)
     if run is None:
+        width = f" --c {c}" if c is not None else ""
         raise ExportError(
-            f"no trained run for method {args.method} c={args.c} under {args.runs_root}/: train one with "
-            f"`python -m train --method {args.method} --c {args.c} --data DIR --category CAT --out "
-            f"{args.runs_root}/{args.method}{args.c}`, pass --run RUN, or use --random-weights for timing only")
-    print(f"using run {run} (newest {args.method} c={args.c} under {args.runs_root}/)")
+            f"no trained run of {label} under {args.runs_root}/: train one with "
+            f"`python -m train --method {args.method}{width} --data DIR --category CAT --out "
+            f"{args.runs_root}/{label}`, pass --run RUN, or use --random-weights for timing only")
+    print(f"using run {run} (newest {label} under {args.runs_root}/)")
     graph, config = graph_from_run(run, args.frame_size, args.channel_order)
     return graph, config, str(run), []
 
@@ -154,7 +166,9 @@ def run(args) -> int:
         raise ExportError("--precision int8 needs --calib-data DIR (good training images) and --category CAT")
     graph, config, source_run, notes = _graph(args)
     out = Path(args.out)
-    stem = f"{config.method}_c{config.c}"
+    from train.methods import get_method
+
+    stem = get_method(config.method).label(config.c)
     fp32 = export_onnx(graph, config, out / f"{stem}.onnx", batch="dynamic", opset=args.opset,
                        noise_input=args.noise_input, source_run=source_run, profile=profile, notes=notes)
     print(f"wrote {fp32} ({fp32.stat().st_size / 2**20:.1f} MiB) + manifest")

@@ -10,7 +10,8 @@ JSON layout (schema_version 1)::
 
     {"format": "edge-inspect-manifest", "schema_version": 1,
      "artifact": "model.onnx", "artifact_kind": "onnx" | "tensorrt-engine" | "openvino-ir", "sha256": "<hex>",
-     "method": "fair", "c": 32, "options": {...}, "source_run": "runs/..." | null,
+     "method": "fair", "c": 32 | null (a method without a width), "options": {...},
+     "source_run": "runs/..." | null,
      "input": {"name": "frame", "dtype": "uint8", "layout": "NHWC", "height": H, "width": W, "channels": 3,
                "channel_order": "RGB" | "BGR", "resizes_in_graph": bool, "model_size": [h, w],
                "host_resize": "cv2.INTER_AREA (shrink) / cv2.INTER_LINEAR (enlarge)"},
@@ -171,7 +172,7 @@ class Manifest:
     artifact_kind: str
     sha256: str
     method: str
-    c: int
+    c: Optional[int]  # None: the method has no width
     input: InputSpec
     outputs: Optional[Outputs] = None  # default: "anomaly_map" (N,1,h,w) at the model size, "score" (N,)
     precision: str = "fp32"
@@ -301,8 +302,8 @@ class Manifest:
                       f"runtime.manifest.sha256_file)")
         if not isinstance(self.method, str) or not self.method:
             raise bad(f"'method' must be a non-empty name, got {self.method!r}")
-        if not _is_int(self.c) or self.c <= 0:
-            raise bad(f"'c' must be a positive integer, got {self.c!r}")
+        if self.c is not None and (not _is_int(self.c) or self.c <= 0):
+            raise bad(f"'c' must be a positive integer or null (a method without a width), got {self.c!r}")
         if not isinstance(self.options, dict):
             raise bad(f"'options' must be an object, got {type(self.options).__name__}")
         if self.source_run is not None and not isinstance(self.source_run, str):
@@ -487,6 +488,12 @@ def artifact_path_for(manifest_or_artifact: PathLike, manifest: Manifest) -> str
     return os.path.join(folder, manifest.artifact)
 
 
+def model_label(method: str, c: Optional[int]) -> str:
+    """A model's short name for files, tables and logs: 'fair_c32' for a method with a width, 'patchcore' for one
+    without (c None). The one place that spells it (train.methods.Method.label uses it too)."""
+    return f"{method}_c{int(c)}" if c is not None else str(method)
+
+
 def rebuild_command(manifest: Manifest, artifact_path: Optional[PathLike] = None) -> str:
     """The command that re-creates this artifact (for error messages)."""
     run = manifest.source_run or "RUN"
@@ -494,7 +501,8 @@ def rebuild_command(manifest: Manifest, artifact_path: Optional[PathLike] = None
     if manifest.artifact_kind == "tensorrt-engine":
         b = manifest.batch
         folder = os.path.dirname(out) or "."
-        return (f"python -m export.trt --method {manifest.method} --c {manifest.c} --run {run} "
+        width = f" --c {manifest.c}" if manifest.c is not None else ""
+        return (f"python -m export.trt --method {manifest.method}{width} --run {run} "
                 f"--precision {manifest.precision} --batch {b.min}:{b.opt}:{b.max} --out {folder}")
     onnx_out = os.path.splitext(out)[0] + ".onnx"
     return f"python -m export.onnx --run {run} --out {onnx_out}"
@@ -517,5 +525,5 @@ __all__ = [
     "FORMAT", "SCHEMA_VERSION", "ARTIFACT_KINDS", "PRECISIONS", "HOST_RESIZE",
     "Manifest", "InputSpec", "ExtraInput", "OutputSpec", "Outputs", "BatchSpec", "Normalization", "Threshold",
     "TensorRTInfo", "load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for",
-    "rebuild_command", "verify_artifact",
+    "model_label", "rebuild_command", "verify_artifact",
 ]

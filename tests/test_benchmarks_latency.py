@@ -278,7 +278,7 @@ def test_tables_show_numbers_and_reasons(tmp_path):
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(lines) == 2 + 3 and all(ln.count("|") == lines[0].count("|") for ln in lines)
     assert "a \\| note" in md
-    assert table.speedups(res["rows"]) == ["fair c=8 batch 1: ort/fp32 4.76x torch/fp32"]
+    assert table.speedups(res["rows"]) == ["fair_c8 batch 1: ort/fp32 4.76x torch/fp32"]
     table.write_json(res, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["rows"][2]["reason"]
 

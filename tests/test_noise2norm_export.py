@@ -55,7 +55,8 @@ def test_inspection_graph_with_optional_noise_input(tmp_path):
     method = get_method("noise2norm")
     model = _model()
     graph = InspectionGraph(model, SIZE, frame_size=(80, 96), channel_order="BGR").eval()
-    (name, shape), = method.export_inputs(SIZE).items()
+    (name, extra), = method.extra_inputs(SIZE).items()
+    shape = extra.shape
     frames = torch.randint(0, 256, (2, 80, 96, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     noise = torch.randn(2, *shape, generator=torch.Generator().manual_seed(3))
     sess = _export(graph, (frames, noise), tmp_path / "graph.onnx", ["frame", name])

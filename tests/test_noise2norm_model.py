@@ -20,12 +20,13 @@ def _model(c=8, size=(64, 64), seed=0, **options):
     return m.build_model(c, size, m.options(options)).eval()
 
 
-def test_registered_with_defaults_and_export_inputs():
+def test_registered_with_defaults_and_extra_inputs():
     m = _method()
     assert m.name == "noise2norm"
     assert m.defaults["lam"] == 0.3 and m.defaults["noise_seed"] == 0
     assert m.train_defaults["betas"] == (0.5, 0.999)
-    assert m.export_inputs((64, 96)) == {"noise": (3, 64, 96)}
+    (name, extra), = m.extra_inputs((64, 96)).items()
+    assert name == "noise" and extra.shape == (3, 64, 96) and "noise" in extra.meaning
     with pytest.raises(ConfigError, match="no option"):
         m.options({"lambda": 0.2})
 

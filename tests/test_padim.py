@@ -67,7 +67,7 @@ def test_channel_subset_is_seeded():
 @needs_lite0
 def test_fit_gives_per_position_gaussians_of_the_embeddings():
     method, opts, model, facts = fitted("padim", channels=20)
-    assert facts == {**facts, "images": 12, "positions": 16 * 16, "feature_dim": 20}
+    assert facts == {**facts, "images_fitted": 12, "positions": 16 * 16, "feature_dim": 20}
     with torch.no_grad():
         emb = model.embed(model.backbone(tiny_images(12))).flatten(2).transpose(1, 2).double()
     torch.testing.assert_close(model.memory.mean.double(), emb.mean(0), rtol=1e-4, atol=1e-5)

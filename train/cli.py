@@ -4,6 +4,9 @@
                     [--steps N | --epochs N] [--batch-size B] [--lr LR] [--device auto|cpu|cuda] [--seed S]
                     [--resume] [--filter bhpf|ghpf|ihpf|sobel-xy3|...] [--option KEY=VALUE ...]
     python -m train --method fair --c 32 --summary      -> one JSON line with params and gmacs
+
+--c defaults to the method's width and is refused by a method without one (Method.has_width); a method with
+training == "fit" (Method.fit) takes one pass over the good images instead of --steps / --epochs.
 """
 from __future__ import annotations
 
@@ -21,28 +24,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m train", description="Train an anomaly model on good images only.")
     p.add_argument("--method", required=True, choices=list_methods())
-    p.add_argument("--c", type=int, default=32, help="base width of the network (FAIR: 32/64/128)")
+    p.add_argument("--c", type=int, default=None,
+                   help="base width of the network (FAIR: 32/64/128; default: the method's, e.g. 32); "
+                        "methods without a width (e.g. patchcore) refuse it")
     p.add_argument("--data", help="data root (MVTec/MPDD/VisA layout) or a plain folder of good images")
     p.add_argument("--category", help="category inside --data (omit for a plain folder)")
     p.add_argument("--out", help="run folder to write")
-    p.add_argument("--image-size", default="256", help="N or HxW, multiples of 16 (e.g. 256, 224x544)")
-    p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets)")
+    p.add_argument("--image-size", default="256",
+                   help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544)")
+    p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets; "
+                   "gradient-trained methods only)")
     p.add_argument("--holdout", type=float, help="keep this fraction of train/good (last in sorted order) out of "
                    "training, for `python -m calibration.threshold --holdout` (same rule)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, help="optimisation steps")
+    g.add_argument("--steps", type=int, help="optimisation steps (gradient-trained methods; default 1000)")
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, help="images per step, or per batch of a fit pass (default: the method's)")
+    p.add_argument("--lr", type=float, help="learning rate (gradient-trained methods; default: the method's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order, synthesis and any subsampling")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(a fitted run is complete: it says so)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--filter", help="FAIR high-pass: bhpf, ghpf, ihpf, sobel-xy3, sobel-x3, sobel-xy5, ...")
     p.add_argument("--lam", type=float, help="noise2norm: noise blending weight lambda")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other method options")
     p.add_argument("--summary", action="store_true", help="print params and GMACs as one JSON line and exit")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -71,13 +79,19 @@ def _run(args) -> int:
     from train.methods import get_method
 
     method = get_method(args.method)
-    size = parse_image_size(args.image_size)
+    c = method.width(args.c)
+    size = parse_image_size(args.image_size, method.size_multiple)
     options = method.options(_method_options(args))
     if args.summary:
         from train.summary import summarize
 
-        print(json.dumps(summarize(args.method, args.c, size, options)))
+        print(json.dumps(summarize(args.method, c, size, options)))
         return 0
+    if method.training == "fit":
+        given = [f"--{n.replace('_', '-')}" for n in ("steps", "epochs", "lr", "crop") if getattr(args, n) is not None]
+        if given:
+            raise ConfigError(f"method {args.method!r} is fitted in one pass over the good images: drop "
+                              f"{', '.join(given)}")
     for name in ("data", "out"):
         if getattr(args, name) is None:
             raise ConfigError(f"--{name} is required for training (or use --summary)")
@@ -95,25 +109,27 @@ def _run(args) -> int:
             raise ConfigError(f"--holdout {args.holdout} leaves no training images")
     images = load_images(samples, size, progress=not args.no_progress)
     batch = args.batch_size or method.train_defaults.get("batch_size", 8)
-    if args.steps is not None:
+    if method.training == "fit":
+        steps = 0  # no optimisation steps: one pass over the images
+    elif args.steps is not None:
         steps = args.steps
     elif args.epochs is not None:
         steps = steps_for_epochs(args.epochs, len(images), batch)
     else:
         steps = 1000
-    if args.resume and args.steps is None and args.epochs is None:
+    if args.resume and args.steps is None and args.epochs is None and method.training != "fit":
         from train.runs import load_config
 
         steps = load_config(Path(args.out)).steps
     config = RunConfig(
-        method=args.method, c=args.c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
+        method=args.method, c=c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
         lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
         data=str(args.data), category=args.category, options=options,
-        crop=parse_image_size(args.crop) if args.crop else None, holdout=args.holdout,
+        crop=parse_image_size(args.crop, method.size_multiple) if args.crop else None, holdout=args.holdout,
     )
     t0 = time.time()
     out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
                 checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-    print(json.dumps({"run": str(out), "method": args.method, "c": args.c, "steps": steps,
+    print(json.dumps({"run": str(out), "method": args.method, "c": c, "steps": steps,
                       "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))
     return 0

@@ -30,9 +30,9 @@ def option_argument(text: str) -> Tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def parse_image_size(text: str | int | Tuple[int, int] | list) -> Tuple[int, int]:
-    """'256' -> (256, 256); '224x544' -> (224, 544) as (height, width). Sizes must be multiples of 16
-    (the UNet pools four times)."""
+def parse_image_size(text: str | int | Tuple[int, int] | list, multiple: int = 16) -> Tuple[int, int]:
+    """'256' -> (256, 256); '224x544' -> (224, 544) as (height, width). Both must be positive multiples of
+    `multiple` (the method's `size_multiple`: 16 for a net that pools four times)."""
     if isinstance(text, (tuple, list)):
         h, w = int(text[0]), int(text[1])
     elif isinstance(text, int):
@@ -47,16 +47,19 @@ def parse_image_size(text: str | int | Tuple[int, int] | list) -> Tuple[int, int
                 h = w = int(s)
         except ValueError:
             raise ConfigError(f"image size {text!r} is not N or HxW (e.g. 256 or 224x544)") from None
-    if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise ConfigError(f"image size {h}x{w} must be positive multiples of 16 (e.g. 256 or 224x544)")
+    m = max(1, int(multiple))
+    if h <= 0 or w <= 0 or h % m or w % m:
+        example = f"{m * max(1, 256 // m)} or {m * max(1, 224 // m)}x{m * max(1, 544 // m)}"
+        raise ConfigError(f"image size {h}x{w} must be positive multiples of {m} (e.g. {example})")
     return h, w
 
 
 @dataclass
 class RunConfig:
     method: str
-    c: int
     image_size: Tuple[int, int]
+    # Base width of the network; None for a method without a width (Method.has_width False).
+    c: Optional[int] = None
     seed: int = 0
     steps: int = 1000
     batch_size: int = 8

@@ -16,3 +16,8 @@ class ConfigError(InspectError):
 
 class RunError(InspectError):
     """A run folder is missing, incomplete or does not match what was asked."""
+
+
+class MissingPackage(ConfigError):
+    """An optional package a method needs (its pip extra, e.g. `pip install edge-inspect[features]`) is not
+    installed; the message names the package and the extra."""

@@ -65,6 +65,28 @@ def steps_for_epochs(epochs: float, n_images: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * n_images / batch_size))
 
 
+def _fit_run(method, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device, options: dict,
+             resume: bool, progress: bool) -> Path:
+    """training == "fit": one pass over `images` (train.fit); a finished fit is not redone by --resume."""
+    from train import fit
+
+    if config.crop:
+        raise ConfigError(f"method {config.method!r} is fitted on whole images: drop --crop")
+    if resume:
+        done = fit.fit_record(out)
+        if done is not None:
+            print(f"run {out} is already fitted ({done.get('images')} images); nothing to resume")
+            return out
+        runs.truncate_history(out, -1)  # an interrupted fit left no finished line: fit again from the start
+    config.steps = 0
+    config.versions = versions()
+    out.mkdir(parents=True, exist_ok=True)
+    runs.save_config(out, config)
+    torch.manual_seed(config.seed)  # subsampling (coresets, channel subsets) is seeded by the run
+    model = method.build_model(config.c, tuple(config.image_size), options).to(dev)
+    return fit.fit(method, model, config, out, images, dev, options, progress)
+
+
 def train(
     config: RunConfig,
     out: Path,
@@ -77,6 +99,7 @@ def train(
     stop_at: Optional[int] = None,
 ) -> Path:
     """Train `config.method` on `images` (N, h, w, 3) uint8 RGB at the config's size; returns the run folder.
+    A method with training == "fit" is fitted in one pass instead (`train.fit`; steps, lr, crop do not apply).
 
     `stop_at` ends the loop after that step as an interruption would (checkpoint written), for `--resume`.
     """
@@ -90,13 +113,17 @@ def train(
 
     if resume:
         saved = runs.load_config(out)
-        for key in ("method", "c", "image_size", "seed", "batch_size", "crop"):
+        # A fit's batch size only splits its one pass over the images: it does not change a fitted run.
+        keys = ("method", "c", "image_size", "seed") + (("batch_size", "crop") if method.training != "fit" else ())
+        for key in keys:
             if getattr(saved, key) != getattr(config, key):
                 raise RunError(
                     f"--resume: {out} was trained with {key}={getattr(saved, key)!r}, not {getattr(config, key)!r}"
                 )
     elif (out / runs.CONFIG).exists() and (out / runs.WEIGHTS).exists():
         raise RunError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if method.training == "fit":
+        return _fit_run(method, config, out, images, dev, options, resume, progress)
 
     train_size = tuple(config.crop or config.image_size)
     if config.crop and (config.crop[0] > config.image_size[0] or config.crop[1] > config.image_size[1]):
@@ -125,7 +152,7 @@ def train(
 
     data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low
     model.train()
-    bar = tqdm(total=config.steps, initial=start, desc=f"train {config.method} c={config.c}", disable=not progress,
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {method.label(config.c)}", disable=not progress,
                unit="step", dynamic_ncols=True)
     t0 = time.time()
     running, count = 0.0, 0

@@ -93,10 +93,17 @@ def load_model(run_dir, device: str = "cpu",
     if not weights.is_file():
         raise RunError(f"run {run_dir} has no {WEIGHTS} yet (training not finished?); resume it with --resume")
     model = build_model(config)
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    label = get_method(config.method).label(config.c)
+    # Buffers whose size depends on the data (a memory bank's rows) are resized by the model's own
+    # `_load_from_state_dict`; any other shape mismatch is a real one.
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    except RuntimeError as e:
+        raise RunError(f"{weights} does not fit {label}: {str(e).splitlines()[-1].strip()[:200]}; "
+                       f"was the run made by another version?") from None
     if missing or unexpected:
         raise RunError(
-            f"{weights} does not fit method {config.method!r} c={config.c}: missing {missing[:3]}, "
+            f"{weights} does not fit {label}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}; was the run made by another version?"
         )
     return model.to(device).eval(), config

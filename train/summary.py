@@ -1,7 +1,7 @@
 """Model size and compute: parameters and multiply-accumulates of a method's anomaly model."""
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -20,7 +20,7 @@ def count_gmacs(model: torch.nn.Module, image_size: Tuple[int, int]) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def summarize(method_name: str, c: int, image_size: Tuple[int, int], options: Dict[str, Any]) -> Dict[str, Any]:
+def summarize(method_name: str, c: Optional[int], image_size: Tuple[int, int], options: Dict[str, Any]) -> Dict[str, Any]:
     from train.methods import get_method
 
     method = get_method(method_name)
@@ -30,6 +30,7 @@ def summarize(method_name: str, c: int, image_size: Tuple[int, int], options: Di
     return {
         "method": method_name,
         "c": c,
+        "label": method.label(c),
         "image_size": list(image_size),
         "params": params,
         "params_mib": round(params / 2**20, 3),  # the unit of FAIR's Table 5 ("4.1 / 16.5 / 65.8")

@@ -21,14 +21,15 @@ from train.backbones.weights import (
     FEATURES_HINT, LITE0_SHA256, check_named_hash, check_pinned, lite0_weights_path, load_matching,
     read_state_dict,
 )
-from train.errors import ConfigError
+from train.errors import ConfigError, MissingPackage
 
 
 def _efficientnet_class():
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise ConfigError(f"backbone 'efficientnet_lite0' needs its model package; run `{FEATURES_HINT}`") from exc
+        raise MissingPackage(f"backbone 'efficientnet_lite0' needs its model package efficientnet-lite-pytorch; "
+                             f"run `{FEATURES_HINT}`") from exc
     return EfficientNet
 
 

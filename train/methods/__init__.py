@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from train.errors import ConfigError
-from train.methods.base import ExportSpec, Method
+from train.methods.base import ExtraInput, Method
 
 _REGISTRY: Dict[str, Method] = {}
 
@@ -14,10 +14,16 @@ def register_method(method_cls):
     inst = method_cls()
     if not inst.name:
         raise ValueError(f"{method_cls.__name__} has no name")
+    inst.check_declarations()
     if inst.name in _REGISTRY:
         raise ValueError(f"method {inst.name!r} registered twice")
     _REGISTRY[inst.name] = inst
     return method_cls
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (for tests that register a temporary one); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
 
 
 def _load_builtin() -> None:
@@ -28,7 +34,7 @@ def _load_builtin() -> None:
     except ImportError:  # not written yet in a partial checkout
         pass
     # Feature-based methods: their optional packages ([features] extra) are imported only when a model is
-    # built, so they always register; building without them raises a ConfigError naming the extra.
+    # built, so they always register; building without them raises train.errors.MissingPackage naming the extra.
     from train.methods import padim, patchcore  # noqa: F401
 
 
@@ -44,4 +50,4 @@ def get_method(name: str) -> Method:
     return _REGISTRY[name]
 
 
-__all__ = ["ExportSpec", "Method", "register_method", "get_method", "list_methods"]
+__all__ = ["ExtraInput", "Method", "register_method", "unregister_method", "get_method", "list_methods"]

@@ -53,6 +53,16 @@ class Fair(Method):
     scoring_options = ("lab_weight", "mean_filter")
     # Paper: Adam 1e-4, batch 8, lr x0.2 at 80 % and 90 % of training.
     train_defaults = {"lr": 1e-4, "batch_size": 8}
+    # Declarations (train.methods.base.Method): a UNet of width c that pools four times.
+    has_width = True
+    default_width = 32
+    size_multiple = 16
+    parts = {"highpass": "preprocess", "net": "network", "scorer": "scoring"}
+    # FP16: the network only (export/fp16.py gives the measurement); INT8: the network only (calibration.qdq).
+    fp16_parts = ("net",)
+    int8_parts = ("net",)
+    opset = 17
+    training = "gradient"
 
     def build_model(self, c, image_size, options):
         return FairModel(c, image_size, options)

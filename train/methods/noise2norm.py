@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from train.methods import register_method
-from train.methods.base import Method
+from train.methods.base import ExtraInput, Method
 from train.nets.mnet import MNet
 from train.ops.msssim import MSSSIM, SIGMAS
 from train.ops.noise import NoiseBlend
@@ -64,14 +64,26 @@ class Noise2Norm(Method):
     # 2e-4: the best localisation of the sweep at a loss within 10 % of the lowest; higher rates lower the loss a
     # little more but do not localise better. The paper's 1e-6 stays reachable with --lr.
     train_defaults = {"lr": 2e-4, "batch_size": 8, "betas": (0.5, 0.999), "weight_decay": 1e-2, "eta_min": 1e-6}
+    # Declarations (train.methods.base.Method): an M-net of width c that pools four times.
+    has_width = True
+    default_width = 32
+    size_multiple = 16
+    parts = {"blend": "preprocess", "net": "network", "metric": "scoring"}
+    fp16_parts = ("net",)
+    int8_parts = ("net",)
+    opset = 17
+    training = "gradient"
 
     def build_model(self, c, image_size, options):
         return Noise2NormModel(c, image_size, options)
 
-    def export_inputs(self, image_size: Tuple[int, int]) -> Dict[str, Tuple[int, ...]]:
+    def extra_inputs(self, image_size: Tuple[int, int]) -> Dict[str, ExtraInput]:
         """The optional run-time noise input: a standard-normal field (3, H, W) that replaces the fixed one."""
         h, w = (int(v) for v in image_size)
-        return {"noise": (3, h, w)}
+        meaning = ("standard-normal noise field, one per frame (N, 3, H, W) at the model size, blended into the "
+                   "frame instead of the seeded constant field; a graph exported without --noise-input has no "
+                   "such input and uses its constant field")
+        return {"noise": ExtraInput(shape=(3, h, w), meaning=meaning)}
 
     def training_loss(self, model, clean, generator, step):
         # A fresh field from the loop's generator whatever the module's mode (train/eval) is.

@@ -113,5 +113,5 @@ class Padim(Method):
         mean, inv_cov = acc.finish(float(options["regulariser"]))
         model.memory.mean.copy_(mean.to(torch.float32))
         model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
-        return {"images": acc.count, "positions": int(mean.shape[0]), "feature_dim": int(mean.shape[1]),
+        return {"images_fitted": acc.count, "positions": int(mean.shape[0]), "feature_dim": int(mean.shape[1]),
                 "inverse_seconds": clock.seconds()}

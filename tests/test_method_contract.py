@@ -1,0 +1,353 @@
+"""The method contract: every registered method goes train (or fit) -> export.onnx -> every installed runtime
+backend with the same numbers as its torch graph, using only what the method declares (train.methods.base).
+
+Parametrised over `list_methods()`, so a new method is covered by registering it. A method whose optional
+package is not installed raises `train.errors.MissingPackage` when built and is skipped with that reason.
+A tiny test-only fit method (per-pixel statistics + a colour memory bank, no width, size multiple 8) proves the
+fit path before any real fitted method exists: train CLI -> export -> backends -> calibration.threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from train.errors import ConfigError, MissingPackage
+from train.methods import Method, get_method, list_methods, register_method, unregister_method
+
+#: Parity of every backend with the torch graph: max |backend - torch| <= REL * max(1, max |torch|)
+#: (relative for maps in the units of a distance, absolute 1e-4 for maps below 1).
+REL = 1e-4
+#: CPU backends that take an .onnx (TensorRT needs an engine built on a GPU: tests/test_runtime_trt.py).
+ONNX_BACKENDS = ("onnxruntime", "openvino", "torch")
+TINY_SIDE = 64  # the tiny model's side, rounded up to the method's size multiple
+TINY_WIDTH = 8  # the width of a method that has one (small, fast)
+
+
+def _tiny_size(method: Method) -> int:
+    m = method.size_multiple
+    return m * math.ceil(TINY_SIDE / m)
+
+
+def _width_args(method: Method) -> list:
+    return ["--c", str(TINY_WIDTH)] if method.has_width else []
+
+
+def _build_or_skip(method: Method, size: int) -> nn.Module:
+    c = TINY_WIDTH if method.has_width else None
+    try:
+        return method.build_model(c, (size, size), method.options())
+    except MissingPackage as e:
+        pytest.skip(f"{method.name}: {e}")
+
+
+def _installed_backends() -> list:
+    from runtime.backends import available_backends
+
+    return [b for b in ONNX_BACKENDS if b in available_backends()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A tiny demo set (MVTec layout, 64 px brick tiles): 8 good training images, test images with defects."""
+    from train.demo_data import generate
+
+    root = tmp_path_factory.mktemp("contract-data")
+    generate(root, ["brick"], size=64, seed=0, n_train=8, n_test_good=2, n_test_defect=1, progress=False)
+    return root
+
+
+def _test_frames(demo: Path, size: int) -> np.ndarray:
+    from train.data import find_samples, load_images
+
+    samples = find_samples(demo, "brick", "test")[:4]
+    return load_images(samples, (size, size), progress=False)
+
+
+def _train(argv: list) -> None:
+    from train.cli import main
+
+    assert main(argv + ["--device", "cpu", "--no-progress"]) == 0
+
+
+def _export(run: Path, out: Path, *flags: str):
+    from export.onnx import main
+    from runtime.manifest import load_manifest
+
+    assert main(["--run", str(run), "--out", str(out), *flags]) == 0
+    return load_manifest(out)
+
+
+def _parity(model_path: Path, run: Path, frames: np.ndarray, extra=None) -> dict:
+    """Run `model_path` on every installed ONNX backend; compare with the run's torch graph. Returns
+    {backend: relative error}."""
+    from runtime.backends import create_backend
+    from runtime.manifest import load_manifest
+    from train.runs import load_graph
+
+    manifest = load_manifest(model_path)
+    graph, _ = load_graph(run, "cpu", frame_size=manifest.input.size, channel_order=manifest.input.channel_order)
+    with torch.no_grad():
+        tensors = [torch.from_numpy(v) for v in (extra or {}).values()]
+        ref_map, ref_score = (t.numpy() for t in graph(torch.from_numpy(frames), *tensors))
+    errors = {}
+    for name in _installed_backends():
+        with create_backend(name, str(model_path), manifest, device="cpu") as backend:
+            backend.load()
+            amap, score = backend.infer(frames, extra)
+        assert amap.shape == ref_map.shape and score.shape == ref_score.shape, name
+        scale = max(1.0, float(np.abs(ref_map).max()), float(np.abs(ref_score).max()))
+        err = max(float(np.abs(amap - ref_map).max()), float(np.abs(score - ref_score).max())) / scale
+        assert err <= REL, f"{name}: relative error {err:.2e} > {REL} vs the torch graph"
+        errors[name] = err
+    assert "onnxruntime" in errors  # the backend that always installs was really compared
+    return errors
+
+
+def _check_manifest(manifest, method: Method, model: nn.Module) -> None:
+    """What the manifest says is what the method declared."""
+    assert manifest.method == method.name
+    assert manifest.c == (TINY_WIDTH if method.has_width else None)
+    parts = manifest.extra["graph_parts"]
+    # a declared child that owns nodes is listed under its role (one reached through a method other than
+    # `forward` is not scoped by the tracer: its nodes count under /model/*)
+    owning = [child for child in method.parts if f"/model/{child}" in parts["nodes"]]
+    assert owning, f"no declared part of {method.name} owns graph nodes: {parts['nodes']}"
+    for child in owning:
+        assert f"/model/{child}" in parts[method.parts[child]], (child, parts)
+    assert parts["fp16"] == [f"/model/{p}/" for p in method.fp16_parts]
+    assert parts["int8"] == [f"/model/{p}/" for p in method.int8_parts]
+    declared = set(method.parts) | set(method.fp16_parts) | set(method.int8_parts)
+    children = {name for name, _ in model.named_children()}
+    assert declared <= children, f"declared parts {sorted(declared - children)} are not children of the model"
+
+
+# ------------------------------------------------------------------------------------- every method
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_declarations_are_well_formed(name):
+    method = get_method(name)
+    method.check_declarations()
+    size = _tiny_size(method)
+    model = _build_or_skip(method, size)
+    children = {n for n, _ in model.named_children()}
+    assert set(method.parts) <= children
+    assert set(method.fp16_parts) <= children and set(method.int8_parts) <= children
+    assert method.label(TINY_WIDTH if method.has_width else None) == (
+        f"{name}_c{TINY_WIDTH}" if method.has_width else name)
+    for extra in method.extra_inputs((size, size)).values():
+        assert extra.meaning and all(int(s) > 0 for s in extra.shape)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_train_export_and_every_backend_match_torch(name, demo, tmp_path):
+    method = get_method(name)
+    size = _tiny_size(method)
+    model = _build_or_skip(method, size)
+    run = tmp_path / "run"
+    schedule = (["--batch-size", "4"] if method.training == "fit"
+                else ["--steps", "2", "--batch-size", "2", "--lr", "1e-3"])
+    _train(["--method", name, *_width_args(method), "--data", str(demo), "--category", "brick",
+            "--out", str(run), "--image-size", str(size), *schedule])
+    config = json.loads((run / "config.json").read_text())
+    assert config["c"] == (TINY_WIDTH if method.has_width else None)
+    history = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines() if ln.strip()]
+    if method.training == "fit":
+        assert config["steps"] == 0 and history[-1]["fit"] is True and history[-1]["seconds"] >= 0
+    else:
+        assert config["steps"] == 2 and history[-1]["step"] == 2
+
+    manifest = _export(run, tmp_path / "model.onnx")
+    _check_manifest(manifest, method, model)
+    assert manifest.extra_inputs == []
+    frames = _test_frames(demo, size)
+    _parity(tmp_path / "model.onnx", run, frames)
+
+    declared = method.extra_inputs((size, size))
+    if declared:  # the optional inputs, with the meaning the method wrote
+        manifest = _export(run, tmp_path / "extra.onnx", "--noise-input")
+        assert {e.name: (tuple(e.shape), e.meaning) for e in manifest.extra_inputs} == {
+            k: (tuple(v.shape), v.meaning) for k, v in declared.items()}
+        rng = np.random.default_rng(0)
+        extra = {k: rng.standard_normal((len(frames),) + tuple(v.shape)).astype(np.float32)
+                 for k, v in declared.items()}
+        _parity(tmp_path / "extra.onnx", run, frames, extra)
+
+
+# ------------------------------------------------------------------- a test-only fitted method
+
+
+class PixelMemory(nn.Module):
+    """Fitted constants: per-pixel mean/std of the good images and a bank of their mean colours (rows set by the
+    data: resized on load, as a memory bank's are)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, 3, *size))
+        self.register_buffer("std", torch.ones(1, 3, *size))
+        self.register_buffer("bank", torch.zeros(1, 3))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "bank"
+        if key in state_dict and state_dict[key].ndim == 2 and state_dict[key].shape[1] == 3:
+            self.bank = torch.empty_like(state_dict[key])  # the fitted number of rows
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x):
+        z = ((x - self.mean) / self.std).abs().mean(dim=1, keepdim=True)
+        n, _, h, w = x.shape
+        pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, 3)
+        d2 = (pixels * pixels).sum(-1, keepdim=True) - 2.0 * pixels @ self.bank.t() + (self.bank * self.bank).sum(-1)
+        nearest = torch.sqrt(torch.clamp(torch.amin(d2, dim=-1), min=0.0)).reshape(n, 1, h, w)
+        return z + nearest
+
+
+class PixelStatsModel(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.memory = PixelMemory(size)
+
+    def forward(self, x):
+        amap = self.memory(x)
+        return amap, torch.amax(amap, dim=(1, 2, 3))
+
+
+class PixelStats(Method):
+    name = "test_pixelstats"
+    defaults = {"eps": 1e-3, "bank_rows": 5}
+    has_width = False
+    size_multiple = 8
+    parts = {"memory": "memory"}
+    fp16_parts = ()
+    int8_parts = ()
+    training = "fit"
+
+    def build_model(self, c, image_size, options):
+        return PixelStatsModel(image_size)
+
+    def fit(self, model, batches, options, device, progress):
+        total = total_sq = colours = None
+        n = 0
+        for x in batches:  # one streaming pass: sums, not the images
+            s, sq, col = x.sum(0, keepdim=True), (x * x).sum(0, keepdim=True), x.mean(dim=(2, 3))
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            colours = col if colours is None else torch.cat([colours, col])
+            n += len(x)
+        mean = total / n
+        std = torch.sqrt(torch.clamp(total_sq / n - mean * mean, min=0.0)) + options["eps"]
+        keep = torch.randperm(n)[: int(options["bank_rows"])]  # seeded by the run (train.loop)
+        model.memory.mean.copy_(mean)
+        model.memory.std.copy_(std)
+        model.memory.bank = colours[keep].clone()
+        return {"bank_rows": int(len(keep)), "batches": len(batches)}
+
+
+@pytest.fixture
+def pixelstats():
+    register_method(PixelStats)
+    try:
+        yield get_method(PixelStats.name)
+    finally:
+        unregister_method(PixelStats.name)
+    assert PixelStats.name not in list_methods()
+
+
+def test_fit_method_through_cli_export_backends_and_threshold(pixelstats, demo, tmp_path, capsys):
+    from train.cli import main as train_main
+
+    run = tmp_path / "run"
+
+    def argv(size="40"):
+        return ["--method", pixelstats.name, "--data", str(demo), "--category", "brick", "--out", str(run),
+                "--image-size", size, "--device", "cpu", "--no-progress"]
+
+    base = argv()
+    # what a width-less, fitted method refuses, each with one line
+    assert train_main(base + ["--c", "32"]) == 2
+    assert "has no width: drop --c" in capsys.readouterr().err
+    assert train_main(base + ["--steps", "10"]) == 2
+    assert "fitted in one pass" in capsys.readouterr().err
+    assert train_main(argv("36")) == 2
+    assert "multiples of 8" in capsys.readouterr().err
+    assert not run.exists()
+
+    assert train_main(base + ["--batch-size", "3", "--holdout", "0.25"]) == 0  # 6 of 8 good images
+    config = json.loads((run / "config.json").read_text())
+    assert config["c"] is None and config["steps"] == 0 and config["image_size"] == [40, 40]
+    (record,) = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert record["fit"] is True and record["images"] == 6 and record["batches"] == 2 and record["bank_rows"] == 5
+    assert record["peak_rss_mib"] > 0 and record["seconds"] >= 0
+    weights = (run / "model.safetensors").read_bytes()
+    assert train_main(base + ["--resume"]) == 0
+    assert "already fitted" in capsys.readouterr().out
+    assert (run / "model.safetensors").read_bytes() == weights  # nothing refitted
+
+    from train.runs import load_model
+
+    model, cfg = load_model(run)
+    assert cfg.c is None and model.memory.bank.shape == (5, 3)  # resized from the file by the model itself
+
+    manifest = _export(run, tmp_path / "ps.onnx")
+    _check_manifest(manifest, pixelstats, model)
+    assert manifest.c is None and manifest.extra["graph_parts"]["memory"] == ["/model/memory"]
+    assert manifest.extra["graph_parts"]["fp16"] == [] and manifest.extra["graph_parts"]["int8"] == []
+    frames = _test_frames(demo, 40)
+    _parity(tmp_path / "ps.onnx", run, frames)
+
+    from calibration.threshold import main as threshold_main
+    from runtime.manifest import load_manifest
+
+    # the 2 good images the fit held out (the run's --holdout, found through the manifest's source_run)
+    assert threshold_main(["--model", str(tmp_path / "ps.onnx"), "--data", str(demo), "--category", "brick",
+                           "--target-fpr", "0.25", "--no-progress"]) == 0
+    calibrated = load_manifest(tmp_path / "ps.onnx")
+    assert calibrated.threshold is not None and math.isfinite(calibrated.threshold.value)
+    assert calibrated.threshold.images == 2
+    assert calibrated.c is None
+
+
+def test_fit_without_the_hook_and_gradient_without_a_loss_say_so():
+    class NoFit(Method):
+        name = "nofit"
+        training = "fit"
+
+    class NoLoss(Method):
+        name = "noloss"
+
+    with pytest.raises(NotImplementedError, match="has no fit"):
+        NoFit().fit(None, [], {}, torch.device("cpu"), False)
+    with pytest.raises(NotImplementedError, match="has no training_loss"):
+        NoLoss().training_loss(None, None, None, 0)
+
+
+def test_malformed_declarations_are_refused_at_registration():
+    class BadRole(Method):
+        name = "test_badrole"
+        parts = {"net": "backbone"}
+
+    class BadTraining(Method):
+        name = "test_badtraining"
+        training = "evolve"
+
+    for cls in (BadRole, BadTraining):
+        with pytest.raises(ValueError):
+            register_method(cls)
+        assert cls.name not in list_methods()
+
+
+def test_width_follows_the_declaration():
+    fair = get_method("fair")
+    assert fair.width(None) == fair.default_width and fair.width(64) == 64
+    with pytest.raises(ConfigError, match="positive integer"):
+        fair.width(0)
+    assert PixelStats().width(None) is None
+    with pytest.raises(ConfigError, match="has no width"):
+        PixelStats().width(32)
+    assert fair.label(32) == "fair_c32" and PixelStats().label(None) == "test_pixelstats"
