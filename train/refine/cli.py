@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-pixels", type=int, default=20000, help="pixels drawn from them")
     p.add_argument("--prior-components", type=int, default=5, help="mixture components (before empty ones drop)")
     p.add_argument("--mae", help="masked-autoencoder checkpoint for the initialisation (not implemented)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
     p.add_argument("--limit", type=int, help="refine only the first N images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -96,6 +97,8 @@ def _run(args) -> int:
     settings = RefineSettings.with_options(dict(args.option))
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sources = images_in(args.images) if args.images else flagged_images(args.flagged)
     sources = sources[: args.limit] if args.limit else sources
     model, config = load_model(args.run, device=str(device))

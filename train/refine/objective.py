@@ -2,7 +2,8 @@
 
 X and Y are (1, 3, h, w) in ImageNet-normalised units; the feature score takes RGB in [0, 1]. The pixel terms
 are summed over the optimised region only (outside it X = Y and they are constants). lambda1 = c / |M0|, the
-backbone's estimated anomaly size in pixels (Sec. IV-A3: a smaller lambda1 for larger anomalies).
+backbone's estimated anomaly size (Sec. IV-A3: a smaller lambda1 for larger anomalies), measured here as the
+fraction of the image's pixels in M0 so that c does not depend on the image size.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ def imagenet_stats(device, dtype=torch.float32):
     return mean, std
 
 
-def sparsity_weight(c: float, anomaly_pixels: int) -> float:
-    """lambda1 = c / estimated anomaly size (pixels of the backbone's mask M0)."""
-    return float(c) / max(1, int(anomaly_pixels))
+def sparsity_weight(c: float, anomaly_pixels: int, image_pixels: int) -> float:
+    """lambda1 = c / estimated anomaly size (the fraction of the image's pixels in the backbone's mask M0)."""
+    return float(c) * int(image_pixels) / max(1, int(anomaly_pixels))
 
 
 class Objective(nn.Module):

@@ -90,7 +90,7 @@ def fit_pixel_prior(pixels: np.ndarray, components: int, seed: int, min_weight: 
 
     if len(pixels) < 10 * components:
         raise ConfigError(f"pixel prior: {len(pixels)} pixels are too few for {components} components")
-    gmm = BayesianGaussianMixture(n_components=int(components), covariance_type="full", max_iter=300,
+    gmm = BayesianGaussianMixture(n_components=int(components), covariance_type="full", max_iter=200,
                                   random_state=int(seed), reg_covar=1e-4)
     gmm.fit(pixels.astype(np.float64))
     keep = gmm.weights_ >= min_weight

@@ -80,7 +80,7 @@ class Refiner:
         mean, std = imagenet_stats(self.device)
         score = feature_score(self.method, self.model, x_init * std + mean, r, (y0, x0), self.image_size,
                               s.candidates).to(self.device)
-        lam1 = sparsity_weight(s.c, int(m0.sum()))
+        lam1 = sparsity_weight(s.c, int(m0.sum()), m0.size)
         tol = s.stop_tolerance(self.method)
         first = solve(y, x_init, r, Objective(score, self.prior, y, r, lam1, s), s, tol)
         a_crop = (y - first.x)[0].permute(1, 2, 0).cpu().numpy()

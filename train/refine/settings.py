@@ -17,7 +17,7 @@ from train.errors import ConfigError
 @dataclass(frozen=True)
 class RefineSettings:
     # --- objective -------------------------------------------------------------------------------------------
-    c: float = 2.0  # ours: lambda1 = c / (estimated anomaly size as a fraction of the image's pixels)... see solver
+    c: float = 0.01  # ours: lambda1 = c / (estimated anomaly size as a fraction of the image's pixels)
     log_eps: float = 0.1  # ours: eps of the LOG penalty, ImageNet-normalised units
     prior_weight: float = 0.01  # ours: lambda2 of the min-Mahalanobis pixel prior (per pixel)
     tv_weight: float = 0.05  # ours: weight of the vectorial TV (per pixel)
