@@ -17,7 +17,7 @@ from train.errors import ConfigError
 @dataclass(frozen=True)
 class RefineSettings:
     # --- objective -------------------------------------------------------------------------------------------
-    c: float = 0.01  # ours: lambda1 = c / (estimated anomaly size as a fraction of the image's pixels)
+    c: float = 0.002  # ours: lambda1 = c / (estimated anomaly size as a fraction of the image's pixels)
     log_eps: float = 0.1  # ours: eps of the LOG penalty, ImageNet-normalised units
     prior_weight: float = 0.01  # ours: lambda2 of the min-Mahalanobis pixel prior (per pixel)
     tv_weight: float = 0.05  # ours: weight of the vectorial TV (per pixel)
@@ -43,6 +43,7 @@ class RefineSettings:
     tol: Optional[float] = None  # paper: stop when the loss decreases by less than this; None = per method
     max_iters: int = 1200  # paper
     min_iters: int = 10  # ours: Adan's first steps are bias-corrected guesses; do not stop on them
+    patience: int = 20  # ours: the stopping rule compares the best objective now and `patience` iterations ago
     second_solve: bool = True  # paper Sec. III-E3: re-estimate X with lambda1 = 0 inside the final mask
     init_only: bool = False  # ablation "init only": the mask is |Y - X0| > mask_threshold, no optimisation
 

@@ -9,8 +9,9 @@ Per iteration: g = dObjective/dX (zero outside the region);
   d clipped to [-clip, clip] per value (paper: 0.03);
   Adan's update of pixel ij multiplied by s_ij = clip(mean_region ||d|| / ||d_ij||, 1, step_max) (Eq. 15's
          "larger step where the gradient is small"; the exact form is stripped in our copy, this one is ours).
-Stop when the objective decreases by less than `tol` between two iterations (paper: 0.05 PatchCore, 0.1
-PaDiM) after `min_iters`, or after `max_iters` (paper: 1200).
+Stop when the objective decreases by less than `tol` (paper: 0.05 PatchCore, 0.1 PaDiM), or after `max_iters`
+(paper: 1200). Ours: the decrease is that of the best objective so far over the last `patience` iterations
+(after `min_iters`), because Adan's steps are not monotone and a single uphill step would otherwise stop it.
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def solve(y: torch.Tensor, x_init: torch.Tensor, region: torch.Tensor, objective
     variable = x_init.detach().clone().requires_grad_(True)
     optimiser = Adan([variable], lr=settings.lr)
     history: List[float] = []
-    previous = math.inf
+    best = [math.inf]  # best objective so far, per iteration
     iterations = 0
     for iteration in range(1, int(settings.max_iters) + 1):
         x = region * variable + (1 - region) * y
@@ -82,9 +83,10 @@ def solve(y: torch.Tensor, x_init: torch.Tensor, region: torch.Tensor, objective
         history.append(value)
         if progress is not None:
             progress(iteration, value)
-        if iteration > settings.min_iters and previous - value < tol:
+        best.append(min(best[-1], value))
+        window = int(settings.patience)
+        if iteration > max(settings.min_iters, window) and best[-1 - window] - best[-1] < tol:
             break
-        previous = value
         iterations = iteration
         with torch.no_grad():
             direction = variable.grad * region
