@@ -154,3 +154,14 @@ def test_flagged_without_files_is_a_clear_error(tmp_path):
         flagged_images(str(tmp_path))
     with pytest.raises(DataError, match="inspect.jsonl"):
         flagged_images(str(tmp_path / "nowhere"))
+
+
+def test_padim_run_refines_too(tiny):
+    from train.refine.refiner import Refiner
+    from train.refine.settings import RefineSettings
+
+    _, _, model, _ = fitted("padim", channels=20)
+    settings = RefineSettings.with_options(dict(dilate=2, context=16, max_iters=5, min_iters=0))
+    result = Refiner(model, "padim", SIZE, tiny["prior"], settings).refine(tiny["image"], tiny["map"], 0.5)
+    assert result.facts["iterations"] >= 1 and np.isfinite(result.facts["final_loss"])
+    assert result.mask.shape == SIZE
