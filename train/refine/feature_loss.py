@@ -72,8 +72,8 @@ class PadimScore(nn.Module):
         s = finest_stride(model)
         grid_w = int(image_size[1]) // s
         h, w = int(region.shape[-2]) // s, int(region.shape[-1]) // s
-        rows = torch.arange(h).view(-1, 1) + int(origin[0]) // s
-        cols = torch.arange(w).view(1, -1) + int(origin[1]) // s
+        rows = torch.arange(h, device=region.device).view(-1, 1) + int(origin[0]) // s
+        cols = torch.arange(w, device=region.device).view(1, -1) + int(origin[1]) // s
         counted = counted_positions(region, s)
         index = (rows * grid_w + cols).flatten()[counted]
         self.register_buffer("counted", counted)
