@@ -1,5 +1,6 @@
 """Plots of a latency benchmark result: FPS vs parameters (and FPS vs image AUROC when rows have it), one
-series per backend/precision/batch, each point labelled with its model (fair_c32, patchcore). matplotlib with the Agg backend (no display).
+series per backend/precision/batch, each point labelled with its model (fair_c32, patchcore). matplotlib with the
+Agg backend (no display).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def plot_result(result: Dict[str, Any], out_path) -> List[str]:
             ax.plot(xs, ys, marker="o", linestyle="-" if key == "params" else "none",
                     label=f"{backend} {precision} b{batch}")
             for r, x, y in zip(pts, xs, ys):
-                ax.annotate(model_label(r["method"], r.get("c")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                ax.annotate(model_label(r["method"], r.get("c")), (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("FPS (images/s)")
         from matplotlib.ticker import FuncFormatter, NullFormatter

@@ -15,9 +15,9 @@ What it does, in order:
    (pre-processing + network only), one batch at a time so that histogram methods stay within memory.
 3. Placement: ``quantize_static`` in QDQ format, symmetric INT8 activations (per tensor) and weights (per
    output channel), zero points 0 as TensorRT requires, on the nodes under the prefixes the method declares
-   (``Method.int8_parts``: ``graph_parts["int8"]`` of the manifest; ``/model/net/`` for older manifests). TensorRT-friendly details: biases stay FP32
-   (TensorRT rejects an INT32 DequantizeLinear), weights stay FP32 behind a Q/DQ pair (the form TensorRT 8.x
-   folds), outputs of Conv/Gemm/MatMul are not quantised (Q/DQ sits on the inputs of weighted ops, so
+   (``Method.int8_parts``: ``graph_parts["int8"]`` of the manifest; ``/model/net/`` for older manifests).
+   TensorRT-friendly details: biases stay FP32 (TensorRT rejects an INT32 DequantizeLinear), weights stay FP32
+   behind a Q/DQ pair (the form TensorRT 8.x folds), outputs of Conv/Gemm/MatMul are not quantised (Q/DQ sits on the inputs of weighted ops, so
    TensorRT keeps Conv+ReLU fused), and no dequantised tensor reaches the pre-processing or the scoring
    (MSGMS, Lab, mean filter, max run on the FP32 reconstruction). ``--placement onnxruntime`` quantises the
    outputs of weighted ops too (except the network's last), the DQ -> Conv -> Q pattern that ONNX Runtime's

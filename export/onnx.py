@@ -1,6 +1,6 @@
 """Export the inspection graph to ONNX: `frame (N, H, W, 3) uint8 -> anomaly_map (N, 1, h, w), score (N,)`.
 
-    python -m export.onnx --run RUN --out MODEL.onnx [--batch dynamic|N] [--opset 17] [--frame-size HxW]
+    python -m export.onnx --run RUN --out MODEL.onnx [--batch dynamic|N] [--opset N] [--frame-size HxW]
                           [--channel-order RGB|BGR] [--fp16] [--noise-input] [--no-simplify]
 
 Writes MODEL.onnx and MODEL.json (the manifest, `runtime.manifest`). The graph is `train.graph.InspectionGraph`,
@@ -8,9 +8,9 @@ the module `benchmarks.accuracy` evaluates, exported with the TorchScript export
 names keep the torch module path (`/model/highpass/...`, `/model/net/enc.0/...`, `/model/scorer/...`); the
 manifest lists those prefixes under `graph_parts` by the role the method declares (`Method.parts`), with the
 prefixes the method lets FP16 (`graph_parts["fp16"]`) and INT8 (`graph_parts["int8"]`) touch, which
-`export.fp16` and `calibration.int8` read. Then: the UINT8 input is cast to float before anything else touches it (TensorRT
-takes UINT8 only as network I/O), the graph is constant-folded and simplified with onnxslim (names kept), and
-checked with `onnx.checker`. `--fp16` converts it with `export.fp16` (FP16 inside, uint8 in, FP32 out).
+`export.fp16` and `calibration.int8` read. Then: the UINT8 input is cast to float before anything else touches
+it (TensorRT takes UINT8 only as network I/O), the graph is constant-folded and simplified with onnxslim (names
+kept), and checked with `onnx.checker`. `--fp16` converts it with `export.fp16` (FP16 inside, uint8 in, FP32 out).
 """
 from __future__ import annotations
 

@@ -31,22 +31,20 @@ def fitted(method_name: str, **options):
     return method, opts, model.eval(), facts
 
 
-def onnx_parity(model, tmp_path, frames: np.ndarray):
-    """Export the model wrapped in the inspection graph and return (torch outputs, ORT outputs, onnx path)."""
+def onnx_parity(model, method_name: str, options: dict, tmp_path, frames: np.ndarray):
+    """Export the model's inspection graph with `export.onnx` and return (torch outputs, ORT outputs, path)."""
     import onnxruntime as ort
 
+    from export.onnx import export_onnx
     from train.graph import InspectionGraph
 
     graph = InspectionGraph(model, SIZE).eval()
-    path = tmp_path / "model.onnx"
-    x = torch.from_numpy(frames)
+    path = export_onnx(graph, {"method": method_name, "c": None, "image_size": list(SIZE), "options": options},
+                       tmp_path / "model.onnx")
     with torch.no_grad():
-        ref = [t.numpy() for t in graph(x)]
-        torch.onnx.export(graph, (x,), str(path), input_names=["frame"], output_names=["anomaly_map", "score"],
-                          dynamic_axes={"frame": {0: "N"}, "anomaly_map": {0: "N"}, "score": {0: "N"}},
-                          opset_version=17, do_constant_folding=True, dynamo=False)
+        ref = [t.numpy() for t in graph(torch.from_numpy(frames))]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"frame": frames})
+    got = sess.run(None, {sess.get_inputs()[0].name: frames})
     return ref, got, path
 
 

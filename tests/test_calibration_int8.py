@@ -287,3 +287,17 @@ def test_headroom_widens_the_activation_ranges(setup):
     assert ov["tensors"] == len(base) and ov["worst"][0]["ratio"] >= ov["median_ratio"] > 0
     with pytest.raises(CalibrationError, match="headroom"):
         quantize_onnx(setup["fp32"], out, setup["data"], "tex", images=4, headroom=0.5, progress=False)
+
+
+def test_quantised_prefixes_come_from_the_manifest_with_a_fallback(setup):
+    """graph_parts["int8"] names what is quantised; an older manifest (no such entry) quantises /model/net/;
+    an empty declaration is refused; a prefix matching no node says how to give one."""
+    from calibration import qdq
+
+    model = onnx.load(setup["fp32"])
+    assert qdq.network_prefixes(model, {"int8": ["/model/net/"]}) == ["/model/net/"]
+    assert qdq.network_prefixes(model, {"network": ["/model/net"]}) == ["/model/net/"]  # older manifest
+    with pytest.raises(CalibrationError, match="declares no part that may be quantised"):
+        qdq.network_prefixes(model, {"int8": []})
+    with pytest.raises(CalibrationError, match="graph_parts\\['int8'\\]"):
+        qdq.network_prefixes(model, {"int8": ["/model/backbone/"]})

@@ -253,3 +253,25 @@ def test_fp16_cli_flag(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert load_manifest(out).precision == "fp16"
     assert json.loads(out.with_suffix(".json").read_text())["versions"].get("onnxconverter_common")
+
+
+def test_fp16_and_int8_prefixes_come_from_the_manifest(exported):
+    """The manifest carries the method's FP16/INT8 parts; a manifest from before they were declared falls back to
+    FAIR's network, and an empty declaration is one clear error."""
+    from types import SimpleNamespace
+
+    from calibration.qdq import manifest_int8_prefixes
+    from export.fp16 import DEFAULT_FP16_PREFIXES, manifest_fp16_prefixes
+
+    _, _, path = exported
+    m = load_manifest(path)
+    assert m.extra["graph_parts"]["fp16"] == ["/model/net/"] and m.extra["graph_parts"]["int8"] == ["/model/net/"]
+    assert manifest_fp16_prefixes(m) == ("/model/net/",)
+    assert manifest_int8_prefixes(m.extra["graph_parts"]) == ["/model/net/"]
+    old = SimpleNamespace(extra={"graph_parts": {"network": ["/model/net"]}})
+    assert manifest_fp16_prefixes(old) == DEFAULT_FP16_PREFIXES
+    assert manifest_int8_prefixes(old.extra["graph_parts"]) is None
+    backbone = SimpleNamespace(extra={"graph_parts": {"fp16": ["/model/backbone/"]}})
+    assert manifest_fp16_prefixes(backbone) == ("/model/backbone/",)
+    with pytest.raises(ExportError, match="declares no part that may run in FP16"):
+        manifest_fp16_prefixes(SimpleNamespace(extra={"graph_parts": {"fp16": []}}))

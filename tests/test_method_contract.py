@@ -166,6 +166,10 @@ def test_train_export_and_every_backend_match_torch(name, demo, tmp_path):
     manifest = _export(run, tmp_path / "model.onnx")
     _check_manifest(manifest, method, model)
     assert manifest.extra_inputs == []
+    import onnx
+
+    opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "model.onnx")).opset_import}
+    assert opsets[""] == method.opset  # export.onnx's default opset is the method's
     frames = _test_frames(demo, size)
     _parity(tmp_path / "model.onnx", run, frames)
 
@@ -311,6 +315,30 @@ def test_fit_method_through_cli_export_backends_and_threshold(pixelstats, demo, 
     assert calibrated.threshold is not None and math.isfinite(calibrated.threshold.value)
     assert calibrated.threshold.images == 2
     assert calibrated.c is None
+
+
+def test_trt_and_latency_command_lines_follow_the_width_declaration(pixelstats, tmp_path, capsys):
+    """export.trt and benchmarks/latency.py: --c is refused for a width-less method and not needed; files are
+    named by the model label."""
+    from benchmarks.latency import main as latency_main
+    from export.trt import EXIT_NO_TENSORRT
+    from export.trt import main as trt_main
+    from runtime import trt_version
+
+    assert trt_main(["--method", pixelstats.name, "--c", "8", "--random-weights", "--out", str(tmp_path)]) == 2
+    assert "has no width: drop --c" in capsys.readouterr().err
+    assert latency_main(["--method", pixelstats.name, "--c", "8", "--no-progress"]) == 2
+    assert "has no width: drop --c" in capsys.readouterr().err
+    assert latency_main(["--method", pixelstats.name, "--image-size", "36", "--no-progress"]) == 2
+    assert "multiples of 8" in capsys.readouterr().err
+
+    rc = trt_main(["--method", pixelstats.name, "--random-weights", "--image-size", "40", "--out", str(tmp_path)])
+    assert rc == (0 if trt_version.installed_version() else EXIT_NO_TENSORRT)
+    from runtime.manifest import load_manifest
+
+    m = load_manifest(tmp_path / f"{pixelstats.name}.onnx")  # named by the label: no _cNone
+    assert m.c is None and m.input.model_size == (40, 40)
+    assert not list(tmp_path.glob("*_c*"))
 
 
 def test_fit_without_the_hook_and_gradient_without_a_loss_say_so():

@@ -82,9 +82,9 @@ def test_fit_gives_per_position_gaussians_of_the_embeddings():
 def test_onnx_parity_and_trt_op_tables(tmp_path):
     from export.opcheck import check_onnx
 
-    _, _, model, _ = fitted("padim")
+    _, opts, model, _ = fitted("padim")
     frames = (tiny_images(2, seed=4) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    ref, got, path = onnx_parity(model, tmp_path, frames)
+    ref, got, path = onnx_parity(model, "padim", opts, tmp_path, frames)
     assert relative_error(ref[0], got[0]) <= 1e-4
     assert relative_error(ref[1], got[1]) <= 1e-4
     report = check_onnx(str(path))

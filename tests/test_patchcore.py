@@ -127,9 +127,9 @@ def test_reweighted_score_matches_numpy_reference():
 def test_onnx_parity_and_trt_op_tables(tmp_path, score):
     from export.opcheck import check_onnx
 
-    _, _, model, _ = fitted("patchcore", score=score, knn_chunk=100)  # several chunks in the graph
+    _, opts, model, _ = fitted("patchcore", score=score, knn_chunk=100)  # several chunks in the graph
     frames = (tiny_images(2, seed=4) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    ref, got, path = onnx_parity(model, tmp_path, frames)
+    ref, got, path = onnx_parity(model, "patchcore", opts, tmp_path, frames)
     assert relative_error(ref[0], got[0]) <= 1e-4
     assert relative_error(ref[1], got[1]) <= 1e-4
     report = check_onnx(str(path))

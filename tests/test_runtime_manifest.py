@@ -199,3 +199,36 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = os.urandom(3 * (1 << 20) + 17)  # crosses the 1 MiB chunk boundary
     p.write_bytes(data)
     assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+
+
+def test_width_less_method_has_null_c(artifact):
+    """A method without a width (e.g. PatchCore) writes c: null; a width must still be a positive integer."""
+    m = _manifest(method="patchcore", c=None)
+    write_manifest(artifact, m)
+    back = load_manifest(artifact)
+    assert back.c is None and json.load(open(manifest_path_for(artifact)))["c"] is None
+    cmd = rebuild_command(derive_engine(back), "engines/patchcore_fp16.engine")
+    assert "--method patchcore --run" in cmd and "--c" not in cmd
+    for bad in (0, -4, 2.5, "32", True):
+        d = back.to_dict()
+        d["c"] = bad
+        with pytest.raises(ManifestError, match="'c' must be a positive integer or null"):
+            Manifest.from_dict(d)
+    d = back.to_dict()
+    del d["c"]
+    with pytest.raises(ManifestError, match="missing field 'c'"):
+        Manifest.from_dict(d)
+
+
+def derive_engine(m: Manifest) -> Manifest:
+    out = copy.deepcopy(m)
+    out.artifact_kind = "tensorrt-engine"
+    out.precision = "fp16"
+    return out
+
+
+def test_model_label_names_a_model_with_or_without_width():
+    from runtime.manifest import model_label
+
+    assert model_label("fair", 32) == "fair_c32"
+    assert model_label("patchcore", None) == "patchcore"

@@ -21,7 +21,7 @@ from torch import nn
 
 #: Roles a child module of the anomaly model may play (`Method.parts`); the manifest's `graph_parts` lists
 #: node-name prefixes by role. "memory": fitted constants (memory bank, Gaussians) and the distance math on them.
-PART_ROLES = ("preprocess", "network", "scoring", "memory")
+ROLES = ("preprocess", "network", "scoring", "memory")
 #: How a method learns.
 TRAINING_KINDS = ("gradient", "fit")
 
@@ -54,7 +54,7 @@ class Method:
     default_width: int = 32
     #: Image sizes (height and width) must be multiples of this (e.g. 16 for a net that pools four times).
     size_multiple: int = 16
-    #: Child attribute of the anomaly model -> role (one of PART_ROLES); children not listed are "other".
+    #: Child attribute of the anomaly model -> role (one of ROLES); children not listed are "other".
     parts: Dict[str, str] = {}
     #: Children whose nodes `export.fp16` may cast to FP16 (the rest stays FP32).
     fp16_parts: Tuple[str, ...] = ("net",)
@@ -148,9 +148,9 @@ class Method:
             raise ValueError(f"{where}: size_multiple {self.size_multiple!r} must be a positive integer")
         if self.has_width and (not isinstance(self.default_width, int) or self.default_width < 1):
             raise ValueError(f"{where}: default_width {self.default_width!r} must be a positive integer")
-        bad = {k: v for k, v in self.parts.items() if v not in PART_ROLES}
+        bad = {k: v for k, v in self.parts.items() if v not in ROLES}
         if bad:
-            raise ValueError(f"{where}: parts {bad} have roles outside {PART_ROLES}")
+            raise ValueError(f"{where}: parts {bad} have roles outside {ROLES}")
         for attr in ("fp16_parts", "int8_parts"):
             if isinstance(getattr(self, attr), str):
                 raise ValueError(f"{where}: {attr} must be a tuple of child names, not a string")

@@ -2,7 +2,10 @@
 
 Each file holds one job: `color` (RGB -> gray, RGB -> CIELAB or its a*b*), `highpass` (frequency and Sobel high-pass
 inputs), `ssim` (SSIM and its components for losses), `msgms` (multi-scale gradient-magnitude similarity),
-`scoring` (FAIR's anomaly map and image score). Everything here is used for training *and* exported to ONNX
+`scoring` (FAIR's anomaly map and image score); for the feature-based methods (PatchCore, PaDiM): `patch_features`
+(neighbourhood pooling + multi-layer concat), `knn` (chunked nearest-neighbour distance), `coreset` (greedy
+k-center, fit only), `mahalanobis` (streaming Gaussians, Mahalanobis distance), `blur` (Gaussian smoothing),
+`map_scorer` (patch map -> image-size map and score). Everything here is used for training *and* exported to ONNX
 unchanged, so it is written with conv, matmul, elementwise, pooling and pad only: no FFT/DFT op, no python
 branching on tensor values, constants as non-persistent float32 buffers (they never land in the weights file).
 """

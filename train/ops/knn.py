@@ -3,7 +3,8 @@
 ||q - b||^2 = |q|^2 - 2 q.b + |b|^2: one MatMul per chunk of bank rows and a ReduceMin, so the exported graph
 holds only MatMul, ReduceMin/Min, Add/Mul and Sqrt (every TensorRT version and OpenVINO take them) and the
 largest intermediate is (N, P, chunk) instead of (N, P, K). Rounding can make the expansion slightly
-negative, hence the clamp at 0 before the square root.
+negative, hence the clamp at 0 before the square root, written as Relu: a Clip would read a constant 0 that
+the ONNX simplifier shares with the backbone's ReLU6 Clips, and the FP16 converter then cannot cast it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor
     """(..., M, D) x (K, D) -> (..., M, K) squared Euclidean distances (clamped at 0)."""
     q_sq = (queries * queries).sum(-1, keepdim=True)
     b_sq = (bank * bank).sum(-1)
-    return torch.clamp(q_sq - 2.0 * torch.matmul(queries, bank.transpose(0, 1)) + b_sq, min=0.0)
+    return torch.relu(q_sq - 2.0 * torch.matmul(queries, bank.transpose(0, 1)) + b_sq)
 
 
 def nearest_squared_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
@@ -26,7 +27,9 @@ def nearest_squared_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: i
     """
     rows = len(bank)  # a Python int even while tracing: the chunk loop unrolls over the fixed bank
     if rows == 0:
-        raise ValueError("the memory bank is empty; fit the model first")
+        from train.errors import RunError
+
+        raise RunError("the memory bank is empty: fit the model first (python -m train --method ... --out RUN)")
     best = None
     for start in range(0, rows, chunk):
         part = squared_distances(queries, bank[start:start + chunk]).amin(dim=-1)

@@ -40,4 +40,5 @@ class GaussianAccumulator:
 def mahalanobis_squared(features: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor) -> torch.Tensor:
     """features (N, P, D), mean (P, D), inv_cov (P, D, D) -> (N, P) squared Mahalanobis distances."""
     diff = (features - mean).transpose(0, 1)  # (P, N, D)
-    return (torch.matmul(diff, inv_cov) * diff).sum(-1).transpose(0, 1).clamp(min=0.0)
+    # Relu, not clamp(min=0): no Clip constant shared with the backbone's FP16 ReLU6 (see train.ops.knn).
+    return torch.relu((torch.matmul(diff, inv_cov) * diff).sum(-1).transpose(0, 1))
