@@ -54,8 +54,9 @@ CALIBRATION_IMAGES = 64
 ROW_TIMEOUT_S = 1800.0
 
 TIMING_NOTE = ("latency per batch, whole inspection graph: uint8 NHWC frames in -> anomaly map + score out as "
-               "host arrays; pre-processing (cast, scale, high-pass) and scoring (MSGMS + CIELAB, mean filter, "
-               "max) included; image decoding/resizing on the host not included")
+               "host arrays; the method's pre-processing (cast, scale, e.g. FAIR's high-pass) and scoring (e.g. "
+               "MSGMS + CIELAB, kNN or Mahalanobis distances, filters, max) included; image decoding/resizing on "
+               "the host not included")
 MEMORY_NOTE = ("peak MiB = growth of the row process's resident set (VmHWM after resetting it through "
                "/proc/self/clear_refs, minus VmRSS after the backend library was imported): building the torch "
                "graph / loading the session or compiled model, warm-up and timed runs, native allocations "
