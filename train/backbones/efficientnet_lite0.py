@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from train.backbones.weights import (
+    FrozenBackbone,
     FEATURES_HINT, LITE0_SHA256, check_named_hash, check_pinned, lite0_weights_path, load_matching,
     read_state_dict,
 )
@@ -33,7 +34,7 @@ def _efficientnet_class():
     return EfficientNet
 
 
-class EfficientNetLite0Features(nn.Module):
+class EfficientNetLite0Features(FrozenBackbone):
     """float RGB (N,3,H,W) in [0,1] -> list of feature maps at `strides` (each of 4, 8, 16, 32)."""
 
     CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112, 32: 320}
@@ -77,12 +78,7 @@ class EfficientNetLite0Features(nn.Module):
         # (pixel*255 - 127) / 128 as one multiply-add on [0, 1] input.
         self.register_buffer("scale", torch.tensor(255.0 / 128.0), persistent=False)
         self.register_buffer("shift", torch.tensor(127.0 / 128.0), persistent=False)
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True):  # frozen: batch-norm statistics stay the ImageNet ones
-        return super().train(False)
+        self.freeze()
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = self.stem(x * self.scale - self.shift)

@@ -9,12 +9,12 @@ the ImageNet mean/std these weights were trained with.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from train.backbones.weights import check_named_hash, load_matching, read_state_dict
+from train.backbones.weights import FrozenBackbone, check_named_hash, load_matching, read_state_dict
 from train.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,7 +76,7 @@ ARCHITECTURES = {
 STAGE_STRIDES = (4, 8, 16, 32)
 
 
-class ResNetFeatures(nn.Module):
+class ResNetFeatures(FrozenBackbone):
     """float RGB (N,3,H,W) in [0,1] -> list of stage outputs at `strides` (each of 4, 8, 16, 32)."""
 
     def __init__(self, arch: str, strides: Sequence[int], weights: Optional[str], pretrained: bool = True):
@@ -112,12 +112,7 @@ class ResNetFeatures(nn.Module):
         if pretrained:
             check_named_hash(weights)
             load_matching(self, read_state_dict(weights), str(weights))
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True):  # frozen: batch-norm statistics stay the ImageNet ones
-        return super().train(False)
+        self.freeze()
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1((x - self.mean) * self.inv_std))))

@@ -14,7 +14,7 @@ from typing import List
 import torch
 from torch import nn
 
-from train.backbones.weights import check_named_hash, load_matching, read_state_dict
+from train.backbones.weights import FrozenBackbone, check_named_hash, load_matching, read_state_dict
 
 # torchvision's "D" configuration: channel counts, "M" = 2x2 max-pool.
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -22,7 +22,7 @@ _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512,
 _TAPS = (3, 8, 15, 22, 29)
 
 
-class VGG16Features(nn.Module):
+class VGG16Features(FrozenBackbone):
     CHANNELS = (64, 128, 256, 512, 512)
 
     def __init__(self, weights: str):
@@ -42,12 +42,7 @@ class VGG16Features(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.channels = self.CHANNELS
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def train(self, mode: bool = True):  # frozen
-        return super().train(False)
+        self.freeze()
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = (x - self.mean) / self.std

@@ -127,3 +127,18 @@ def load_matching(module: torch.nn.Module, state: Dict[str, torch.Tensor], sourc
         raise ConfigError(f"backbone weights {source!r} do not fit this backbone ({detail}); give the file of "
                           f"the named architecture")
     module.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
+class FrozenBackbone(torch.nn.Module):
+    """A pretrained feature extractor that never trains: call `freeze()` once its weights are loaded. It stays in
+    eval mode whatever `train()` is asked (its batch-norm statistics stay the pretrained ones) and has no
+    trainable parameter, so no optimiser or autograd pass can change it."""
+
+    def freeze(self) -> None:
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
