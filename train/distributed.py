@@ -20,8 +20,9 @@ every rank and equal to a 1-process run's (up to float summation order), so rank
 folder and a checkpoint resumes under any N. The price: every rank repeats the batch's synthesis and the loss
 (cheap next to the network's forward and backward, which are split), and the global batch must divide by N.
 
-`gather_rows` is the helper for fit-only methods (PatchCore/PaDiM): each rank fits on `shard_indices` of
-the images and the features of all ranks are gathered in rank order, i.e. in the 1-process order.
+Fit-only methods (PatchCore/PaDiM, `train.fit`): each rank runs the backbone on its `shard_indices` rows of
+every batch of the one pass, and `gather_rows` collects each batch's features in rank order, i.e. the 1-process
+batch; every rank fits the same constants and rank 0 writes the run folder.
 """
 from __future__ import annotations
 

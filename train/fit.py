@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,22 +19,30 @@ from tqdm import tqdm
 
 from train import runs
 from train.config import RunConfig
+from train.distributed import Context, shard_indices
 from train.errors import RunError
 
 
 class ImageBatches:
     """Re-iterable batches of float RGB (N, 3, H, W) in [0, 1] on `device`, cut in order from uint8 (N, H, W, 3)
     images; each image is converted when its batch is made, so the float copy never holds all images.
-    With `desc`, each pass shows a progress bar."""
+    With `desc`, each pass shows a progress bar.
+
+    With `ranks=(world, rank)` and world > 1 (torchrun), each global batch is still cut as above, but only this
+    rank's rows of it (`distributed.shard_indices`, possibly none) are yielded, and `split_over_ranks` is True:
+    every rank runs the same number of steps, and gathering step k's rows in rank order (`gather_rows`, done
+    by `feature_batches`) gives exactly the 1-process batch k."""
 
     def __init__(self, images: np.ndarray, batch_size: int, device: torch.device, desc: str = "",
-                 progress: bool = False):
+                 progress: bool = False, ranks: Tuple[int, int] = (1, 0)):
         if batch_size < 1:
             raise RunError(f"--batch-size {batch_size} must be at least 1")
         self.data = torch.from_numpy(np.ascontiguousarray(images))
         self.batch_size = int(batch_size)
         self.device = device
         self.desc, self.progress = desc, progress
+        self.world, self.rank = int(ranks[0]), int(ranks[1])
+        self.split_over_ranks = self.world > 1
 
     def __len__(self) -> int:
         return (len(self.data) + self.batch_size - 1) // self.batch_size
@@ -44,7 +52,9 @@ class ImageBatches:
         try:
             for start in range(0, len(self.data), self.batch_size):
                 batch = self.data[start:start + self.batch_size]
-                yield batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(self.device)
+                mine = batch[torch.from_numpy(shard_indices(len(batch), self.world, self.rank))] \
+                    if self.split_over_ranks else batch
+                yield mine.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(self.device)
                 bar.update(len(batch))
         finally:
             bar.close()
@@ -75,9 +85,16 @@ def fit_record(out: Path):
 
 
 def fit(method, model: torch.nn.Module, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device,
-        options: dict, progress: bool) -> Path:
-    """Fit `model` (built at the run's image size, on `dev`) with `method.fit` and write the run folder."""
-    batches = ImageBatches(images, config.batch_size, dev, desc=f"fit {method.label(config.c)}", progress=progress)
+        options: dict, progress: bool, ctx: Optional[Context] = None) -> Path:
+    """Fit `model` (built at the run's image size, on `dev`) with `method.fit` and write the run folder.
+
+    Under torchrun (`ctx` active) every rank runs the backbone on its rows of each batch and `method.fit` sees
+    the gathered features, i.e. what a 1-process fit sees; every rank fits the same constants and rank 0 alone
+    writes the run folder."""
+    ctx = ctx or Context()
+    progress = progress and ctx.is_main
+    batches = ImageBatches(images, config.batch_size, dev, desc=f"fit {method.label(config.c)}", progress=progress,
+                           ranks=(ctx.world, ctx.rank))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     model.eval()  # a fit reads features; batch norm etc. must use their stored statistics
@@ -85,9 +102,17 @@ def fit(method, model: torch.nn.Module, config: RunConfig, out: Path, images: np
     with torch.no_grad():
         facts = method.fit(model, batches, options, dev, progress)
     seconds = time.time() - t0
+    if batches.split_over_ranks and not getattr(batches, "features_gathered", False):
+        # this rank saw only its rows: a fit that reads the batches without feature_batches is not 1-process
+        raise RunError(f"method {method.name!r} cannot fit under torchrun (its fit does not gather features "
+                       f"with train.methods._features.feature_batches); run it as one process")
+    if not ctx.is_main:
+        return out
     runs.save_weights(out, model)
     record = {"step": 0, "fit": True, "images": int(len(images)), "seconds": round(seconds, 3),
               "peak_rss_mib": peak_rss_mib()}
+    if ctx.active:
+        record["processes"] = ctx.world  # peak memory above is rank 0's
     if dev.type == "cuda":
         record["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
     clash = sorted(set(record) & set(facts or {}))

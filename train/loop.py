@@ -67,23 +67,28 @@ def steps_for_epochs(epochs: float, n_images: int, batch_size: int) -> int:
 
 
 def _fit_run(method, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device, options: dict,
-             resume: bool, progress: bool) -> Path:
-    """training == "fit": one pass over `images` (train.fit); a finished fit is not redone by --resume."""
+             resume: bool, progress: bool, ddp: distributed.Context) -> Path:
+    """training == "fit": one pass over `images` (train.fit); a finished fit is not redone by --resume.
+    Under torchrun every rank fits (on its rows of each batch, features gathered) and rank 0 alone writes."""
     from train import fit
 
     if resume:
         done = fit.fit_record(out)
         if done is not None:
-            print(f"run {out} is already fitted ({done.get('images')} images); nothing to resume")
+            if ddp.is_main:
+                print(f"run {out} is already fitted ({done.get('images')} images); nothing to resume")
             return out
-        runs.truncate_history(out, -1)  # an interrupted fit left no finished line: fit again from the start
+    ddp.barrier()  # every rank has read the folder before rank 0 writes to it
     config.steps = 0
     config.versions = versions()
-    out.mkdir(parents=True, exist_ok=True)
-    runs.save_config(out, config)
+    if ddp.is_main:
+        if resume:
+            runs.truncate_history(out, -1)  # an interrupted fit left no finished line: fit again from the start
+        out.mkdir(parents=True, exist_ok=True)
+        runs.save_config(out, config)
     torch.manual_seed(config.seed)  # subsampling (coresets, channel subsets) is seeded by the run
     model = method.build_model(config.c, tuple(config.image_size), options).to(dev)
-    return fit.fit(method, model, config, out, images, dev, options, progress)
+    return fit.fit(method, model, config, out, images, dev, options, progress, ddp)
 
 
 def train(
@@ -124,13 +129,12 @@ def train(
     elif (out / runs.CONFIG).exists() and (out / runs.WEIGHTS).exists():
         raise RunError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if method.training == "fit":
-        # A fit is one pass with no gradients to share: under torchrun rank 0 fits alone while the others wait
-        # (gathering each rank's features with distributed.gather_rows is not wired into Method.fit yet).
+        # A fit is one pass with no gradients to share: under torchrun each rank runs the backbone on its rows of
+        # every batch and the features are gathered (train.fit), so every rank fits what 1 process would fit.
         if config.crop:  # checked on every rank, so that no rank waits for one that failed
             raise ConfigError(f"method {config.method!r} is fitted on whole images: drop --crop")
-        if ddp.is_main:
-            _fit_run(method, config, out, images, dev, options, resume, progress)
-        ddp.barrier()
+        _fit_run(method, config, out, images, dev, options, resume, progress, ddp)
+        ddp.barrier()  # no rank leaves before rank 0 has written the run
         ddp.close()
         return out
 

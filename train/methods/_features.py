@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 import torch
 from tqdm import tqdm
 
+from train.distributed import gather_rows
 from train.errors import ConfigError
 from train.methods.base import Method
 
@@ -65,14 +66,22 @@ def make_backbone(options: Dict[str, Any], strides, image_size):
 
 def feature_batches(model, batches: Iterable[torch.Tensor], device, progress: bool, desc: str
                     ) -> Iterator[torch.Tensor]:
-    """Yield `model.embed(model.backbone(batch))` for every batch, without gradients, in eval mode."""
+    """Yield `model.embed(model.backbone(batch))` for every batch, without gradients, in eval mode.
+
+    Batches that are `split_over_ranks` (train.fit.ImageBatches under torchrun) hold this rank's rows only:
+    each step's embeddings are gathered over the ranks (one batch at a time, so memory stays bounded), so every
+    rank yields the whole batch's embeddings in the 1-process order."""
     model.to(device).eval()
+    gather = getattr(batches, "split_over_ranks", False)
+    if gather:
+        batches.features_gathered = True  # train.fit checks that a split pass was gathered
     total = len(batches) if hasattr(batches, "__len__") else None
     with torch.no_grad():
         for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress):
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
-            yield model.embed(model.backbone(batch.to(device, torch.float32)))
+            emb = model.embed(model.backbone(batch.to(device, torch.float32)))
+            yield gather_rows(emb) if gather else emb
 
 
 class FitClock:
