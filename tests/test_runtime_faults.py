@@ -183,17 +183,22 @@ def test_inspect_after_close_raises_instead_of_reloading(model, backend):
 def test_close_from_another_thread_during_inspection(model):
     insp = Inspector(model, backend="onnxruntime")
     outcome = []
+    inspecting = threading.Event()
+    work = frames(50, size=(64, 96), seed=8)
 
     def run():
+        # inspect until the close lands (a fixed frame count raced a fast machine: it could finish first)
         try:
-            for f in frames(2000, size=(64, 96), seed=8):
-                insp.inspect(f)
+            for i in range(10**6):
+                insp.inspect(work[i % len(work)])
+                inspecting.set()
         except RuntimeInspectError as e:
             outcome.append(str(e))
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    threading.Timer(0.2, insp.close).start()
+    assert inspecting.wait(60), "the first inspection did not finish"
+    insp.close()
     t.join(60)
     assert not t.is_alive()
     assert outcome and "closed" in outcome[0]
