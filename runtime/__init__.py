@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = [
     "Inspector", "Result", "Manifest", "load_manifest", "write_manifest", "sha256_file",
-    "RuntimeInspectError", "BackendUnavailable", "ManifestError", "ArtifactMismatch", "FrameError", "SourceError",
+    "InspectError", "RuntimeInspectError", "BackendUnavailable", "ManifestError", "ArtifactMismatch", "FrameError", "SourceError",
     "available_backends", "select_backend", "open_source",
 ]
 
@@ -25,6 +25,7 @@ _LAZY = {
     "load_manifest": "runtime.manifest",
     "write_manifest": "runtime.manifest",
     "sha256_file": "runtime.manifest",
+    "InspectError": "runtime.errors",
     "RuntimeInspectError": "runtime.errors",
     "BackendUnavailable": "runtime.errors",
     "ManifestError": "runtime.errors",

@@ -1,14 +1,21 @@
-"""Errors of the runtime: one actionable line each (what failed, the value found, what to do).
+"""The toolkit's errors: one actionable line each (what failed, the value found, what to do).
 
-These are the bottom of the toolkit's dependency graph: `export`, `calibration` and `benchmarks` may raise
-them too (an export that writes a bad manifest raises `ManifestError`). Stdlib only.
+`InspectError` is the one root: every error the toolkit raises on user input or on the environment derives
+from it (`train.errors`, `export.errors`, `calibration.errors` and the runtime's below), so a command-line
+entry point catches that one type (`cli_exit`). This module is the bottom of the dependency graph: every
+package may import it. Stdlib only.
 """
 from __future__ import annotations
 
-from typing import Optional
+import sys
+from typing import Callable, Optional
 
 
-class RuntimeInspectError(Exception):
+class InspectError(Exception):
+    """Root of every error the toolkit raises on user input or on the environment."""
+
+
+class RuntimeInspectError(InspectError):
     """Base class of every error the runtime raises on user input or on the environment."""
 
 
@@ -73,8 +80,20 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     return type(e).__name__
 
 
+def cli_exit(run: Callable[[], int]) -> int:
+    """Run a command-line entry point's body: the toolkit's own errors become one `error: ...` line on stderr
+    and exit status 2 (argparse's for a bad command line); anything else is a bug and keeps its traceback."""
+    try:
+        return run()
+    except InspectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 __all__ = [
+    "cli_exit",
     "one_line",
+    "InspectError",
     "RuntimeInspectError",
     "BackendUnavailable",
     "ManifestError",

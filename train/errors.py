@@ -1,9 +1,7 @@
 """Errors raised on user input by the training side: one actionable line each (what, value, what to do)."""
 from __future__ import annotations
 
-
-class InspectError(Exception):
-    """Base class of the toolkit's own errors on the training side."""
+from runtime.errors import InspectError  # the toolkit's one error root, re-exported for the training side
 
 
 class DataError(InspectError):
