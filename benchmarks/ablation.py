@@ -65,7 +65,7 @@ def run(args):
     import numpy as np
 
     from benchmarks.accuracy import torch_infer
-    from benchmarks.evaluate import evaluate
+    from calibration.evaluate import evaluate
     from train.config import RunConfig, parse_image_size, parse_option
     from train.data import find_samples, load_images, load_masks
     from train.loop import train

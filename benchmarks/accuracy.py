@@ -6,7 +6,7 @@
 
 The torch path evaluates the run's inspection graph (`train.runs.load_graph`) under `torch.inference_mode()`;
 `--onnx` evaluates an exported ONNX with ONNX Runtime (CPU) instead. Both go through the same
-`benchmarks.evaluate.evaluate`, fed with RGB uint8 frames at the run's image size (for `--onnx`: the ONNX's own
+`calibration.evaluate.evaluate`, fed with RGB uint8 frames at the run's image size (for `--onnx`: the ONNX's own
 input size when it is static, else the run's). Prints a table and writes the JSON and overlay PNGs.
 `--option mean_filter=7` evaluates the run's weights with another value of a scoring option (see the method's
 `scoring_options`), to choose it without training again.
@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks.evaluate import evaluate, json_ready
+from calibration.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table, write_overlays
 from runtime.manifest import model_label
 from train.config import option_argument

@@ -8,7 +8,7 @@ channels, then FAIR's k x k zero-padded mean filter (`train.ops.scoring.box_filt
 map. It needs no training, and it is strong
 wherever the camera and the part do not move (the part's own structure cancels out), which is why a
 reconstruction model has to be measured against it on real data (see `../shared/data/ball_screw`).
-Evaluated by `benchmarks.evaluate` on the test split, as `benchmarks.accuracy` evaluates a model.
+Evaluated by `calibration.evaluate` on the test split, as `benchmarks.accuracy` evaluates a model.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from benchmarks.evaluate import evaluate, json_ready
+from calibration.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table
 from train.errors import ConfigError, InspectError
 from train.ops.scoring import box_filter

@@ -72,7 +72,7 @@ def _run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from benchmarks.metrics import pixel_f1_max
+    from calibration.metrics import pixel_f1_max
     from train.data import find_samples
     from train.data.dataset import load_images, load_masks
     from train.data.subsets import spread

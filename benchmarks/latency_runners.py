@@ -260,7 +260,7 @@ def open_runner(job: Dict[str, Any]):
 
 
 def row_accuracy(job: Dict[str, Any], runner) -> Dict[str, Any]:
-    from benchmarks.evaluate import evaluate
+    from calibration.evaluate import evaluate
     from train.data import find_samples, load_images, load_masks
 
     size = tuple(job["image_size"])

@@ -24,7 +24,7 @@ What it does, in order:
    CPU provider runs as QLinearConv; with the TensorRT placement ONNX Runtime runs FP32 convolutions between
    Q/DQ pairs, slower than the FP32 graph.
 4. Report: FP32 vs INT8 image/pixel AUROC on the test split of the data (or ``--eval-data``) via
-   `benchmarks.evaluate`, map error statistics (calibration images, the same images with synthetic defects
+   `calibration.evaluate`, map error statistics (calibration images, the same images with synthetic defects
    from `calibration.synthetic`, the evaluation images), how far activations on synthetic defects overshoot
    the INT8 ranges, the quantised nodes, sizes. When INT8 loses more than 0.5 AUROC point, a per-block
    sensitivity analysis quantises one block at a time, measures the map error against FP32 on calibration
@@ -313,7 +313,7 @@ class EvalSet:
         self.masks = load_masks(samples, map_hw) if any(s.mask_path for s in samples) else None
 
     def evaluate(self, infer, progress: bool) -> Dict[str, Any]:
-        from benchmarks.evaluate import evaluate  # noqa: PLC0415 - only the INT8 report needs it
+        from calibration.evaluate import evaluate  # noqa: PLC0415 - only the INT8 report needs it
 
         return evaluate(infer, self.frames, self.labels, self.masks, self.types, batch_size=8, progress=progress)
 

@@ -1,4 +1,4 @@
-"""benchmarks.evaluate with small numpy detectors on synthetic frames; the overlay report; the torch and ONNX
+"""calibration.evaluate with small numpy detectors on synthetic frames; the overlay report; the torch and ONNX
 Runtime `infer` wrappers of benchmarks.accuracy; the accuracy command line end to end on a tiny run."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks import metrics as M
-from benchmarks.evaluate import evaluate, json_ready
+from calibration import metrics as M
+from calibration.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table, select_overlays, write_overlays
 from train.errors import DataError, RunError
 

@@ -1,4 +1,4 @@
-"""benchmarks.metrics against independent computations: scikit-learn's roc_auc_score, brute-force loops,
+"""calibration.metrics against independent computations: scikit-learn's roc_auc_score, brute-force loops,
 hand-computed PRO curves."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from benchmarks import metrics as M
+from calibration import metrics as M
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn (dev dependency) is the reference")
 skimage_measure = pytest.importorskip("skimage.measure", reason="scikit-image labels the brute-force PRO regions")

@@ -1,6 +1,6 @@
 """export.onnx / export.fp16 on a tiny trained FAIR run: ONNX Runtime vs the torch graph on the same uint8 frames
 (batch 1 and > 1), the manifest, node names, the CLI (BGR + in-graph resize, fixed batch), the demo AUROC through
-benchmarks.evaluate with an ORT callable vs a torch callable, and the FP16 variant."""
+calibration.evaluate with an ORT callable vs a torch callable, and the FP16 variant."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 
 from benchmarks.accuracy import OnnxInfer, torch_infer  # noqa: E402
-from benchmarks.evaluate import evaluate  # noqa: E402
+from calibration.evaluate import evaluate  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.graph import graph_from_run  # noqa: E402
 from export.onnx import export_onnx, fp16_variant  # noqa: E402

@@ -15,7 +15,7 @@
 - `f1_max` / `pixel_f1_max`: the largest F1 over all thresholds ("defect" when score >= threshold).
 
 A metric that is undefined on the given data (one class only, no defect region, ...) returns NaN and emits an
-`UndefinedMetricWarning` whose message says why; `benchmarks.evaluate` collects these reasons.
+`UndefinedMetricWarning` whose message says why; `calibration.evaluate` collects these reasons.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks import metrics as M
+from calibration import metrics as M
 from train.errors import ConfigError, DataError, RunError
 
 Infer = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
