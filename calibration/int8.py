@@ -66,7 +66,7 @@ from calibration.errors import CalibrationError
 from calibration.scoring import OrtScorer, default_threads, import_onnxruntime
 from calibration.synthetic import with_defects
 from runtime.errors import RuntimeInspectError
-from runtime.manifest import load_manifest, sha256_file, verify_artifact, write_manifest
+from runtime.manifest import Quantization, load_manifest, sha256_file, verify_artifact, write_manifest
 
 METHODS = ("minmax", "entropy", "percentile")
 GOAL_POINTS = 0.5
@@ -395,7 +395,7 @@ def quantize_onnx(
     frames = load_frames(chosen, size_hw, progress)
 
     model = onnx.load(fp32_path)
-    parts = manifest.extra.get("graph_parts")
+    parts = manifest.graph_parts.to_dict() if manifest.graph_parts is not None else None
     net_prefixes = qdq.network_prefixes(model, parts, prefixes)
     prefix_source = ("--prefix" if prefixes else
                      "manifest graph_parts" if qdq.manifest_int8_prefixes(parts) else "default")
@@ -639,9 +639,8 @@ def _write_int8_manifest(fp32_manifest, out_path: str, report: Dict[str, Any], o
     m.created = _now()
     m.versions = dict(m.versions or {})
     m.versions["onnxruntime"] = ort_version
-    m.extra = dict(m.extra or {})
-    m.extra.pop("threshold_provenance", None)
-    m.extra["quantization"] = report
+    m.threshold_provenance = None
+    m.quantization = Quantization(**report)
     m.notes = list(m.notes or []) + [
         f"INT8 Q/DQ graph quantised from {report['source']['artifact']} (sha256 {report['source']['sha256'][:12]}...); "
         f"the FP32 threshold is not carried over: run `python -m calibration.threshold --model {m.artifact} ...`"]

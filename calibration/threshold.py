@@ -45,12 +45,12 @@ from calibration.data import (good_train_samples, holdout as take_holdout, is_pl
 from calibration.errors import CalibrationError
 from calibration.scoring import BACKENDS, OrtScorer, check_backend, import_onnxruntime
 from runtime.errors import RuntimeInspectError
-from runtime.manifest import Normalization, Threshold, load_manifest, verify_artifact, write_manifest
+from runtime.manifest import (Normalization, Threshold, ThresholdProvenance, load_manifest, verify_artifact,
+                              write_manifest)
 
 DEFAULT_HOLDOUT = 0.2
 #: Below this many good images expected above the threshold, the quantile is flagged as a poor estimate.
 MIN_EXPECTED_ABOVE = 5
-PROVENANCE_KEY = "threshold_provenance"
 
 Log = Callable[[str], None]
 
@@ -256,8 +256,7 @@ def calibrate_threshold(
     written = None
     if write:
         manifest.threshold = threshold
-        manifest.extra = dict(manifest.extra or {})
-        manifest.extra[PROVENANCE_KEY] = provenance
+        manifest.threshold_provenance = ThresholdProvenance(**provenance)
         written = write_manifest(path, manifest)
     return {"threshold": threshold, "provenance": provenance, "warnings": warnings, "manifest": written,
             "good_scores": good_scores}

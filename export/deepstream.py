@@ -142,7 +142,7 @@ def write_deepstream(model_path, out, run=None, name: Optional[str] = None, batc
     # The same graph as MODEL.onnx: its scoring options and, when it has them, the run's map statistics.
     scoring = {k: v for k, v in manifest.options.items() if k in get_method(manifest.method).scoring_options}
     graph, _ = load_graph(run, "cpu", None, "RGB", scoring=scoring,
-                          map_stats="map_standardization" in manifest.extra)
+                          map_stats=manifest.map_standardization is not None)
     if tuple(graph.model_size) != tuple(manifest.input.model_size or manifest.input_size):
         raise ExportError(f"run {run} has model size {graph.model_size}, the manifest {manifest.input.model_size}: "
                           f"pass the run the model was exported from")

@@ -101,7 +101,7 @@ def test_threshold_written_and_read_back_without_rebuild(model, tmp_path):
     assert t.normalization.good_std == pytest.approx(res["good_scores"].std(ddof=1))
     assert folder in t.data and "all images" in t.data and t.date
     assert t.normalize(t.value) == pytest.approx(1.0) and t.normalize(t.normalization.good_mean) == pytest.approx(0.0)
-    prov = m.extra["threshold_provenance"]
+    prov = m.threshold_provenance.to_dict()
     assert prov["good_images"]["source"] == "folder" and len(prov["good_images"]["files"]) == 120
     assert prov["model_sha256"] == sha and prov["warnings"] == []
     assert sha256_file(model) == sha  # the graph is untouched: recalibrating needs no rebuild

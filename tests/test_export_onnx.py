@@ -111,7 +111,7 @@ def test_manifest(exported, tiny_run):
     assert m.outputs.score.name == "score" and m.outputs.score.shape == [-1]
     assert m.batch.dynamic and m.threshold is None and m.tensorrt is None
     assert {"torch", "onnx", "onnxruntime"} <= set(m.versions)
-    parts = m.extra["graph_parts"]
+    parts = m.graph_parts.to_dict()
     assert parts["preprocess"] == ["/model/highpass"] and parts["network"] == ["/model/net"]
     assert parts["scoring"] == ["/model/scorer"]
     names = [n.name for n in onnx.load(str(path)).graph.node]
@@ -192,7 +192,7 @@ def test_noise2norm_parity(tmp_path, noise_input):
     m = load_manifest(path)
     assert [e.name for e in m.extra_inputs] == (["noise"] if noise_input else [])
     assert [i.name for i in sess.get_inputs()] == (["frame", "noise"] if noise_input else ["frame"])
-    assert m.extra["graph_parts"]["network"] == ["/model/net"]
+    assert m.graph_parts.network == ["/model/net"]
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -262,16 +262,17 @@ def test_fp16_and_int8_prefixes_come_from_the_manifest(exported):
 
     from calibration.qdq import manifest_int8_prefixes
     from export.fp16 import DEFAULT_FP16_PREFIXES, manifest_fp16_prefixes
+    from runtime.manifest import GraphParts
 
     _, _, path = exported
     m = load_manifest(path)
-    assert m.extra["graph_parts"]["fp16"] == ["/model/net/"] and m.extra["graph_parts"]["int8"] == ["/model/net/"]
+    assert m.graph_parts.fp16 == ["/model/net/"] and m.graph_parts.int8 == ["/model/net/"]
     assert manifest_fp16_prefixes(m) == ("/model/net/",)
-    assert manifest_int8_prefixes(m.extra["graph_parts"]) == ["/model/net/"]
-    old = SimpleNamespace(extra={"graph_parts": {"network": ["/model/net"]}})
+    assert manifest_int8_prefixes(m.graph_parts.to_dict()) == ["/model/net/"]
+    old = SimpleNamespace(graph_parts=GraphParts(network=["/model/net"]))
     assert manifest_fp16_prefixes(old) == DEFAULT_FP16_PREFIXES
-    assert manifest_int8_prefixes(old.extra["graph_parts"]) is None
-    backbone = SimpleNamespace(extra={"graph_parts": {"fp16": ["/model/backbone/"]}})
+    assert manifest_int8_prefixes(old.graph_parts.to_dict()) is None
+    backbone = SimpleNamespace(graph_parts=GraphParts(fp16=["/model/backbone/"]))
     assert manifest_fp16_prefixes(backbone) == ("/model/backbone/",)
     with pytest.raises(ExportError, match="declares no part that may run in FP16"):
-        manifest_fp16_prefixes(SimpleNamespace(extra={"graph_parts": {"fp16": []}}))
+        manifest_fp16_prefixes(SimpleNamespace(graph_parts=GraphParts(fp16=[])))

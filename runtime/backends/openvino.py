@@ -76,7 +76,7 @@ class OpenVINOBackend(Backend):
     def _check_ir_weights(self) -> None:
         """An IR's weights (NAME.bin) are read too: check them against the manifest's `weights_sha256`."""
         weights = os.path.splitext(self.artifact_path)[0] + ".bin"
-        want = self.manifest.extra.get("weights_sha256")
+        want = self.manifest.weights_sha256
         if not want:
             log.warning("manifest of %s has no 'weights_sha256': %s is loaded unchecked", self.artifact_path, weights)
             return

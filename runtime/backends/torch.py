@@ -59,7 +59,7 @@ class TorchBackend(Backend):
         # the graph the artifact was exported from: same frame size, channel order and map standardisation
         graph, _config = load_graph(run_dir, device=device, frame_size=self.manifest.input.size,
                                     channel_order=self.manifest.input.channel_order,
-                                    map_stats="map_standardization" in self.manifest.extra)
+                                    map_stats=self.manifest.map_standardization is not None)
         self._graph = graph.eval()
         self._run_dir = run_dir
 
