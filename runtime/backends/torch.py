@@ -111,6 +111,7 @@ class TorchBackend(Backend):
             raise BackendUnavailable("torch", TORCH_PACKAGE, detail=str(e)) from None
         self._torch = torch
         device = self._device = self._pick_device(torch)
+        self.device = device  # "auto" resolved: callers report where it ran
         if device == "cpu":
             torch.set_num_threads(int(self.options.get("threads") or self.default_threads()))
         if given is not None:
