@@ -39,6 +39,7 @@ AUTOCAST = ("fp16", "bf16")
 class TorchBackend(Backend):
     name = "torch"
     option_names = ("run_dir", "autocast", "threads")
+    option_choices = {"autocast": AUTOCAST}
     package = TORCH_PACKAGE
     artifact_kinds = ("graph",)  # given an exported artifact, it runs the graph of the artifact's source run
     precisions = ("fp32",)
@@ -69,10 +70,6 @@ class TorchBackend(Backend):
 
     def _check_options(self) -> None:
         super()._check_options()
-        autocast = self.options.get("autocast")
-        if autocast is not None and autocast not in AUTOCAST:
-            raise RuntimeInspectError(f"backend torch option autocast must be one of {', '.join(AUTOCAST)} or None, "
-                                      f"got {autocast!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise RuntimeInspectError(f"backend torch device must be auto, cpu or cuda, got {self.device!r}")
 
