@@ -63,7 +63,8 @@ import onnx
 from calibration import qdq
 from calibration.data import good_train_samples, load_frames, refuse_test_split, relative_paths, spread
 from calibration.errors import CalibrationError
-from calibration.scoring import OrtScorer, default_threads, import_onnxruntime
+from runtime.backends import create_backend, default_threads
+from runtime.backends.onnxruntime import import_onnxruntime
 from calibration.synthetic import with_defects
 from runtime.errors import RuntimeInspectError
 from runtime.manifest import Quantization, load_manifest, sha256_file, verify_artifact, write_manifest
@@ -429,7 +430,7 @@ def quantize_onnx(
                               progress, placement)
         quantizer.calibrate(frames)
         quantizer.set_headroom(headroom)
-        fp32 = OrtScorer(fp32_path, manifest, threads)
+        fp32 = create_backend("onnxruntime", fp32_path, manifest, threads=threads).infer
         k = min(SENSITIVITY_IMAGES, frames.shape[0])
         sub = frames[[frames.shape[0] * i // k for i in range(k)]]
         syn = with_defects(sub, seed=0)  # the same images with synthetic defects (never test images)
@@ -440,7 +441,7 @@ def quantize_onnx(
             nodes = [n for n in net_nodes if not qdq.under(n, kept)]
             path = os.path.join(tmp, f"int8-{tag}.onnx")
             quantizer.quantize(nodes, path)
-            scorer = OrtScorer(path, manifest, threads)
+            scorer = create_backend("onnxruntime", path, manifest, threads=threads).infer
             res: Dict[str, Any] = {"keep": list(kept), "path": path,
                                    "calibration_map_error": map_error(*fp32_sub, *scorer(sub)),
                                    "synthetic_map_error": map_error(*fp32_syn, *scorer(syn))}
@@ -561,7 +562,7 @@ def _sensitivity(quantizer: Quantizer, block_map, keep: Sequence[str], good: Tup
     for i, (block, nodes) in enumerate(_progress(todo, len(todo), "sensitivity", progress)):
         path = os.path.join(tmp, f"sens-{i}.onnx")
         quantizer.quantize(nodes, path)
-        scorer = OrtScorer(path, manifest, threads)
+        scorer = create_backend("onnxruntime", path, manifest, threads=threads).infer
         g = map_error(*good[1], *scorer(good[0]))
         d = map_error(*defects[1], *scorer(defects[0]))
         rows.append({"block": block, "nodes": len(nodes),
@@ -682,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-cache", default=None, help="also write a TensorRT 8.x calibration cache to this path")
     p.add_argument("--trt-version", default=None, help="TensorRT version the cache is for, e.g. 8.5 or 8.6.1 "
                                                        "(default: the installed one)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: cores, at most 8)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: the physical cores)")
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from calibration.errors import CalibrationError, TestSplitRefused  # noqa: E402
 from calibration.int8 import main as int8_main  # noqa: E402
 from calibration.int8 import quantize_onnx  # noqa: E402
-from calibration.scoring import OrtScorer  # noqa: E402
+from runtime.backends import create_backend  # noqa: E402
 from calibration.trt_cache import read_trt_calibration_cache  # noqa: E402
 from runtime.manifest import load_manifest, sha256_file  # noqa: E402
 
@@ -146,8 +146,8 @@ def test_zero_points_and_per_channel_weights(setup):
 
 def test_int8_runs_in_onnxruntime_and_maps_are_close(setup):
     manifest = load_manifest(setup["int8"])
-    fp32 = OrtScorer(setup["fp32"], load_manifest(setup["fp32"]), threads=1)
-    int8 = OrtScorer(setup["int8"], manifest, threads=1)
+    fp32 = create_backend("onnxruntime", setup["fp32"], load_manifest(setup["fp32"]), threads=1).infer
+    int8 = create_backend("onnxruntime", setup["int8"], manifest, threads=1).infer
     from calibration.data import good_train_samples, load_frames
 
     frames = load_frames(good_train_samples(setup["data"], "tex")[-6:], (SIZE, SIZE), progress=False)
@@ -239,7 +239,7 @@ def test_keep_prefix_and_automatic_sensitivity(setup):
 
 
 def test_calibration_package_never_imports_torch():
-    code = ("import sys, calibration.int8, calibration.threshold, calibration.trt_cache, calibration.scoring; "
+    code = ("import sys, calibration.int8, calibration.threshold, calibration.trt_cache; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     env = dict(os.environ, PYTHONPATH=REPO)
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO).returncode == 0

@@ -1,6 +1,6 @@
 """export.onnx / export.fp16 on a tiny trained FAIR run: ONNX Runtime vs the torch graph on the same uint8 frames
 (batch 1 and > 1), the manifest, node names, the CLI (BGR + in-graph resize, fixed batch), the demo AUROC through
-calibration.evaluate with an ORT callable vs a torch callable, and the FP16 variant."""
+calibration.evaluate on the onnxruntime backend vs the torch backend (the graph in memory), and the FP16 variant."""
 from __future__ import annotations
 
 import json
@@ -15,12 +15,14 @@ import torch
 
 ort = pytest.importorskip("onnxruntime")
 
-from benchmarks.accuracy import OnnxInfer, torch_infer  # noqa: E402
 from calibration.evaluate import evaluate  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.graph import graph_from_run  # noqa: E402
+from export.manifest import graph_manifest  # noqa: E402
 from export.onnx import export_onnx, fp16_variant  # noqa: E402
 from export.opcheck import check_onnx  # noqa: E402
+from runtime.backends import create_backend  # noqa: E402
+from runtime.backends.torch import TorchBackend  # noqa: E402
 from runtime.manifest import load_manifest, sha256_file, verify_artifact  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,17 +125,20 @@ def test_manifest(exported, tiny_run):
 
 
 def test_demo_auroc_ort_equals_torch(exported, demo):
-    """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's)."""
+    """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's two ways
+    in: --model on onnxruntime, --run on torch)."""
     from train.data import find_samples, load_images, load_masks
 
-    graph, _, path = exported
+    graph, config, path = exported
     samples = find_samples(demo, "brick", "test")
     frames = load_images(samples, (SIZE, SIZE), progress=False)
     masks = load_masks(samples, (SIZE, SIZE))
     labels = [int(s.label) for s in samples]
     types = [str(s.defect_type) for s in samples]
-    r_ort = evaluate(OnnxInfer(path), frames, labels, masks, types, batch_size=4, progress=False)
-    r_torch = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types, batch_size=4, progress=False)
+    with create_backend("onnxruntime", str(path), load_manifest(path)) as ort_backend:
+        r_ort = evaluate(ort_backend.infer, frames, labels, masks, types, batch_size=4, progress=False)
+    with TorchBackend.from_graph(graph, graph_manifest(config, graph)) as torch_backend:
+        r_torch = evaluate(torch_backend.infer, frames, labels, masks, types, batch_size=4, progress=False)
     assert r_ort["n_defect"] > 0 and r_ort["n_good"] > 0
     assert r_ort["image_auroc"] == r_torch["image_auroc"]
     assert abs(r_ort["pixel_auroc"] - r_torch["pixel_auroc"]) < 1e-4
