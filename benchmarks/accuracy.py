@@ -126,7 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays-per-set", type=int, default=4, metavar="K",
                    help="overlays per set: K highest-scored good, K highest- and K lowest-scored defective (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # earlier spelling
     return p
 
 

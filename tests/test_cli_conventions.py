@@ -24,11 +24,7 @@ PACKAGES = ("runtime", "train", "export", "calibration", "benchmarks", "scripts"
 # Entry points another helper of issue #16 is converting on its own branch: each entry fails here until that
 # branch is merged, then passes (strict: an unexpected pass fails, so the lead removes the entry on merging).
 CONVERTED_ELSEWHERE = {
-    "benchmarks.accuracy": "backends",
-    "benchmarks.baseline": "backends",
-    "benchmarks.ablation": "backends",
     "benchmarks.latency": "latency",
-    "calibration.threshold": "backends",
     "calibration.int8": "int8",
     "export.trt": "latency",
 }
