@@ -14,9 +14,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks import latency, table
+from benchmarks import latency_rows
+from benchmarks import latency_runners, table
 from benchmarks.graph_stats import node_macs, onnx_stats, relative_difference
-from benchmarks import latency_runners
+from benchmarks.latency_timing import PeakRSS, latency_stats, time_infer
 from benchmarks.machine import machine_info, physical_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,29 +125,29 @@ def test_gmacs_from_onnx_match_train_summary(small_run, summary_cli):
     result, _ = small_run
     row = _row(result, backend="ort", precision="fp32", batch=1)
     assert row["gmacs"] is not None and row["gmacs"] > 0
-    assert relative_difference(row["gmacs"], summary_cli["gmacs"]) < latency.GMACS_TOLERANCE
+    assert relative_difference(row["gmacs"], summary_cli["gmacs"]) < latency_rows.GMACS_TOLERANCE
     assert "Conv" in row["gmacs_by_op"] and "MatMul" in row["gmacs_by_op"]  # UNet + DFT-matmul high-pass
     assert not any("differ" in n for n in row["notes"])
 
 
 def test_static_skips_need_no_child_process(tmp_path):
-    settings = latency.Settings()
-    art = latency.ModelArtifacts("fair", 8, (64, 64), None, settings, tmp_path)
+    settings = latency_rows.Settings()
+    model = latency_rows.Model("fair", 8, (64, 64), None, settings, tmp_path)
     for backend, precision, text in (("ort", "bf16", "no bf16"), ("torch", "int8", "Q/DQ"),
                                      ("torch", "fp16", "fp32"), ("ort", "int8", "int8 needs --data")):
-        spec = latency.RowSpec("fair", 8, backend, precision, 1, (64, 64))
-        with pytest.raises(latency.RowSkipped, match=text):
-            latency.prepare_job(spec, art, settings)
+        spec = latency_rows.RowSpec("fair", 8, backend, precision, 1, (64, 64))
+        with pytest.raises(latency_rows.RowSkipped, match=text):
+            latency_rows.prepare_job(spec, model, settings)
 
 
 def test_later_passes_keep_the_fastest(tmp_path):
-    settings = latency.Settings(warmup=0, iters=2, in_process=True)
-    art = latency.ModelArtifacts("fair", 8, (64, 64), None, settings, tmp_path)
+    settings = latency_rows.Settings(warmup=0, iters=2, in_process=True)
+    model = latency_rows.Model("fair", 8, (64, 64), None, settings, tmp_path)
     jobs = {}
-    row = latency.run_row(latency.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64)), art, settings, jobs)
+    row = latency_rows.run_row(latency_rows.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64)), model, settings, jobs)
     assert row["status"] == "ok", row["reason"]
     for _ in range(2):
-        latency.rerun_row(row, jobs[id(row)], settings)
+        latency_rows.rerun_row(row, jobs[id(row)], settings)
     assert len(row["p50_ms_passes"]) == 3
     assert row["p50_ms"] == min(row["p50_ms_passes"])
 
@@ -155,7 +156,7 @@ def test_isolated_row_reports_a_broken_artifact(tmp_path):
     pytest.importorskip("onnxruntime")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
-    job = {"method": "fair", "c": 8, "backend": "ort", "runtime_backend": "onnxruntime", "precision": "fp32",
+    job = {"backend": "ort", "runtime_backend": "onnxruntime", "precision": "fp32",
            "batch": 1, "image_size": [64, 64], "artifact": str(bad), "warmup": 0, "iters": 1}
     res = latency_runners.run_isolated(job, timeout=300)
     assert res["status"] == "error" and res["reason"]
@@ -216,7 +217,7 @@ def test_onnx_mac_count_by_hand(tmp_path):
 
 def test_time_infer_excludes_warmup_and_synchronises():
     calls, syncs, cpu = [], [], []
-    lat, notes = latency.time_infer(lambda f: calls.append(1), np.zeros((1, 4, 4, 3), np.uint8), warmup=4,
+    lat, notes = time_infer(lambda f: calls.append(1), np.zeros((1, 4, 4, 3), np.uint8), warmup=4,
                                     iters=5, synchronize=lambda: syncs.append(1), cpu_ms=cpu)
     assert len(calls) == 9 and len(lat) == 5 and len(cpu) == 5 and notes == []
     assert len(syncs) == 6  # once after the warm-up, once after every timed call
@@ -225,19 +226,19 @@ def test_time_infer_excludes_warmup_and_synchronises():
 def test_time_infer_stops_on_budget():
     import time
 
-    lat, notes = latency.time_infer(lambda f: time.sleep(0.01), None, warmup=0, iters=100, max_seconds=0.02)
+    lat, notes = time_infer(lambda f: time.sleep(0.01), None, warmup=0, iters=100, max_seconds=0.02)
     assert 3 <= len(lat) < 100 and "stopped after" in notes[0]
 
 
 def test_latency_stats_percentiles_and_fps():
-    st = latency.latency_stats([10.0] * 98 + [20.0, 1000.0], batch=8)
+    st = latency_stats([10.0] * 98 + [20.0, 1000.0], batch=8)
     assert st["p50_ms"] == 10.0 and st["p90_ms"] == 10.0 and st["p99_ms"] > 20.0
     assert st["fps"] == pytest.approx(8 / (np.mean([10.0] * 98 + [20.0, 1000.0]) / 1e3))
     assert st["iters"] == 100
 
 
 def test_peak_rss_sees_a_native_allocation():
-    mem = latency.PeakRSS().start()
+    mem = PeakRSS().start()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     block.sum()
     peak = mem.peak_bytes()
@@ -262,7 +263,7 @@ def test_bad_input_exits_with_one_line(tmp_path):
 
 
 def _fake_result():
-    base = latency.empty_row(latency.RowSpec("fair", 8, "ort", "fp32", 1, (64, 64)))
+    base = latency_rows.empty_row(latency_rows.RowSpec("fair", 8, "ort", "fp32", 1, (64, 64)))
     ok = dict(base, status="ok", params=270000, gmacs=0.04, size_bytes=2**20, p50_ms=2.0, p90_ms=2.5,
               p99_ms=3.0, mean_ms=2.1, fps=476.2, peak_rss_bytes=10 * 2**20, image_auroc=0.95, aupro=0.8)
     torch_row = dict(ok, backend="torch", fps=100.0, image_auroc=0.94)
