@@ -99,6 +99,18 @@ def build_manifest(
     )
 
 
+def graph_manifest(config, graph, source_run: Optional[str] = None) -> Manifest:
+    """The manifest of an inspection graph kept in memory (`runtime.backends.torch.TorchBackend.from_graph`):
+    built like an export's by `build_manifest` (frame size, channel order, outputs, map standardisation), with
+    artifact_kind "graph". Never written: there is no file to name or hash."""
+    import torch  # noqa: PLC0415 - loaded already: the graph is a torch module
+
+    # versions of what computes it; toolkit_versions() would import onnx and onnxruntime for nothing
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__)}
+    return build_manifest(config, graph, artifact_kind="graph", source_run=source_run, versions=versions,
+                          notes=["in-memory torch inspection graph (not exported)"])
+
+
 def write(artifact_path, manifest: Manifest) -> Path:
     """Write `manifest` beside `artifact_path` (NAME.json), hashing the artifact; returns the manifest path."""
     return Path(write_manifest(artifact_path, manifest))
@@ -121,4 +133,4 @@ def derive(manifest: Manifest, **changes: Any) -> Manifest:
     return out
 
 
-__all__ = ["build_manifest", "batch_spec", "derive", "toolkit_versions", "write"]
+__all__ = ["build_manifest", "batch_spec", "derive", "graph_manifest", "toolkit_versions", "write"]

@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_runtime_helpers import frames, make_model  # noqa: E402
 
-from runtime.backends import (REGISTRY, available_backends, backend_class, create_backend,  # noqa: E402
-                              select_backend)
-from runtime.backends.base import Backend, physical_cores  # noqa: E402
+from runtime.backends import (REGISTRY, BackendCapabilities, available_backends, backend_capabilities,  # noqa: E402
+                              backend_class, backend_names, create_backend, default_threads, select_backend)
+from runtime.backends.base import Backend, pad_batch, physical_cores  # noqa: E402
 from runtime.errors import BackendUnavailable, FrameError, ManifestError, RuntimeInspectError  # noqa: E402
 from runtime.manifest import load_manifest  # noqa: E402
 
@@ -51,6 +51,101 @@ def test_registry_and_availability():
         assert issubclass(backend_class(name), Backend)
     with pytest.raises(RuntimeInspectError, match="known: auto, onnxruntime"):
         backend_class("tflite")
+
+
+def test_capabilities_are_declared_by_every_backend():
+    assert backend_names() == tuple(REGISTRY)
+    kinds = {"onnx", "openvino-ir", "tensorrt-engine", "graph"}
+    for name in backend_names():
+        caps = backend_capabilities(name)
+        assert isinstance(caps, BackendCapabilities) and caps.name == name
+        assert caps.artifact_kinds and set(caps.artifact_kinds) <= kinds, name
+        assert caps.precisions and set(caps.precisions) <= {"fp32", "fp16", "int8"}, name
+        assert caps.compute_modes[0] == "fp32" and set(caps.compute_modes) <= {"fp32", "fp16", "bf16"}, name
+        assert caps.int8_placement in (None, "onnxruntime", "tensorrt"), name
+        assert caps.option_names == backend_class(name).option_names
+        for mode in caps.compute_modes[1:]:  # every lower-precision mode is selected by real options
+            opts = caps.options_for(mode)
+            assert opts and set(opts) <= set(caps.option_names), (name, mode)
+        assert caps.options_for("fp32") == {}
+        # threads: one rule for every backend that computes on this CPU, none for a GPU or a server
+        assert caps.default_threads == (default_threads() if "threads" in caps.option_names else None), name
+    with pytest.raises(RuntimeInspectError, match="no compute mode 'bf16'; its modes: fp32"):
+        backend_capabilities("onnxruntime").options_for("bf16")
+    with pytest.raises(RuntimeInspectError, match="unknown backend 'tflite'"):
+        backend_capabilities("tflite")
+    # what the tools look up instead of their own tables
+    assert backend_capabilities("onnxruntime").int8_placement == "onnxruntime"
+    assert backend_capabilities("openvino").int8_placement == "tensorrt"
+    assert backend_capabilities("tensorrt").needs_gpu and backend_capabilities("tensorrt").int8_placement == "tensorrt"
+    assert backend_capabilities("torch").int8_placement is None and "int8" not in backend_capabilities("torch").precisions
+    assert backend_capabilities("torch").artifact_kinds == ("graph",)
+    assert backend_capabilities("openvino").options_for("bf16") == {"inference_precision": "bf16"}
+    assert backend_capabilities("torch").options_for("bf16") == {"autocast": "bf16"}
+
+
+def test_capabilities_are_read_without_importing_any_backend_library():
+    import json
+    import subprocess
+
+    code = ("import json, sys\n"
+            "from runtime.backends import backend_capabilities, backend_names\n"
+            "caps = [backend_capabilities(n) for n in backend_names()]\n"
+            "print(json.dumps([m for m in ('torch', 'train', 'onnxruntime', 'openvino', 'tensorrt', 'onnx') "
+            "if m in sys.modules]))\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_default_threads_is_the_physical_cores_rule():
+    assert default_threads() == physical_cores() >= 1
+    assert Backend.default_threads() is None  # the base takes no thread count
+    assert backend_class("onnxruntime").default_threads() == default_threads()
+
+
+def test_pad_batch_repeats_the_last_frame():
+    x = frames(3, seed=1)
+    padded = pad_batch(x, 5)
+    assert padded.shape == (5,) + x.shape[1:] and padded.dtype == x.dtype
+    np.testing.assert_array_equal(padded[:3], x)
+    np.testing.assert_array_equal(padded[3], x[2])
+    np.testing.assert_array_equal(padded[4], x[2])
+    assert pad_batch(x, 3) is x
+
+
+class _Recorder(Backend):
+    """A backend whose graph returns the mean of each frame: shows what the base class feeds `_infer_impl`."""
+
+    name = "recorder"
+
+    def _load(self) -> None:
+        self.fed = []
+
+    def _infer_impl(self, frames, extra):
+        self.fed.append(frames.copy())
+        n = frames.shape[0]
+        return np.zeros((n, 1, 2, 2), np.float32), frames.reshape(n, -1).mean(axis=1)
+
+    def _close(self) -> None:
+        pass
+
+
+def test_base_pads_a_static_batch_with_copies_of_the_last_frame(tmp_path):
+    path = make_model(str(tmp_path), name="static3", static_batch=3)
+    b = _Recorder(path, load_manifest(path))
+    x = frames(4, seed=2)
+    with b:
+        maps, scores = b.infer(x)
+        b.synchronize()  # the base: nothing in flight, returns
+    assert [f.shape[0] for f in b.fed] == [3, 3]  # 4 frames: one full chunk, one padded chunk
+    np.testing.assert_array_equal(b.fed[1][0], x[3])
+    np.testing.assert_array_equal(b.fed[1][1], x[3])
+    np.testing.assert_array_equal(b.fed[1][2], x[3])
+    assert maps.shape == (4, 1, 2, 2)
+    np.testing.assert_allclose(scores, x.reshape(4, -1).mean(axis=1), rtol=1e-6)
 
 
 @needs_ov
@@ -128,7 +223,7 @@ def test_onnxruntime_backend_equals_a_bare_session(model):
         maps, scores = b.infer(x)
         assert "CPUExecutionProvider" in b.describe()
         opts = b.session.get_session_options()
-        assert opts.intra_op_num_threads == physical_cores()
+        assert opts.intra_op_num_threads == default_threads() == physical_cores()
     assert maps.dtype == np.float32 and maps.shape == (3, 1, 32, 48) and scores.shape == (3,)
     np.testing.assert_array_equal(maps, ref_maps)
     np.testing.assert_array_equal(scores, ref_scores)

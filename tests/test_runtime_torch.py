@@ -68,3 +68,67 @@ def test_inspector_matches_across_torch_onnxruntime_and_openvino(exported):
             scores[name] = np.array([r.score for r in insp.inspect_batch(frames)])
     for name in backends[1:]:
         assert np.abs(scores[name] - scores["torch"]).max() <= 1e-4, (name, scores)
+
+
+# -- TorchBackend.from_graph: an inspection graph in memory ----------------------------------------------------
+@pytest.fixture(scope="module")
+def random_graph():
+    from export.graph import graph_random
+    from export.manifest import graph_manifest
+
+    graph, config = graph_random("fair", 4, (32, 48), seed=1)
+    return graph, graph_manifest(config, graph)
+
+
+def test_graph_manifest_describes_the_graph_like_an_export(random_graph):
+    graph, m = random_graph
+    assert m.artifact_kind == "graph" and m.method == "fair" and m.c == 4
+    assert m.input.size == tuple(graph.frame_size) and m.input.channel_order == graph.channel_order
+    assert (m.outputs.anomaly_map.name, m.outputs.score.name) == ("anomaly_map", "score")
+    assert m.extra_inputs == []
+
+
+def test_from_graph_equals_the_graph_called_directly(random_graph):
+    import torch
+
+    graph, m = random_graph
+    x = _images(5, seed=4)
+    before = torch.get_num_threads()
+    with create_backend_from_graph(graph, m, threads=1) as b:
+        with torch.inference_mode():  # after load: the same thread count, so the same reduction order
+            ref_map, ref_score = graph(torch.from_numpy(x))
+        maps, scores = b.infer(x)
+        b.synchronize()  # CPU: nothing queued
+        assert "in-memory graph" in b.describe() and "1 threads" in b.describe()
+        assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)  # process-wide: give the next tests their default back
+    assert maps.dtype == np.float32 and maps.shape == tuple(ref_map.shape) and scores.shape == (5,)
+    np.testing.assert_array_equal(maps, ref_map.numpy())
+    np.testing.assert_array_equal(scores, ref_score.numpy())
+
+
+def test_from_graph_bf16_autocast_computes_close_to_fp32(random_graph):
+    graph, m = random_graph
+    x = _images(2, seed=6)
+    with create_backend_from_graph(graph, m) as fp32, create_backend_from_graph(graph, m, autocast="bf16") as bf16:
+        s32, s16 = fp32.infer(x)[1], bf16.infer(x)[1]
+        assert "autocast bf16" in bf16.describe()
+    assert s16.dtype == np.float32 and np.isfinite(s16).all()
+    # bf16 keeps 8 bits of mantissa: the scores differ, but only by a few percent of their size
+    assert np.abs(s16 - s32).max() <= 0.05 * np.abs(s32).max() + 1e-3
+
+
+def test_from_graph_refuses_bad_autocast_and_cpu_fp16(random_graph):
+    from runtime.errors import RuntimeInspectError
+
+    graph, m = random_graph
+    with pytest.raises(RuntimeInspectError, match="autocast must be one of fp16, bf16"):
+        create_backend_from_graph(graph, m, autocast="int8")
+    with pytest.raises(RuntimeInspectError, match="autocast fp16 runs on CUDA"):
+        create_backend_from_graph(graph, m, device="cpu", autocast="fp16").load()
+
+
+def create_backend_from_graph(graph, manifest, **kw):
+    from runtime.backends.torch import TorchBackend
+
+    return TorchBackend.from_graph(graph, manifest, **kw)

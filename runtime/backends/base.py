@@ -6,8 +6,15 @@ raises `BackendUnavailable` naming the pip package). `close` frees what `load` m
 imports its library at module level.
 
 The base class checks the frames and the required extra inputs, splits a batch larger than the artifact's
-maximum into chunks, pads chunks for a static-batch artifact, and returns float32 numpy arrays: maps
-(N, 1, h, w), scores (N,).
+maximum into chunks, pads chunks for a static-batch artifact (with copies of the chunk's last frame, see
+`pad_batch`), and returns float32 numpy arrays: maps (N, 1, h, w), scores (N,), outputs found by the
+manifest's names.
+
+Capabilities: each backend declares as class attributes what it opens (`artifact_kinds`), which artifact
+precisions it runs (`precisions`), how it may compute an FP32 artifact (`compute_modes`, and the options that
+select each: `compute_mode_options`), which Q/DQ placement of `calibration.int8` it runs fastest
+(`int8_placement`), whether it needs a GPU (`needs_gpu`) and its keyword options (`option_names`). Tools read
+them through `runtime.backends.backend_capabilities(name)` instead of keeping their own tables.
 
 Threads: `infer` may be called from several threads at once. A backend whose `_infer_impl` is safe to call
 concurrently says so with `thread_safe = True` (ONNX Runtime's `run`; OpenVINO with its pool of requests);
@@ -40,6 +47,18 @@ class Backend:
     option_names: Tuple[str, ...] = ()
     #: True when `_infer_impl` may run in several threads at once; else `infer` holds a lock around it
     thread_safe = False
+    #: artifacts it opens: "onnx", "openvino-ir", "tensorrt-engine", "graph" (an in-memory torch graph)
+    artifact_kinds: Tuple[str, ...] = ()
+    #: artifact precisions it runs (the manifest's `precision`: a property of the graph)
+    precisions: Tuple[str, ...] = ()
+    #: how it may compute an FP32 artifact; "fp32" first, the others lower precision inside the library
+    compute_modes: Tuple[str, ...] = ("fp32",)
+    #: the backend options that select each compute mode other than "fp32" (e.g. openvino bf16)
+    compute_mode_options: Mapping[str, Mapping[str, Any]] = {}
+    #: the Q/DQ placement of `calibration.int8` this backend runs fastest; None when it runs no INT8
+    int8_placement: Optional[str] = None
+    #: True when it runs only on an NVIDIA GPU
+    needs_gpu = False
 
     def __init__(self, artifact_path: str, manifest: Manifest, device: str = "cpu", **options: Any):
         self.artifact_path = os.fspath(artifact_path)
@@ -60,6 +79,12 @@ class Backend:
         self.map_name = manifest.outputs.anomaly_map.name  # type: ignore[union-attr]
         self.score_name = manifest.outputs.score.name  # type: ignore[union-attr]
         self.input_shape = (manifest.input.height, manifest.input.width, manifest.input.channels)
+
+    @classmethod
+    def default_threads(cls) -> Optional[int]:
+        """CPU threads it computes with when option `threads` is not given (`default_threads()`); None for a
+        backend that takes no thread count (a GPU or a remote server computes)."""
+        return default_threads() if "threads" in cls.option_names else None
 
     # -- availability -------------------------------------------------------------------------------
     @classmethod
@@ -129,6 +154,10 @@ class Backend:
         """One line naming the backend and how it runs (shown by the Inspector and the CLI)."""
         return self.name
 
+    def synchronize(self) -> None:
+        """Wait until work queued on a device is done (for timing). `infer` returns host arrays, so for most
+        backends nothing is in flight and this does nothing; the torch backend on CUDA overrides it."""
+
     # -- inference ------------------------------------------------------------------------------------
     @property
     def max_batch(self) -> int:
@@ -159,9 +188,9 @@ class Backend:
             chunk = frames[start:start + step]
             ex = {k: v[start:start + step] for k, v in extra.items()} if extra else {}
             m = chunk.shape[0]
-            if self.static_batch is not None and m < step:  # pad a static batch with black frames
-                chunk = np.concatenate([chunk, np.zeros((step - m,) + chunk.shape[1:], chunk.dtype)])
-                ex = {k: np.concatenate([v, np.zeros((step - m,) + v.shape[1:], v.dtype)]) for k, v in ex.items()}
+            if self.static_batch is not None and m < step:
+                chunk = pad_batch(chunk, step)
+                ex = {k: pad_batch(v, step) for k, v in ex.items()}
             mp, sc = self._call(np.ascontiguousarray(chunk), ex)
             mp, sc = self._finish(mp, sc, step if self.static_batch else m)
             maps_out.append(mp[:m])
@@ -274,6 +303,27 @@ class Backend:
 
     def _close(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """`batch` (m, ...) filled up to (size, ...) with copies of its last row; the padded rows' outputs are
+    dropped. The one padding rule for a static-batch artifact. Why copies and not black frames: a padded row
+    is then a real frame, so the padded batch does the work of a full batch of real frames (a black frame
+    can take other kernel paths, e.g. all-zero or denormal activations) and cannot turn a graph's
+    data-dependent op (a division by local contrast) into NaN or inf in rows nobody reads."""
+    m = batch.shape[0]
+    if m >= size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - m, axis=0)])
+
+
+def default_threads() -> int:
+    """The one rule for CPU inference threads when the caller gives none: the physical cores this process
+    may run on (`physical_cores`). Why not all logical CPUs: two hyper-threads share one core's vector units,
+    so threads beyond the physical cores only add contention to convolution-bound graphs; why no fixed cap
+    (calibration used min(8, cpu_count)): a cap leaves a large CPU idle for no gain. ONNX Runtime's and
+    torch's own defaults are the physical cores too, so results match what those libraries do unasked."""
+    return physical_cores()
 
 
 def physical_cores() -> int:

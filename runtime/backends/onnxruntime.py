@@ -1,7 +1,7 @@
 """ONNX Runtime backend: the embedded default that always installs (CPU), and onnxruntime-gpu's CUDA and
 TensorRT execution providers where the installed build has them (`ort.get_available_providers()`).
 
-CPU session: intra-op threads = physical cores, graph optimisation ALL, sequential execution. IO binding is
+CPU session: intra-op threads = `default_threads()` (the physical cores), graph optimisation ALL, sequential execution. IO binding is
 not used: on CPU the numpy arrays are the buffers already. `InferenceSession.run` may be called from several
 threads at once (ONNX Runtime documents it), so this backend is `thread_safe` and takes no lock.
 """
@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from runtime.backends.base import Backend, physical_cores
+from runtime.backends.base import Backend
 from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import rebuild_command
 
@@ -42,6 +42,11 @@ class OnnxRuntimeBackend(Backend):
     option_names = ("threads", "providers", "tensorrt_ep")
     package = "onnxruntime"
     thread_safe = True  # InferenceSession.run is safe to call concurrently; nothing else is shared per call
+    artifact_kinds = ("onnx",)
+    precisions = ("fp32", "fp16", "int8")
+    compute_modes = ("fp32",)  # the CPU provider has no bf16 mode; an FP16 graph is an fp16 artifact
+    # outputs of weighted ops quantised too: ORT fuses Q/DQ around them into its integer kernels
+    int8_placement = "onnxruntime"
 
     def _check_options(self) -> None:
         super()._check_options()
@@ -85,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.intra_op_num_threads = int(self.options.get("threads") or physical_cores())
+        so.intra_op_num_threads = int(self.options.get("threads") or self.default_threads())
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         providers = self._providers(ort)

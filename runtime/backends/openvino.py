@@ -57,6 +57,14 @@ class OpenVINOBackend(Backend):
     option_names = ("inference_precision", "threads", "requests")
     package = "openvino"
     thread_safe = True  # a request per caller (free list) and a lock on the throughput pool, see the doc
+    artifact_kinds = ("onnx", "openvino-ir")
+    precisions = ("fp32", "fp16", "int8")
+    # compiled for the CPU only here: bf16 where the CPU has AMX / AVX512-BF16 (fp16 would be OpenVINO's GPU)
+    compute_modes = ("fp32", "bf16")
+    compute_mode_options = {"bf16": {"inference_precision": "bf16"}}
+    # Q/DQ on the inputs of weighted ops (the TensorRT placement), which OpenVINO's low-precision pass turns
+    # into integer convolutions; the placement benchmarks.latency has run its openvino int8 rows with
+    int8_placement = "tensorrt"
 
     @classmethod
     def _probe(cls) -> None:
@@ -132,8 +140,7 @@ class OpenVINOBackend(Backend):
         precision = self.options.get("inference_precision") or ("f32" if self.manifest.precision == "fp32" else "")
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision
-        if self.options.get("threads"):
-            config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
+        config["INFERENCE_NUM_THREADS"] = int(self.options.get("threads") or self.default_threads())
         compiled = self._core.compile_model(self._model, "CPU", config)
         chosen = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: what OpenVINO will compute in
         self.compute_precision = chosen.get_type_name() if hasattr(chosen, "get_type_name") else str(chosen)

@@ -77,6 +77,11 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     option_names = ("cuda_graph",)
     package = "tensorrt"
+    artifact_kinds = ("tensorrt-engine",)
+    precisions = ("fp32", "fp16", "int8")  # a property of the ONNX graph the engine was built from
+    compute_modes = ("fp32",)  # an FP32 engine computes FP32: TensorRT 11 has no builder precision flags
+    int8_placement = "tensorrt"  # Q/DQ on the inputs of weighted ops, which TensorRT fuses
+    needs_gpu = True
 
     @classmethod
     def _probe(cls) -> None:

@@ -96,6 +96,10 @@ class TritonBackend(Backend):
     name = "triton"
     package = ""  # the standard library speaks the protocol
     option_names = ("url", "model_name", "model_version", "timeout_s")
+    # the local artifact describes the server's model (`export.triton`: onnxruntime_onnx or tensorrt_plan);
+    # the server computes it, so this client needs no GPU and has no compute modes or INT8 placement of its own
+    artifact_kinds = ("onnx", "tensorrt-engine")
+    precisions = ("fp32", "fp16", "int8")
 
     @classmethod
     def _probe(cls) -> None:
