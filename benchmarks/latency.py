@@ -30,12 +30,14 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import argparse  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
-from benchmarks.latency_rows import BACKENDS, CALIBRATION_IMAGES, PRECISIONS, ROW_TIMEOUT_S, Settings  # noqa: E402
+from benchmarks.latency_rows import CALIBRATION_IMAGES, ROW_TIMEOUT_S, Settings, row_precisions  # noqa: E402
 from benchmarks.latency_suite import BenchmarkError, benchmark  # noqa: E402
 from benchmarks.machine import cpu_has_bf16  # noqa: E402,F401  (tests of the runtime ask it here)
 from train.config import option_argument  # noqa: E402  (torch-free)
 
-BACKEND_ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "pytorch": "torch", "cuda": "torch-cuda"}
+#: the short names the README's commands use, still accepted (not shown in --help)
+OLD_BACKEND_NAMES = {"ort": "onnxruntime", "trt": "tensorrt", "ov": "openvino"}
+DEFAULT_BACKENDS = ["torch", "onnxruntime", "openvino", "tensorrt"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -43,17 +45,19 @@ BACKEND_ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "p
 
 
 def _backend_name(text: str) -> str:
+    from runtime.backends import backend_names
+
     t = text.lower()
-    t = BACKEND_ALIASES.get(t, t)
-    if t not in BACKENDS:
-        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; known: {', '.join(BACKENDS)}")
+    t = OLD_BACKEND_NAMES.get(t, t)
+    if t not in backend_names():
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; known: {', '.join(backend_names())}")
     return t
 
 
 def _precision(text: str) -> str:
     t = text.lower()
-    if t not in PRECISIONS:
-        raise argparse.ArgumentTypeError(f"unknown precision {text!r}; known: {', '.join(PRECISIONS)}")
+    if t not in row_precisions():
+        raise argparse.ArgumentTypeError(f"unknown precision {text!r}; known: {', '.join(row_precisions())}")
     return t
 
 
@@ -78,6 +82,8 @@ def _non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.backends import DEVICES, backend_names
+
     p = argparse.ArgumentParser(
         prog="python benchmarks/latency.py",
         description="Latency / FPS / size / memory (and accuracy with --runs) of inspection graphs per backend "
@@ -86,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=_positive, nargs="+", default=None,
                    help="base widths (FAIR: 32 64 128); default the method's (32), or only the widths of --runs "
                         "when given; methods without a width (e.g. patchcore) refuse it")
-    p.add_argument("--backend", type=_backend_name, nargs="+", default=["torch", "ort", "openvino", "trt"],
-                   help=f"backends: {', '.join(BACKENDS)} (default: torch ort openvino trt)")
+    p.add_argument("--backend", type=_backend_name, nargs="+", default=DEFAULT_BACKENDS,
+                   help=f"runtime backends: {', '.join(backend_names())} (default: {' '.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"],
+                   help="where the backends compute, one row group per device (default cpu; auto: cuda when an "
+                        "NVIDIA GPU is present, else cpu); a backend that needs a GPU (tensorrt) runs on cuda "
+                        "whatever this says; e.g. --backend torch --device cpu cuda for torch on both")
     p.add_argument("--precision", type=_precision, nargs="+", default=["fp32"],
                    help="fp32, fp16 (FP16 ONNX), int8 (Q/DQ ONNX; needs --data for calibration), bf16 (the FP32 "
                         "graph computed in bf16: openvino, torch; CPUs with AMX/AVX512-BF16)")
@@ -161,8 +171,11 @@ def _run(args) -> int:
         cs = [method.width(c) for c in args.c]  # a width-less method refuses --c (ConfigError)
     else:
         cs = [] if args.runs else [method.width(None)]
+    from benchmarks.machine import gpus
+
+    devices = [("cuda" if gpus() else "cpu") if d == "auto" else d for d in args.device]
     result = benchmark(args.method, dedup(cs), dedup(args.backend), dedup(args.precision), dedup(args.batch),
-                       size, settings, runs=args.runs, work_dir=args.work_dir)
+                       size, settings, runs=args.runs, work_dir=args.work_dir, devices=dedup(devices))
     from benchmarks import table
 
     print(table.render_text(result))

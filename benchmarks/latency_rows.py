@@ -18,17 +18,8 @@ from benchmarks.latency_runners import RowSkipped, error_line, execute_job, run_
 from benchmarks.machine import cpu_has_bf16
 from runtime.manifest import model_label
 
-BACKENDS = ("torch", "torch-cuda", "ort", "openvino", "trt")
-#: command-line backend -> the runtime backend that runs it (torch rows run the torch graph here)
-RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino", "trt": "tensorrt"}
-#: fp32 / fp16 / int8 are graphs (FP32 ONNX, FP16 ONNX, Q/DQ ONNX); bf16 is a compute mode of the FP32 graph
-#: (OpenVINO's INFERENCE_PRECISION_HINT, torch's CPU autocast) on CPUs with AMX / AVX512-BF16
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-#: Q/DQ placement of `calibration.int8` per backend: "onnxruntime" (outputs of weighted ops quantised too, the
-#: DQ -> Conv -> Q pattern ONNX Runtime's CPU provider runs as QLinearConv) or "tensorrt" (inputs only)
-INT8_PLACEMENT = {"ort": "onnxruntime", "openvino": "tensorrt", "trt": "tensorrt"}
-#: what OpenVINO's INFERENCE_PRECISION_HINT should be for each row (int8: the ops left in float)
-OPENVINO_COMPUTE = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+#: a library's spelling of a compute precision (OpenVINO's "f32") -> the toolkit's ("fp32")
+COMPUTE_NAMES = {"f32": "fp32", "f16": "fp16"}
 GMACS_TOLERANCE = 0.05  # ONNX-counted vs torch-counted GMACs may differ by this fraction before a row says so
 CALIBRATION_IMAGES = 64
 ROW_TIMEOUT_S = 1800.0
@@ -46,9 +37,11 @@ class RowSpec:
     batch: int
     image_size: Tuple[int, int]
     run: Optional[str] = None
+    device: str = "cpu"  # "cuda" for a backend that needs a GPU, or with --device cuda
 
     def label(self) -> str:
-        return f"{model_label(self.method, self.c)} {self.backend}/{self.precision} batch {self.batch}"
+        where = "" if self.device == "cpu" else f" on {self.device}"
+        return f"{model_label(self.method, self.c)} {self.backend}/{self.precision}{where} batch {self.batch}"
 
 
 @dataclass
@@ -151,10 +144,62 @@ class Model:
 # one row
 
 
+def row_precisions() -> Tuple[str, ...]:
+    """Every precision a row may have: the artifact precisions and compute modes the backends declare (fp32,
+    fp16, int8 graphs; bf16 a compute mode of the FP32 graph)."""
+    from runtime.backends import backend_capabilities, backend_names
+
+    out: Dict[str, None] = {}
+    for name in backend_names():
+        caps = backend_capabilities(name)
+        out.update(dict.fromkeys(caps.precisions + caps.compute_modes))
+    return tuple(out)
+
+
+def _backends_with(precision: str, artifacts_only: bool = False) -> str:
+    """The backends that run `precision` (as an artifact, or also as a compute mode), for a skip reason."""
+    from runtime.backends import backend_capabilities, backend_names
+
+    caps = [backend_capabilities(n) for n in backend_names()]
+    return ", ".join(c.name for c in caps if precision in c.precisions + (() if artifacts_only else c.compute_modes))
+
+
+@dataclass(frozen=True)
+class RowArtifact:
+    """How a row runs, from its backend's declared capabilities: the exported graph (`key`: "fp32", "fp16",
+    "int8:PLACEMENT"; graph rows: "fp32", for GMACs and size), the artifact kind the backend opens ("graph" =
+    the torch graph in memory, "onnx", or "tensorrt-engine" built from the graph), the compute mode of an FP32
+    artifact and the backend options that select it."""
+    key: str
+    kind: str
+    compute_mode: str
+    options: Dict[str, Any]
+
+
+def row_artifact(backend: str, precision: str) -> RowArtifact:
+    """The artifact a (backend, precision) row runs, or RowSkipped when the backend runs no such precision.
+    A precision the backend runs as an artifact is that graph; else a compute mode of the FP32 graph."""
+    from runtime.backends import backend_capabilities
+
+    caps = backend_capabilities(backend)
+    if precision in caps.precisions:
+        graph, mode = precision, "fp32"
+    elif precision in caps.compute_modes and "fp32" in caps.precisions:
+        graph, mode = "fp32", precision
+    else:
+        raise RowSkipped(f"{backend} runs {'/'.join(caps.precisions)} artifacts computed in "
+                         f"{'/'.join(caps.compute_modes)}: no {precision}; {precision} rows: {_backends_with(precision)}")
+    kind = next((k for k in ("graph", "onnx", "tensorrt-engine") if k in caps.artifact_kinds), None)
+    if kind is None:
+        raise RowSkipped(f"{backend} opens {', '.join(caps.artifact_kinds)}, which this benchmark does not make")
+    key = f"int8:{caps.int8_placement or 'tensorrt'}" if graph == "int8" else graph
+    return RowArtifact(key, kind, mode, caps.options_for(mode) if mode != "fp32" else {})
+
+
 def empty_row(spec: RowSpec) -> Dict[str, Any]:
     return {
-        "method": spec.method, "c": spec.c, "backend": spec.backend, "precision": spec.precision,
-        "batch": spec.batch, "image_size": list(spec.image_size), "run": spec.run,
+        "method": spec.method, "c": spec.c, "backend": spec.backend, "device": spec.device,
+        "precision": spec.precision, "batch": spec.batch, "image_size": list(spec.image_size), "run": spec.run,
         "status": "skipped", "reason": None, "notes": [],
         "params": None, "params_mib": None, "gmacs": None, "gmacs_torch": None, "gmacs_by_op": None,
         "size_bytes": None, "artifact": None,
@@ -166,16 +211,6 @@ def empty_row(spec: RowSpec) -> Dict[str, Any]:
     }
 
 
-def artifact_key(backend: str, precision: str) -> str:
-    """Which exported graph a row runs: "fp32", "fp16" or "int8:<placement>" (torch and bf16 rows: the FP32
-    graph, for GMACs and size)."""
-    if backend in ("torch", "torch-cuda") or precision == "bf16":
-        return "fp32"
-    if precision == "int8":
-        return f"int8:{INT8_PLACEMENT.get(backend, 'tensorrt')}"
-    return precision
-
-
 def fill_model_facts(row: Dict[str, Any], spec: RowSpec, model: Model) -> None:
     """params (as `python -m train --summary`), GMACs from the row's ONNX graph (the FP32 one for torch rows),
     cross-checked with torch's count, and the artifact's size on disk."""
@@ -183,10 +218,13 @@ def fill_model_facts(row: Dict[str, Any], spec: RowSpec, model: Model) -> None:
     row["params"] = int(summ["params"])
     row["params_mib"] = summ.get("params_mib")
     row["gmacs_torch"] = summ.get("gmacs")
-    torch_row = spec.backend in ("torch", "torch-cuda")
-    key = artifact_key(spec.backend, spec.precision)
-    if spec.backend == "trt" and spec.precision == "bf16":
-        return
+    try:
+        art = row_artifact(spec.backend, spec.precision)
+        key, torch_row = art.key, art.kind == "graph"
+    except RowSkipped:  # the row will say why; its model's facts are those of the FP32 graph
+        from runtime.backends import backend_capabilities
+
+        key, torch_row = "fp32", "graph" in backend_capabilities(spec.backend).artifact_kinds
     try:
         st = model.stats(key)
     except RowSkipped as e:
@@ -224,63 +262,46 @@ def _require_runtime_backend(name: str) -> None:
 
 
 def prepare_job(spec: RowSpec, model: Model, settings: Settings) -> Dict[str, Any]:
-    """What the row runner needs (a JSON dict), after every check that can tell here why the row cannot run;
-    exports / quantises / builds the row's artifact."""
-    job: Dict[str, Any] = {
-        "source": model.source.to_dict(), "backend": spec.backend, "precision": spec.precision,
-        "batch": spec.batch, "image_size": list(spec.image_size), "run": spec.run,
-        "seed": settings.seed, "warmup": settings.warmup, "iters": settings.iters,
-        "max_seconds": settings.max_seconds, "threads": settings.threads,
-        "data": settings.data, "category": settings.category,
-    }
-    b, prec = spec.backend, spec.precision
-    if b in ("torch", "torch-cuda"):
-        if prec == "int8":
-            raise RowSkipped("int8 is a Q/DQ ONNX graph: run it with ort, openvino or trt")
-        if b == "torch":
-            if prec == "fp16":
-                raise RowSkipped("torch eager on the CPU is measured in fp32 (and bf16 autocast); fp16 runs on "
-                                 "torch-cuda, ort, openvino, trt")
-            if prec == "bf16" and not cpu_has_bf16():
-                raise RowSkipped("bf16 autocast needs a CPU with AMX or AVX512-BF16; this one has neither")
-            from benchmarks.machine import physical_cores
+    """What the row runner needs (a JSON dict), after every check that can tell here why the row cannot run
+    (library missing, precision the backend does not run, no GPU, no bf16 on this CPU); exports / quantises /
+    builds the row's artifact."""
+    from benchmarks.machine import gpus
 
-            job["threads"] = settings.threads or physical_cores()
-        else:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RowSkipped("no CUDA GPU (torch.cuda.is_available() is False)")
-        return job
-    name = RUNTIME_NAMES[b]
-    job["runtime_backend"] = name
-    _require_runtime_backend(name)  # before exporting anything: a missing library skips at once
-    options: Dict[str, Any] = {}
-    if b == "ort":
-        if prec == "bf16":
-            raise RowSkipped("ONNX Runtime's CPU provider has no bf16 compute mode (bf16 rows: openvino, torch)")
-    elif b == "openvino":
-        if prec == "bf16":
-            if not cpu_has_bf16():
-                raise RowSkipped("OpenVINO computes bf16 only on CPUs with AMX or AVX512-BF16; this one has neither")
-            options["inference_precision"] = "bf16"
-    elif b == "trt":
-        if prec == "bf16":
-            raise RowSkipped("TensorRT rows take their precision from the ONNX graph: fp32, fp16 or int8")
-        from benchmarks.machine import gpus
-
-        if not gpus():
-            raise RowSkipped("TensorRT needs an NVIDIA GPU; none here")
-        job["device"] = "cuda"
-        job["artifact"] = str(model.engine(artifact_key(b, prec), spec.batch))
-        return job
-    if settings.threads:
+    _require_runtime_backend(spec.backend)  # before exporting anything: a missing library skips at once
+    art = row_artifact(spec.backend, spec.precision)
+    if spec.device == "cpu" and art.compute_mode == "fp16":
+        raise RowSkipped(f"{spec.backend} computes fp16 on a GPU only (--device cuda); on the CPU an fp16 row runs "
+                         f"an FP16 graph: {_backends_with('fp16', artifacts_only=True)}")
+    if spec.device == "cpu" and art.compute_mode == "bf16" and not cpu_has_bf16():
+        raise RowSkipped("bf16 compute on the CPU needs AMX or AVX512-BF16; this CPU has neither")
+    if spec.device == "cuda" and not gpus():
+        raise RowSkipped(f"{spec.backend} on cuda needs an NVIDIA GPU; none here")
+    options = dict(art.options)
+    if settings.threads and spec.device == "cpu":
         options["threads"] = settings.threads
-    job["backend_options"] = options
-    job["artifact"] = str(model.onnx(artifact_key(b, prec)))
-    if prec == "int8":
-        job["notes"] = [f"Q/DQ placement: {INT8_PLACEMENT[b]}"]
+    job: Dict[str, Any] = {
+        "backend": spec.backend, "device": spec.device, "precision": spec.precision, "kind": art.kind,
+        "options": options, "batch": spec.batch, "image_size": list(spec.image_size), "run": spec.run,
+        "seed": settings.seed, "warmup": settings.warmup, "iters": settings.iters,
+        "max_seconds": settings.max_seconds, "data": settings.data, "category": settings.category,
+        "expected_compute": _expected_compute(art), "notes": [],
+    }
+    if art.kind == "graph":
+        job["source"] = model.source.to_dict()
+    elif art.kind == "tensorrt-engine":
+        job["artifact"] = str(model.engine(art.key, spec.batch))
+    else:
+        job["artifact"] = str(model.onnx(art.key))
+    if art.key.startswith("int8:"):
+        job["notes"].append(f"Q/DQ placement: {art.key.partition(':')[2]}")
     return job
+
+
+def _expected_compute(art: RowArtifact) -> str:
+    """What the row should compute in: its compute mode for an FP32 graph, fp16 for an FP16 graph, fp32 for the
+    float parts of a Q/DQ graph."""
+    graph = art.key.partition(":")[0]
+    return {"fp32": art.compute_mode, "fp16": "fp16"}.get(graph, "fp32")
 
 
 def _execute(job: Dict[str, Any], settings: Settings) -> Dict[str, Any]:
@@ -325,9 +346,9 @@ def run_row(spec: RowSpec, model: Model, settings: Settings,
     row["notes"] = notes
     if spec.run and not settings.data and row["status"] == "ok":
         row["notes"].append("accuracy needs --data and --category")
-    expected = OPENVINO_COMPUTE.get(spec.precision)
-    if spec.backend == "openvino" and row.get("compute_precision") not in (None, expected):
+    reported, expected = row.get("compute_precision"), job["expected_compute"]
+    if reported is not None and COMPUTE_NAMES.get(reported, reported) != expected:
         what = "the float parts of this Q/DQ graph" if spec.precision == "int8" else f"this {spec.precision} row"
-        row["notes"].append(f"OpenVINO computed {what} in {row['compute_precision']} (its INFERENCE_PRECISION_HINT), "
-                            f"not {expected}")
+        row["notes"].append(f"{spec.backend} computed {what} in {reported} (as the backend reports it), not "
+                            f"{expected}")
     return row

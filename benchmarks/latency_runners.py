@@ -1,7 +1,7 @@
 """Row runners of `benchmarks/latency.py`: open one backend on one artifact, time it, measure its memory and
 (optionally) its accuracy; by default in a child process of its own.
 
-A *job* is a plain JSON dict made by `latency.prepare_job` (what to open: backend, precision, artifact path or
+A *job* is a plain JSON dict made by `latency_rows.prepare_job` (what to open: backend, precision, artifact path or
 the torch model to build, batch, timing settings). `execute_job(job)` returns a result dict. `run_isolated(job)`
 runs it in a fresh Python process, which gives every row its own thread pools and allocator, a clean peak-RSS
 figure, and a watchdog: a backend that hangs (OpenVINO's AsyncInferQueue teardown has been seen to deadlock)
@@ -42,80 +42,40 @@ def error_line(e: BaseException) -> str:
 # runners: objects with infer(frames) -> (maps, scores), close(), describe() [, synchronize()]
 
 
-class TorchEager:
-    """The torch inspection graph in eager mode under inference_mode, on the CPU or a CUDA GPU; fp32, or
-    autocast to fp16 / bf16."""
-
-    def __init__(self, graph, device: str, precision: str, threads: int):
-        import torch
-
-        self.torch = torch
-        self.device = device
-        if device == "cpu" and threads:
-            torch.set_num_threads(int(threads))
-        self.graph = graph.to(device).eval()
-        self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-        self.threads = torch.get_num_threads() if device == "cpu" else 0
-
-    def infer(self, frames: np.ndarray):
-        torch = self.torch
-        with torch.inference_mode():
-            x = torch.from_numpy(frames).to(self.device)
-            if self.autocast is not None:
-                with torch.autocast(self.device, dtype=self.autocast):
-                    maps, scores = self.graph(x)
-            else:
-                maps, scores = self.graph(x)
-            return maps.float().cpu().numpy(), scores.float().cpu().numpy()
-
-    def synchronize(self) -> None:
-        if self.device != "cpu":
-            self.torch.cuda.synchronize()
-
-    def close(self) -> None:
-        self.graph = None
-        if self.device != "cpu":
-            self.torch.cuda.empty_cache()
-
-    def describe(self) -> str:
-        what = f"torch {self.torch.__version__} eager, inference_mode"
-        if self.autocast is not None:
-            what += f", autocast {str(self.autocast).replace('torch.', '')}"
-        return what + (f", {self.threads} threads" if self.device == "cpu" else f", {self.device}")
-
-
-def _torch_graph(job: Dict[str, Any]):
-    from export.artifacts import GraphSource
-
-    return GraphSource.from_dict(job["source"]).build()[0]
-
-
 def preload(job: Dict[str, Any]) -> None:
-    """Import the row's library before the memory window opens (its shared libraries are not the model's)."""
-    backend = job["backend"]
-    if backend.startswith("torch"):
-        import torch  # noqa: F401
+    """Import the row's library before the memory window opens (its shared libraries are not the model's):
+    the backend's probe imports it; a row on the in-memory graph also needs torch and the graph builders."""
+    from runtime.backends import backend_class
+    from runtime.errors import BackendUnavailable
 
-        import export.graph  # noqa: F401
-    elif backend == "ort":
-        import onnxruntime  # noqa: F401
-    elif backend == "openvino":
-        import openvino  # noqa: F401
-    from runtime.backends import backend_class  # noqa: F401
+    try:
+        backend_class(job["backend"]).probe()
+    except BackendUnavailable as e:
+        raise RowSkipped(str(e)) from None
+    if job["kind"] == "graph":
+        import export.graph  # noqa: F401  (imports torch)
 
 
 def open_runner(job: Dict[str, Any]):
-    backend = job["backend"]
-    if backend in ("torch", "torch-cuda"):
-        device = "cuda" if backend == "torch-cuda" else "cpu"
-        return TorchEager(_torch_graph(job), device, job["precision"], job.get("threads") or 0)
-    from runtime.backends import backend_class
+    """The row's runtime backend, loaded: on the torch graph built here (artifact kind "graph", the backend's
+    `from_graph`), else on the exported artifact (`create_backend`)."""
+    from runtime.backends import backend_class, create_backend
     from runtime.errors import BackendUnavailable
-    from runtime.manifest import load_manifest
 
-    cls = backend_class(job["runtime_backend"])
-    runner = cls(job["artifact"], load_manifest(job["artifact"]), device=job.get("device", "cpu"),
-                 **(job.get("backend_options") or {}))
+    options = dict(job.get("options") or {})
+    if job["kind"] == "graph":
+        from export.artifacts import GraphSource
+        from export.manifest import graph_manifest
+
+        source = GraphSource.from_dict(job["source"])
+        graph, config = source.build()
+        runner = backend_class(job["backend"]).from_graph(graph, graph_manifest(config, graph, source.run),
+                                                          device=job["device"], **options)
+    else:
+        from runtime.manifest import load_manifest
+
+        runner = create_backend(job["backend"], job["artifact"], load_manifest(job["artifact"]), device=job["device"],
+                                **options)
     try:
         runner.load()
     except BackendUnavailable as e:
@@ -162,18 +122,16 @@ def execute_job(job: Dict[str, Any], emit: Optional[Callable[[Dict[str, Any]], N
         frames = make_frames(int(job["batch"]), job["image_size"], int(job.get("seed", 0)))
         cpu: List[float] = []
         lat, notes = time_infer(runner.infer, frames, int(job["warmup"]), int(job["iters"]),
-                                float(job.get("max_seconds") or float("inf")), getattr(runner, "synchronize", None),
-                                cpu_ms=cpu)
+                                float(job.get("max_seconds") or float("inf")), runner.synchronize, cpu_ms=cpu)
         result["peak_rss_bytes"] = mem.peak_bytes()
         result["memory_method"] = mem.method
         result.update(latency_stats(lat, int(job["batch"]), cpu))
         result["warmup"] = int(job["warmup"])
         result["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         result["notes"].extend(notes)
-        result["runner"] = runner.describe() if hasattr(runner, "describe") else job["backend"]
-        if job["backend"] == "openvino":
-            # what the runtime backend's compiled model computes in ("f32", "bf16", "f16"), as it reports it
-            result["compute_precision"] = getattr(runner, "compute_precision", None)
+        result["runner"] = runner.describe()
+        # what the backend computes in, where it reports it (OpenVINO: "f32", "bf16", "f16")
+        result["compute_precision"] = getattr(runner, "compute_precision", None)
         result["status"] = "ok"
         if job.get("data") and job.get("run"):
             try:

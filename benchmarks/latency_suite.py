@@ -61,22 +61,36 @@ def plan_models(method: str, cs: Sequence[Optional[int]], image_size: Tuple[int,
     return models
 
 
+def backend_devices(backends: Sequence[str], devices: Sequence[str]) -> List[Tuple[str, str]]:
+    """(backend, device) of every row group: a backend that needs a GPU runs on cuda only, the others on each
+    of `devices`."""
+    from runtime.backends import backend_capabilities
+
+    out: Dict[Tuple[str, str], None] = {}
+    for backend in backends:
+        for device in (("cuda",) if backend_capabilities(backend).needs_gpu else devices):
+            out[(backend, device)] = None
+    return list(out)
+
+
 def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precisions: Sequence[str],
               batches: Sequence[int], image_size: Tuple[int, int], settings: Settings,
               runs: Sequence[str] = (), work_dir: Optional[str] = None,
-              on_row: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
-    """Every row of the product models x backends x precisions x batches -> {"machine", "settings", "notes",
-    "rows"}."""
+              on_row: Optional[Callable[[Dict[str, Any]], None]] = None,
+              devices: Sequence[str] = ("cpu",)) -> Dict[str, Any]:
+    """Every row of the product models x (backend, device) x precisions x batches -> {"machine", "settings",
+    "notes", "rows"}."""
     from benchmarks.machine import machine_info
 
     machine = machine_info()
     models = plan_models(method, cs, image_size, runs)
+    groups = backend_devices(backends, devices)
     rows: List[Dict[str, Any]] = []
     tmp = None
     if work_dir is None:
         tmp = tempfile.mkdtemp(prefix="latency-")
         work_dir = tmp
-    total = len(models) * len(backends) * len(precisions) * len(batches)
+    total = len(models) * len(groups) * len(precisions) * len(batches)
     jobs: Dict[int, Dict[str, Any]] = {}
     try:
         from tqdm import tqdm
@@ -84,10 +98,10 @@ def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precision
         bar = tqdm(total=total, desc="rows", unit="row", disable=not settings.progress, file=sys.stderr)
         for (m, c, size, run) in models:
             model = Model(m, c, size, run, settings, Path(work_dir))
-            for backend in backends:
+            for backend, device in groups:
                 for precision in precisions:
                     for batch in batches:
-                        spec = RowSpec(m, c, backend, precision, batch, size, run)
+                        spec = RowSpec(m, c, backend, precision, batch, size, run, device)
                         bar.set_description(spec.label())
                         row = run_row(spec, model, settings, jobs)
                         rows.append(row)
@@ -133,7 +147,8 @@ def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precision
     return {
         "machine": machine,
         "settings": {
-            "method": method, "c": list(cs), "backends": list(backends), "precisions": list(precisions),
+            "method": method, "c": list(cs), "backends": list(backends), "devices": list(devices),
+            "precisions": list(precisions),
             "batches": list(batches), "image_size": list(image_size), "warmup": settings.warmup,
             "iters": settings.iters, "max_seconds": settings.max_seconds, "data": settings.data,
             "category": settings.category, "runs": list(runs), "threads": settings.threads,
