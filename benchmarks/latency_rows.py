@@ -276,8 +276,10 @@ def prepare_job(spec: RowSpec, model: Model, settings: Settings) -> Dict[str, An
         raise RowSkipped("bf16 compute on the CPU needs AMX or AVX512-BF16; this CPU has neither")
     if spec.device == "cuda" and not gpus():
         raise RowSkipped(f"{spec.backend} on cuda needs an NVIDIA GPU; none here")
+    from runtime.backends import backend_capabilities
+
     options = dict(art.options)
-    if settings.threads and spec.device == "cpu":
+    if settings.threads and spec.device == "cpu" and "threads" in backend_capabilities(spec.backend).option_names:
         options["threads"] = settings.threads
     job: Dict[str, Any] = {
         "backend": spec.backend, "device": spec.device, "precision": spec.precision, "kind": art.kind,
