@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from benchmarks.latency_runners import RowSkipped, error_line, execute_job, run_isolated
+from benchmarks.latency_runners import RowSkipped, error_line, execute_job, probe_backend, run_isolated
 from benchmarks.machine import cpu_has_bf16
 from runtime.manifest import model_label
 
@@ -249,25 +249,13 @@ def fill_model_facts(row: Dict[str, Any], spec: RowSpec, model: Model) -> None:
             row["notes"].append(f"ONNX GMACs differ from torch's count ({row['gmacs_torch']}) by {100 * diff:.1f}%")
 
 
-def _require_runtime_backend(name: str) -> None:
-    """RowSkipped with the runtime's own reason (naming the pip package) when the backend's library is
-    missing."""
-    from runtime.backends import backend_class
-    from runtime.errors import BackendUnavailable
-
-    try:
-        backend_class(name).probe()
-    except BackendUnavailable as e:
-        raise RowSkipped(str(e)) from None
-
-
 def prepare_job(spec: RowSpec, model: Model, settings: Settings) -> Dict[str, Any]:
     """What the row runner needs (a JSON dict), after every check that can tell here why the row cannot run
     (library missing, precision the backend does not run, no GPU, no bf16 on this CPU); exports / quantises /
     builds the row's artifact."""
     from benchmarks.machine import gpus
 
-    _require_runtime_backend(spec.backend)  # before exporting anything: a missing library skips at once
+    probe_backend(spec.backend)  # before exporting anything: a missing library skips at once
     art = row_artifact(spec.backend, spec.precision)
     if spec.device == "cpu" and art.compute_mode == "fp16":
         raise RowSkipped(f"{spec.backend} computes fp16 on a GPU only (--device cuda); on the CPU an fp16 row runs "

@@ -39,19 +39,25 @@ def error_line(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# runners: objects with infer(frames) -> (maps, scores), close(), describe() [, synchronize()]
+# the row's runtime backend: infer(frames) -> (maps, scores), synchronize(), describe(), close()
+
+
+def probe_backend(name: str) -> None:
+    """RowSkipped with the runtime's own reason (naming the pip package) when the backend's library is missing;
+    the probe imports the library."""
+    from runtime.backends import backend_class
+    from runtime.errors import BackendUnavailable
+
+    try:
+        backend_class(name).probe()
+    except BackendUnavailable as e:
+        raise RowSkipped(str(e)) from None
 
 
 def preload(job: Dict[str, Any]) -> None:
     """Import the row's library before the memory window opens (its shared libraries are not the model's):
     the backend's probe imports it; a row on the in-memory graph also needs torch and the graph builders."""
-    from runtime.backends import backend_class
-    from runtime.errors import BackendUnavailable
-
-    try:
-        backend_class(job["backend"]).probe()
-    except BackendUnavailable as e:
-        raise RowSkipped(str(e)) from None
+    probe_backend(job["backend"])
     if job["kind"] == "graph":
         import export.graph  # noqa: F401  (imports torch)
 
