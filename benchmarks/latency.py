@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=_positive, nargs="+", default=None,
                    help="base widths (FAIR: 32 64 128); default the method's (32), or only the widths of --runs "
                         "when given; methods without a width (e.g. patchcore) refuse it")
-    p.add_argument("--backend", type=_backend_name, nargs="+", default=DEFAULT_BACKENDS,
+    p.add_argument("--backend", type=_backend_name, choices=backend_names(), nargs="+", default=DEFAULT_BACKENDS,
+                   metavar="BACKEND",
                    help=f"runtime backends: {', '.join(backend_names())} (default: {' '.join(DEFAULT_BACKENDS)})")
     p.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"],
                    help="where the backends compute, one row group per device (default cpu; auto: cuda when an "
