@@ -192,7 +192,9 @@ def row_artifact(backend: str, precision: str) -> RowArtifact:
     kind = next((k for k in ("graph", "onnx", "tensorrt-engine") if k in caps.artifact_kinds), None)
     if kind is None:
         raise RowSkipped(f"{backend} opens {', '.join(caps.artifact_kinds)}, which this benchmark does not make")
-    key = f"int8:{caps.int8_placement or 'tensorrt'}" if graph == "int8" else graph
+    from export.artifacts import DEFAULT_PLACEMENT
+
+    key = f"int8:{caps.int8_placement or DEFAULT_PLACEMENT}" if graph == "int8" else graph
     return RowArtifact(key, kind, mode, caps.options_for(mode) if mode != "fp32" else {})
 
 
