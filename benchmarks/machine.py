@@ -109,6 +109,12 @@ def library_versions() -> Dict[str, str]:
     return out
 
 
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16 on this CPU (what OpenVINO and torch's CPU autocast need for fast bf16)."""
+    flags = " ".join(f.get("flags", "") for f in _cpuinfo()[:1])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def machine_info() -> Dict[str, object]:
     g = gpus()
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from benchmarks.table import backend_label
 from runtime.manifest import model_label
 
 
@@ -14,7 +15,7 @@ def _series(rows: List[Dict[str, Any]], xkey: str) -> Dict[Tuple[str, str, int],
     out: Dict[Tuple[str, str, int], List[Dict[str, Any]]] = {}
     for r in rows:
         if r.get("status") == "ok" and r.get("fps") and r.get(xkey) is not None:
-            out.setdefault((r["backend"], r["precision"], r["batch"]), []).append(r)
+            out.setdefault((backend_label(r), r["precision"], r["batch"]), []).append(r)
     for pts in out.values():
         pts.sort(key=lambda r: r[xkey])
     return out

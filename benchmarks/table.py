@@ -15,8 +15,8 @@ from runtime.manifest import model_label
 
 DASH = "—"
 
-#: (header, row key, formatter) of the table's columns, in order
-Column = Tuple[str, str, Callable[[Any], str]]
+#: (header, row key or a function of the row, formatter) of the table's columns, in order
+Column = Tuple[str, Any, Callable[[Any], str]]
 
 
 def _num(fmt: str) -> Callable[[Any], str]:
@@ -44,10 +44,16 @@ def _text(v: Any) -> str:
     return DASH if v is None or v == "" else str(v)
 
 
+def backend_label(row: Dict[str, Any]) -> str:
+    """The backend, with its device when that is not the CPU ("torch (cuda)")."""
+    device = row.get("device")
+    return f"{row.get('backend')}" + ("" if device in (None, "cpu") else f" ({device})")
+
+
 COLUMNS: List[Column] = [
     ("method", "method", _text),
     ("c", "c", _text),
-    ("backend", "backend", _text),
+    ("backend", backend_label, _text),
     ("precision", "precision", _text),
     ("batch", "batch", _text),
     ("params", "params", _millions),
@@ -68,7 +74,7 @@ def _cells(rows: Sequence[Dict[str, Any]], with_note: bool = True) -> Tuple[List
     headers = [h for h, _, _ in COLUMNS] + (["note"] if with_note else [])
     body = []
     for r in rows:
-        cells = [fmt(r.get(key)) for _, key, fmt in COLUMNS]
+        cells = [fmt(key(r) if callable(key) else r.get(key)) for _, key, fmt in COLUMNS]
         if with_note:
             cells.append(row_note(r))
         body.append(cells)
@@ -164,15 +170,16 @@ def _json_default(obj: Any) -> Any:
 
 def speedups(rows: Sequence[Dict[str, Any]], base: Tuple[str, str] = ("torch", "fp32")) -> List[str]:
     """Lines like "fair_c32 batch 1: ort/fp32 1.42x torch/fp32" for every ok row against the base row of the same
-    method, c, batch and image size."""
+    method, c, batch and image size (the base on the CPU)."""
     key = lambda r: (r.get("method"), r.get("c"), r.get("batch"), tuple(r.get("image_size") or ()))  # noqa: E731
-    bases = {key(r): r for r in rows if (r.get("backend"), r.get("precision")) == base and r.get("status") == "ok"}
+    bases = {key(r): r for r in rows if (r.get("backend"), r.get("precision")) == base and r.get("status") == "ok"
+             and r.get("device", "cpu") == "cpu"}
     out = []
     for r in rows:
         b = bases.get(key(r))
         if b is None or r is b or r.get("status") != "ok" or not b.get("fps"):
             continue
-        out.append(f"{model_label(r['method'], r.get('c'))} batch {r['batch']}: {r['backend']}/{r['precision']} "
+        out.append(f"{model_label(r['method'], r.get('c'))} batch {r['batch']}: {backend_label(r)}/{r['precision']} "
                    f"{r['fps'] / b['fps']:.2f}x {base[0]}/{base[1]}")
     return out
 

@@ -1,12 +1,13 @@
 """Build a TensorRT engine of a method's inspection graph.
 
     python -m export.trt --method fair --c 32 [--run RUN] [--precision fp32|fp16|int8] [--batch 1:8:32]
-                         [--workspace MB] [--out DIR] [--random-weights] [--calib-data DIR --category CAT]
+                         [--workspace MB] [--out DIR] [--random-weights] [--data DIR --category CAT]
                          [--frame-size HxW] [--channel-order RGB|BGR] [--image-size 256] [--noise-input]
 
 Without --run it takes the newest run for that method and c under --runs-root (default `runs/`, each
 `runs/*/config.json` is read); --c defaults to the method's width and is refused by a method without one.
---opset defaults to the method's. Steps, each leaving files in --out (default `engines/`):
+--opset defaults to the method's. Steps (`export.artifacts`, the pipeline `benchmarks/latency.py` uses too), each
+leaving files in --out (default `engines/`):
 1. `NAME.onnx` + `NAME.json` (FP32 graph, `export.onnx`), NAME = METHOD_cC, or METHOD for a method without a
    width (e.g. fair_c32, patchcore);
 2. the graph the engine is built from: FP16 (`NAME_fp16.onnx`, `export.fp16`) or Q/DQ INT8
@@ -42,6 +43,16 @@ def parse_profile(text: str) -> Tuple[int, int, int]:
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
         raise ExportError(f"--batch {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:8:32)")
     return vals[0], vals[1], vals[2]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def newest_run(method: str, c: Optional[int], root="runs") -> Optional[Path]:
@@ -86,36 +97,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channel order of the frames (OpenCV gives BGR)")
     p.add_argument("--noise-input", action="store_true",
                    help="the method's optional extra inputs (noise2norm: a run-time noise field)")
-    p.add_argument("--calib-data", help="INT8: data root with good training images for calibration")
-    p.add_argument("--category", help="INT8: category inside --calib-data")
-    p.add_argument("--calib-images", type=int, default=64, help="INT8: number of calibration images")
+    p.add_argument("--data", help="INT8: data root (MVTec layout) whose good training images calibrate")
+    p.add_argument("--category", help="INT8: category inside --data")
+    p.add_argument("--images", type=_positive, default=64, help="INT8: number of calibration images (default 64)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (INT8 calibration)")
     return p
 
 
-def _graph(args):
-    """(graph, config, source_run or None, notes)."""
-    from export.graph import graph_from_run, graph_random
-
+def _source(args):
+    """(GraphSource, file stem, notes): the run given, the newest matching run, or random weights."""
+    from export.artifacts import GraphSource
     from train.methods import get_method
+    from train.runs import load_config
 
     if args.run:
-        graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
+        config = load_config(Path(args.run))
         for key in ("method", "c"):
             given = getattr(args, key)
             if given is not None and str(given) != str(getattr(config, key)):
                 raise ExportError(f"--{key} {given} does not match run {args.run} ({key}={getattr(config, key)}); "
                                   f"drop --{key} or pick another run")
-        return graph, config, str(args.run), []
+        return (GraphSource(run=str(args.run), frame_size=args.frame_size, channel_order=args.channel_order),
+                get_method(config.method).label(config.c), [])
     if args.method is None:
         raise ExportError("give --method (e.g. --method fair --c 32), or --run RUN")
     method = get_method(args.method)
     c = method.width(args.c)
-    if args.random_weights:
-        graph, config = graph_random(args.method, c, args.image_size, frame_size=args.frame_size,
-                                     channel_order=args.channel_order)
-        return graph, config, None, ["random weights: for timing only, the scores mean nothing"]
     label = method.label(c)
+    if args.random_weights:
+        return (GraphSource(method=args.method, c=c, image_size=args.image_size, frame_size=args.frame_size,
+                            channel_order=args.channel_order),
+                label, ["random weights: for timing only, the scores mean nothing"])
     run = newest_run(args.method, c, args.runs_root)
     if run is None:
         width = f" --c {c}" if c is not None else ""
@@ -124,62 +137,35 @@ def _graph(args):
             f"`python -m train --method {args.method}{width} --data DIR --category CAT --out "
             f"{args.runs_root}/{label}`, pass --run RUN, or use --random-weights for timing only")
     print(f"using run {run} (newest {label} under {args.runs_root}/)")
-    graph, config = graph_from_run(run, args.frame_size, args.channel_order)
-    return graph, config, str(run), []
+    return GraphSource(run=str(run), frame_size=args.frame_size, channel_order=args.channel_order), label, []
 
 
-def _int8_variant(fp32_onnx: Path, out_onnx: Path, args) -> Path:
-    if not args.calib_data:
-        raise ExportError("--precision int8 needs --calib-data DIR (good training images) and --category CAT")
-    try:
-        from calibration.int8 import quantize_onnx
-    except ImportError as e:
-        raise ExportError(f"INT8 needs calibration.int8.quantize_onnx, which this installation lacks ({e}); "
-                          f"build fp16 or fp32 instead") from None
-    quantize_onnx(fp32_onnx, out_onnx, args.calib_data, args.category, args.calib_images)
-    if not out_onnx.is_file():
-        raise ExportError(f"calibration.int8.quantize_onnx did not write {out_onnx}")
-    from runtime.manifest import manifest_path_for
-
-    if not Path(manifest_path_for(out_onnx)).is_file():  # the calibrator may write its own (with its details)
-        from export.manifest import derive, write
-        from runtime.manifest import load_manifest
-
-        src = load_manifest(fp32_onnx)
-        write(out_onnx, derive(src, precision="int8",
-                               notes=list(src.notes) + [f"Q/DQ INT8 variant of {fp32_onnx.name} (calibration.int8)"]))
-    return out_onnx
+def _wrote(path: Path) -> None:
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) + manifest")
 
 
-def run(args) -> int:
-    from export.manifest import derive, write
-    from export.onnx import export_onnx, fp16_variant
+def _run(args) -> int:
+    from export.artifacts import Calibration, ModelArtifacts
     from export.opcheck import DEFAULT_TARGETS, check_onnx
     from runtime import trt_version
     from runtime.errors import BackendUnavailable
-    from runtime.manifest import TensorRTInfo, load_manifest
 
     profile = parse_profile(args.batch)
     if args.workspace is not None and args.workspace < 1:
         raise ExportError(f"--workspace {args.workspace} must be a positive number of MiB")
-    if args.precision == "int8" and not args.calib_data:
-        raise ExportError("--precision int8 needs --calib-data DIR (good training images) and --category CAT")
-    graph, config, source_run, notes = _graph(args)
+    if args.precision == "int8" and not args.data:
+        raise ExportError("--precision int8 needs --data DIR (good training images) and --category CAT")
+    source, stem, notes = _source(args)
     out = Path(args.out)
-    from train.methods import get_method
-
-    stem = get_method(config.method).label(config.c)
-    fp32 = export_onnx(graph, config, out / f"{stem}.onnx", batch="dynamic", opset=args.opset,
-                       noise_input=args.noise_input, source_run=source_run, profile=profile, notes=notes)
-    print(f"wrote {fp32} ({fp32.stat().st_size / 2**20:.1f} MiB) + manifest")
-    if args.precision == "fp16":
-        src = fp16_variant(fp32, out / f"{stem}_fp16.onnx")
-        print(f"wrote {src} ({src.stat().st_size / 2**20:.1f} MiB) + manifest")
-    elif args.precision == "int8":
-        src = _int8_variant(fp32, out / f"{stem}_int8.onnx", args)
-        print(f"wrote {src} ({src.stat().st_size / 2**20:.1f} MiB) + manifest")
-    else:
-        src = fp32
+    calibration = (Calibration(args.data, args.category, args.images, progress=not args.no_progress)
+                   if args.data else None)
+    arts = ModelArtifacts(out, stem, source, calibration=calibration,
+                          export_options={"opset": args.opset, "noise_input": args.noise_input, "profile": profile,
+                                          "notes": notes})
+    _wrote(arts.onnx("fp32"))
+    src = arts.onnx(args.precision)
+    if args.precision != "fp32":
+        _wrote(src)
 
     installed = trt_version.installed_version()
     targets = list(DEFAULT_TARGETS) + ([installed] if installed else [])
@@ -196,35 +182,20 @@ def run(args) -> int:
               f"rerun this command on the target GPU", file=sys.stderr)
         return EXIT_NO_TENSORRT
 
-    from export.trt_build import build_engine
-
-    engine = out / f"{stem}_{args.precision}.engine"
-    print(f"building {engine} (TensorRT {installed}, profile {profile[0]}:{profile[1]}:{profile[2]}); "
-          f"this takes a few minutes the first time, seconds with the timing cache")
-    res = build_engine(src, engine, precision=args.precision, batch=profile, workspace_mb=args.workspace,
-                       timing_cache=out / "timing.cache", verbose=args.verbose)
-    base = load_manifest(src)
-    trt_info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
-                            profile=res.profile)
-    write(engine, derive(base, artifact_kind="tensorrt-engine", tensorrt=trt_info,
-                         source_onnx={"file": src.name, "sha256": base.sha256},
-                         build={"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
-                                "seconds": res.seconds, "workspace_mb": args.workspace, "tf32": res.tf32}))
+    print(f"building the {args.precision} engine of {src.name} in {out}/ (TensorRT {installed}, profile "
+          f"{profile[0]}:{profile[1]}:{profile[2]}); this takes a few minutes the first time, seconds with the "
+          f"timing cache")
+    engine, res = arts.engine(args.precision, profile, workspace_mb=args.workspace, verbose=args.verbose)
     print(f"wrote {engine} ({engine.stat().st_size / 2**20:.1f} MiB) + manifest; built in {res.seconds:.0f} s on "
           f"{res.gpu} (sm {res.compute_capability}), timing cache {res.timing_cache}")
     return 0
 
 
 def main(argv=None) -> int:
-    from runtime.errors import RuntimeInspectError
-    from train.errors import InspectError
+    from runtime.errors import cli_exit
 
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (InspectError, RuntimeInspectError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
 
 
 if __name__ == "__main__":

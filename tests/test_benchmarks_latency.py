@@ -14,9 +14,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks import latency, table
+from benchmarks import latency_rows
+from benchmarks import latency_runners, latency_suite, table
 from benchmarks.graph_stats import node_macs, onnx_stats, relative_difference
-from benchmarks import latency_runners
+from benchmarks.latency_timing import PeakRSS, latency_stats, time_infer
 from benchmarks.machine import machine_info, physical_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def small_run(tmp_path_factory):
     """The script, run as a script from the repository root, for one small model (c=8, 64x64, 3 iterations)."""
     out = tmp_path_factory.mktemp("lat") / "lat.json"
     cmd = [sys.executable, "benchmarks/latency.py", "--method", "fair", "--c", "8", "--image-size", "64",
-           "--backend", "torch", "ort", "openvino", "trt", "--precision", "fp32", "int8", "--batch", "1", "2",
+           "--backend", "torch", "onnxruntime", "openvino", "tensorrt", "--precision", "fp32", "int8", "--batch", "1", "2",
            "--warmup", "1", "--iters", "3", "--json", str(out), "--markdown", "--no-progress"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -78,7 +79,7 @@ def test_script_json_has_machine_and_every_row(small_run):
 
 def test_timed_rows_have_consistent_numbers(small_run):
     result, _ = small_run
-    for backend in ("torch", "ort"):
+    for backend in ("torch", "onnxruntime"):
         for batch in (1, 2):
             row = _row(result, backend=backend, precision="fp32", batch=batch)
             assert row["status"] == "ok", row["reason"]
@@ -88,7 +89,8 @@ def test_timed_rows_have_consistent_numbers(small_run):
             assert row["cpu_p50_ms"] is not None and row["cpu_p50_ms"] >= 0
             assert row["peak_rss_bytes"] is not None and row["peak_rss_bytes"] >= 0
             assert row["image_auroc"] is None and row["aupro"] is None  # no --runs: no accuracy
-    assert _row(result, backend="ort", precision="fp32", batch=1)["size_bytes"] > 0
+    assert _row(result, backend="onnxruntime", precision="fp32", batch=1)["size_bytes"] > 0
+    assert "in-memory graph" in _row(result, backend="torch", precision="fp32", batch=1)["runner"]
 
 
 def test_openvino_rows_compute_in_fp32(small_run):
@@ -102,10 +104,11 @@ def test_openvino_rows_compute_in_fp32(small_run):
 
 def test_rows_that_cannot_run_carry_reasons(small_run):
     result, _ = small_run
-    int8 = _row(result, backend="ort", precision="int8", batch=1)
+    int8 = _row(result, backend="onnxruntime", precision="int8", batch=1)
     assert int8["status"] == "skipped" and "int8 needs --data" in int8["reason"]
     assert _row(result, backend="torch", precision="int8", batch=1)["status"] == "skipped"
-    trt = _row(result, backend="trt", precision="fp32", batch=1)
+    trt = _row(result, backend="tensorrt", precision="fp32", batch=1)
+    assert trt["device"] == "cuda"  # a backend that needs a GPU runs on cuda whatever --device says
     if _has_trt_gpu():
         pytest.skip("TensorRT and a GPU are present: the trt row runs")
     assert trt["status"] == "skipped"
@@ -122,31 +125,61 @@ def test_params_equal_train_summary(small_run, summary_cli):
 
 def test_gmacs_from_onnx_match_train_summary(small_run, summary_cli):
     result, _ = small_run
-    row = _row(result, backend="ort", precision="fp32", batch=1)
+    row = _row(result, backend="onnxruntime", precision="fp32", batch=1)
     assert row["gmacs"] is not None and row["gmacs"] > 0
-    assert relative_difference(row["gmacs"], summary_cli["gmacs"]) < latency.GMACS_TOLERANCE
+    assert relative_difference(row["gmacs"], summary_cli["gmacs"]) < latency_rows.GMACS_TOLERANCE
     assert "Conv" in row["gmacs_by_op"] and "MatMul" in row["gmacs_by_op"]  # UNet + DFT-matmul high-pass
     assert not any("differ" in n for n in row["notes"])
 
 
 def test_static_skips_need_no_child_process(tmp_path):
-    settings = latency.Settings()
-    art = latency.ModelArtifacts("fair", 8, (64, 64), None, settings, tmp_path)
-    for backend, precision, text in (("ort", "bf16", "no bf16"), ("torch", "int8", "Q/DQ"),
-                                     ("torch", "fp16", "fp32"), ("ort", "int8", "int8 needs --data")):
-        spec = latency.RowSpec("fair", 8, backend, precision, 1, (64, 64))
-        with pytest.raises(latency.RowSkipped, match=text):
-            latency.prepare_job(spec, art, settings)
+    settings = latency_rows.Settings()
+    model = latency_rows.Model("fair", 8, (64, 64), None, settings, tmp_path)
+    for backend, precision, text in (("onnxruntime", "bf16", "no bf16; bf16 rows: openvino, torch"),
+                                     ("torch", "int8", "no int8; int8 rows: onnxruntime, openvino, tensorrt"),
+                                     ("torch", "fp16", "fp16 on a GPU only"),
+                                     ("onnxruntime", "int8", "int8 needs --data")):
+        spec = latency_rows.RowSpec("fair", 8, backend, precision, 1, (64, 64))
+        with pytest.raises(latency_rows.RowSkipped, match=text):
+            latency_rows.prepare_job(spec, model, settings)
+
+
+def test_rows_follow_the_backends_declarations():
+    """The row's artifact, placement, compute mode and options come from `backend_capabilities`, not a table."""
+    from runtime.backends import backend_capabilities
+
+    art = latency_rows.row_artifact
+    assert art("openvino", "bf16") == latency_rows.RowArtifact("fp32", "onnx", "bf16", {"inference_precision": "bf16"})
+    assert art("torch", "bf16") == latency_rows.RowArtifact("fp32", "graph", "bf16", {"autocast": "bf16"})
+    assert art("torch", "fp32") == latency_rows.RowArtifact("fp32", "graph", "fp32", {})
+    for name in ("onnxruntime", "openvino", "tensorrt"):
+        assert art(name, "int8").key == f"int8:{backend_capabilities(name).int8_placement}"
+    assert art("onnxruntime", "int8").key == "int8:onnxruntime" and art("openvino", "int8").key == "int8:tensorrt"
+    assert art("tensorrt", "fp16") == latency_rows.RowArtifact("fp16", "tensorrt-engine", "fp32", {})
+    assert {"fp32", "fp16", "bf16", "int8"} <= set(latency_rows.row_precisions())
+    groups = latency_suite.backend_devices(["torch", "tensorrt", "onnxruntime"], ["cpu", "cuda"])
+    assert groups == [("torch", "cpu"), ("torch", "cuda"), ("tensorrt", "cuda"), ("onnxruntime", "cpu"),
+                      ("onnxruntime", "cuda")]
+
+
+def test_a_cuda_row_without_a_gpu_says_so(tmp_path):
+    if machine_info()["gpu"] != "none":
+        pytest.skip("this machine has a GPU: the cuda row runs")
+    settings = latency_rows.Settings()
+    model = latency_rows.Model("fair", 8, (64, 64), None, settings, tmp_path)
+    spec = latency_rows.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64), device="cuda")
+    with pytest.raises(latency_rows.RowSkipped, match="torch on cuda needs an NVIDIA GPU"):
+        latency_rows.prepare_job(spec, model, settings)
 
 
 def test_later_passes_keep_the_fastest(tmp_path):
-    settings = latency.Settings(warmup=0, iters=2, in_process=True)
-    art = latency.ModelArtifacts("fair", 8, (64, 64), None, settings, tmp_path)
+    settings = latency_rows.Settings(warmup=0, iters=2, in_process=True)
+    model = latency_rows.Model("fair", 8, (64, 64), None, settings, tmp_path)
     jobs = {}
-    row = latency.run_row(latency.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64)), art, settings, jobs)
+    row = latency_rows.run_row(latency_rows.RowSpec("fair", 8, "torch", "fp32", 1, (64, 64)), model, settings, jobs)
     assert row["status"] == "ok", row["reason"]
     for _ in range(2):
-        latency.rerun_row(row, jobs[id(row)], settings)
+        latency_rows.rerun_row(row, jobs[id(row)], settings)
     assert len(row["p50_ms_passes"]) == 3
     assert row["p50_ms"] == min(row["p50_ms_passes"])
 
@@ -155,7 +188,7 @@ def test_isolated_row_reports_a_broken_artifact(tmp_path):
     pytest.importorskip("onnxruntime")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
-    job = {"method": "fair", "c": 8, "backend": "ort", "runtime_backend": "onnxruntime", "precision": "fp32",
+    job = {"backend": "onnxruntime", "kind": "onnx", "device": "cpu", "precision": "fp32",
            "batch": 1, "image_size": [64, 64], "artifact": str(bad), "warmup": 0, "iters": 1}
     res = latency_runners.run_isolated(job, timeout=300)
     assert res["status"] == "error" and res["reason"]
@@ -216,7 +249,7 @@ def test_onnx_mac_count_by_hand(tmp_path):
 
 def test_time_infer_excludes_warmup_and_synchronises():
     calls, syncs, cpu = [], [], []
-    lat, notes = latency.time_infer(lambda f: calls.append(1), np.zeros((1, 4, 4, 3), np.uint8), warmup=4,
+    lat, notes = time_infer(lambda f: calls.append(1), np.zeros((1, 4, 4, 3), np.uint8), warmup=4,
                                     iters=5, synchronize=lambda: syncs.append(1), cpu_ms=cpu)
     assert len(calls) == 9 and len(lat) == 5 and len(cpu) == 5 and notes == []
     assert len(syncs) == 6  # once after the warm-up, once after every timed call
@@ -225,19 +258,19 @@ def test_time_infer_excludes_warmup_and_synchronises():
 def test_time_infer_stops_on_budget():
     import time
 
-    lat, notes = latency.time_infer(lambda f: time.sleep(0.01), None, warmup=0, iters=100, max_seconds=0.02)
+    lat, notes = time_infer(lambda f: time.sleep(0.01), None, warmup=0, iters=100, max_seconds=0.02)
     assert 3 <= len(lat) < 100 and "stopped after" in notes[0]
 
 
 def test_latency_stats_percentiles_and_fps():
-    st = latency.latency_stats([10.0] * 98 + [20.0, 1000.0], batch=8)
+    st = latency_stats([10.0] * 98 + [20.0, 1000.0], batch=8)
     assert st["p50_ms"] == 10.0 and st["p90_ms"] == 10.0 and st["p99_ms"] > 20.0
     assert st["fps"] == pytest.approx(8 / (np.mean([10.0] * 98 + [20.0, 1000.0]) / 1e3))
     assert st["iters"] == 100
 
 
 def test_peak_rss_sees_a_native_allocation():
-    mem = latency.PeakRSS().start()
+    mem = PeakRSS().start()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     block.sum()
     peak = mem.peak_bytes()
@@ -262,11 +295,11 @@ def test_bad_input_exits_with_one_line(tmp_path):
 
 
 def _fake_result():
-    base = latency.empty_row(latency.RowSpec("fair", 8, "ort", "fp32", 1, (64, 64)))
+    base = latency_rows.empty_row(latency_rows.RowSpec("fair", 8, "onnxruntime", "fp32", 1, (64, 64)))
     ok = dict(base, status="ok", params=270000, gmacs=0.04, size_bytes=2**20, p50_ms=2.0, p90_ms=2.5,
               p99_ms=3.0, mean_ms=2.1, fps=476.2, peak_rss_bytes=10 * 2**20, image_auroc=0.95, aupro=0.8)
     torch_row = dict(ok, backend="torch", fps=100.0, image_auroc=0.94)
-    skipped = dict(base, backend="trt", reason="backend 'tensorrt' is not available")
+    skipped = dict(base, backend="tensorrt", device="cuda", reason="backend 'tensorrt' is not available")
     return {"machine": machine_info(), "settings": {}, "notes": ["a | note"], "rows": [torch_row, ok, skipped]}
 
 
@@ -274,11 +307,12 @@ def test_tables_show_numbers_and_reasons(tmp_path):
     res = _fake_result()
     text = table.render_text(res)
     assert "476.2" in text and "skipped: backend 'tensorrt' is not available" in text and "95.0" in text
+    assert "tensorrt (cuda)" in text
     md = table.render_markdown(res)
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(lines) == 2 + 3 and all(ln.count("|") == lines[0].count("|") for ln in lines)
     assert "a \\| note" in md
-    assert table.speedups(res["rows"]) == ["fair_c8 batch 1: ort/fp32 4.76x torch/fp32"]
+    assert table.speedups(res["rows"]) == ["fair_c8 batch 1: onnxruntime/fp32 4.76x torch/fp32"]
     table.write_json(res, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["rows"][2]["reason"]
 
@@ -325,6 +359,7 @@ def trained_run(tmp_path_factory):
 def test_trained_run_rows_report_accuracy(trained_run):
     rows = trained_run["rows"]
     assert [(r["c"], r["precision"]) for r in rows] == [(8, "fp32"), (8, "int8")]  # only the run's width
+    assert {r["backend"] for r in rows} == {"onnxruntime"}  # --backend ort: the README's short name
     fp32 = rows[0]
     assert fp32["status"] == "ok" and fp32["run"]
     assert 0.0 <= fp32["image_auroc"] <= 1.0 and 0.0 <= fp32["aupro"] <= 1.0

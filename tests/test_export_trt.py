@@ -45,7 +45,7 @@ def test_without_tensorrt_writes_onnx_and_says_how_to_install(tmp_path):
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed: this checks the path without it")
 def test_int8_builds_from_a_qdq_graph(tmp_path):
-    """--precision int8 --calib-data: the Q/DQ graph comes from calibration.int8.quantize_onnx, with its manifest,
+    """--precision int8 --data: the Q/DQ graph comes from calibration.int8.quantize_onnx, with its manifest,
     and passes the operator check."""
     pytest.importorskip("calibration.int8")
     from train import demo_data
@@ -54,7 +54,7 @@ def test_int8_builds_from_a_qdq_graph(tmp_path):
                        progress=False)
     out = tmp_path / "eng"
     proc = _trt_cli("--method", "fair", "--c", "8", "--image-size", "64", "--random-weights", "--precision", "int8",
-                    "--calib-data", str(tmp_path / "demo"), "--category", "brick", "--calib-images", "4",
+                    "--data", str(tmp_path / "demo"), "--category", "brick", "--images", "4", "--no-progress",
                     "--out", str(out))
     assert proc.returncode == EXIT_NO_TENSORRT, proc.stderr
     m = load_manifest(out / "fair_c8_int8.onnx")
@@ -102,7 +102,7 @@ def test_arguments_are_checked(tmp_path):
         with pytest.raises(ExportError, match="MIN:OPT:MAX"):
             parse_profile(bad)
     proc = _trt_cli("--method", "fair", "--c", "8", "--random-weights", "--precision", "int8", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "--calib-data" in proc.stderr
+    assert proc.returncode == 2 and "--data" in proc.stderr
     proc = _trt_cli("--c", "8", "--random-weights", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--method" in proc.stderr
 
