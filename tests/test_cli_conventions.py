@@ -26,8 +26,6 @@ PACKAGES = ("runtime", "train", "export", "calibration", "benchmarks", "scripts"
 CONVERTED_ELSEWHERE = {
     "calibration.int8": "int8",
 }
-# Errors defined in files another helper owns that do not derive from runtime.errors.InspectError yet.
-ERRORS_CONVERTED_ELSEWHERE: dict = {}
 # Exceptions that never reach a user: control flow inside one module.
 INTERNAL_EXCEPTIONS = {"RowSkipped": "benchmarks.latency: a row's reason to skip, printed in its table row"}
 
@@ -136,11 +134,10 @@ def _errors_without_root() -> List[str]:
                   and "InspectError" not in _ancestors(name, bases) and name not in INTERNAL_EXCEPTIONS)
 
 
-@pytest.mark.parametrize("name", _params(sorted(set(_errors_without_root()) | set(ERRORS_CONVERTED_ELSEWHERE)),
-                                         ERRORS_CONVERTED_ELSEWHERE))
-def test_every_error_derives_from_inspect_error(name):
-    bases = _exception_classes()
-    assert "InspectError" in _ancestors(name, bases), f"{name} does not derive from runtime.errors.InspectError"
+def test_every_error_derives_from_inspect_error():
+    assert len(_exception_classes()) > 10  # the scan finds the tree's exception classes
+    missing = _errors_without_root()
+    assert not missing, f"these errors do not derive from runtime.errors.InspectError: {', '.join(missing)}"
 
 
 def test_our_error_classes_derive_from_the_root():
