@@ -11,41 +11,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from train.errors import InspectError
+from runtime.backends import DEVICES
+from runtime.errors import cli_exit
+from train.errors import ConfigError, RunError
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="method to train, e.g. noise2norm or fair")
     p.add_argument("--option", nargs="+", required=True, metavar=("NAME", "VALUE"),
                    help="option name followed by the values to compare")
-    p.add_argument("--data", required=True)
-    p.add_argument("--category")
+    p.add_argument("--data", required=True, metavar="ROOT", help="data root (MVTec/MPDD/VisA layout)")
+    p.add_argument("--category", metavar="CAT", help="category under --data")
     p.add_argument("--c", type=int, default=None,
                    help="network width (default: the method's; methods without a width refuse it)")
     p.add_argument("--image-size", default="256", help="N or HxW, multiples of the method's size multiple")
     p.add_argument("--steps", type=int, default=200, help="steps per run (gradient-trained methods)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the method's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="training device (default auto)")
     p.add_argument("--out", required=True, help="folder for the runs (one sub-folder per value)")
-    p.add_argument("--json", help="write the table as JSON")
-    args = p.parse_args(argv)
-    if len(args.option) < 2:
-        print("error: --option needs a name and at least one value (e.g. --option lam 0 0.3)", file=sys.stderr)
-        return 2
-    try:
-        from train.methods import get_method
+    p.add_argument("--json", metavar="PATH", help="write the table as JSON")
+    return p
 
-        args.c = get_method(args.method).width(args.c)
-        rows = run(args)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _run(args: argparse.Namespace) -> int:
+    if len(args.option) < 2:
+        raise ConfigError("--option needs a name and at least one value (e.g. --option lam 0 0.3)")
+    from train.methods import get_method
+
+    args.c = get_method(args.method).width(args.c)
+    rows = run(args)
     name = args.option[0]
     from runtime.manifest import model_label
 
@@ -55,17 +54,26 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{str(r['value']):>10}  {r['image_auroc']:12.4f}  {r['pixel_auroc']:12.4f}  {r['aupro']:8.4f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"method": args.method, "option": name, "c": args.c,
-                                               "steps": args.steps, "seed": args.seed, "rows": rows}, indent=2))
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"method": args.method, "option": name, "c": args.c,
+                                                   "steps": args.steps, "seed": args.seed, "rows": rows}, indent=2))
+        except OSError as e:
+            raise RunError(f"cannot write --json {args.json}: {e.strerror or e}") from None
     return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
 
 
 def run(args):
     import numpy as np
 
-    from benchmarks.accuracy import torch_infer
     from calibration.evaluate import evaluate
+    from export.manifest import graph_manifest
+    from runtime.backends.torch import TorchBackend
     from train.config import RunConfig, parse_image_size, parse_option
     from train.data import find_samples, load_images, load_masks
     from train.loop import train
@@ -89,8 +97,9 @@ def run(args):
         run_dir = Path(args.out) / f"{name}={value}"
         if not (run_dir / "model.safetensors").exists():
             train(config, run_dir, train_images, device=args.device)
-        graph, _ = load_graph(run_dir, "cpu")
-        metrics = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types)
+        graph, run_config = load_graph(run_dir, "cpu")
+        with TorchBackend.from_graph(graph, graph_manifest(run_config, graph, str(run_dir))) as backend:
+            metrics = evaluate(backend.infer, frames, labels, masks, types)
         rows.append({"value": value, "run": str(run_dir), "image_auroc": metrics["image_auroc"],
                      "pixel_auroc": metrics["pixel_auroc"], "aupro": metrics["aupro"]})
     return rows

@@ -23,7 +23,8 @@ import torch
 
 from calibration.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table
-from train.errors import ConfigError, InspectError
+from runtime.errors import cli_exit
+from train.errors import ConfigError
 from train.ops.scoring import box_filter
 from train.ops.standardize import MapStatistics
 
@@ -75,12 +76,12 @@ def _as_float(frames: np.ndarray) -> torch.Tensor:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.baseline",
                                 description="Per-pixel Gaussian baseline (no training) on a test split.")
-    p.add_argument("--data", required=True, help="data root (MVTec/MPDD layout or VisA)")
-    p.add_argument("--category", default=None)
+    p.add_argument("--data", required=True, metavar="ROOT", help="data root (MVTec/MPDD layout or VisA)")
+    p.add_argument("--category", default=None, metavar="CAT", help="category under --data")
     p.add_argument("--image-size", required=True, help="N or HxW, as the model's --image-size")
     p.add_argument("--mean-filter", type=int, default=21, help="k of the k x k mean filter (default 21, as FAIR)")
-    p.add_argument("--json", default=None, help="where to write the results JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", default=None, metavar="PATH", help="where to write the results JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -89,7 +90,7 @@ def run_baseline(args: argparse.Namespace) -> Dict[str, Any]:
     from train.data import find_samples, load_images, load_masks
 
     size_hw = parse_image_size(args.image_size)
-    progress = not args.quiet
+    progress = not args.no_progress
     good = find_samples(args.data, args.category, "train")
     test = find_samples(args.data, args.category, "test")
     if not good or not test:
@@ -103,19 +104,22 @@ def run_baseline(args: argparse.Namespace) -> Dict[str, Any]:
             **json_ready(result)}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        report = run_baseline(args)
-        if args.json:
+def _run(args: argparse.Namespace) -> int:
+    report = run_baseline(args)
+    if args.json:
+        try:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    except (InspectError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        except OSError as e:
+            raise ConfigError(f"cannot write --json {args.json}: {e.strerror or e}") from None
     h, w = report["image_size"]
     print(metrics_table(report, f"{report['category']}  (per-pixel Gaussian, {h}x{w}, "
                                 f"{report['n_train']} good training images, mean filter {report['mean_filter']})"))
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
 
 
 if __name__ == "__main__":

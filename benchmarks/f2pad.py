@@ -2,7 +2,7 @@
 
     python -m benchmarks.f2pad --run RUN --data DIR --category CAT [--defects N] [--threshold-images N]
                                [--variants full no_sparsity no_prior init_only] [--option KEY=VALUE ...]
-                               [--threads 1] [--json OUT]
+                               [--threads 1] [--device auto|cpu|cuda] [--json OUT] [--no-progress]
 
 The paper's protocol (Tao et al. 2024, Sec. IV-A): the backbone's binary mask at the pixel threshold that
 maximises F1 over the test set (following PaDiM), then IoU and DICE x 100 of binary masks, here the mean over
@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
+from runtime.cli_flags import add_device, add_no_progress
+from runtime.errors import cli_exit, writing
 
 VARIANTS = {
     "full": {},
@@ -52,20 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refine settings shared by every variant (train/refine/settings.py)")
     p.add_argument("--prior-components", type=int, default=5, help="pixel-prior mixture components")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device(p, default="cpu", torch=True, help="where to run the backbone and the refiner")
     p.add_argument("--json", help="write the rows here")
+    add_no_progress(p)
     return p
 
 
 def main(argv=None) -> int:
-    from train.errors import InspectError
-
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -76,6 +74,7 @@ def _run(args) -> int:
     from train.data import find_samples
     from train.data.dataset import load_images, load_masks
     from train.data.subsets import spread
+    from train.loop import resolve_device
     from train.refine.inputs import good_images
     from train.refine.pixel_prior import fit_pixel_prior, sample_pixels
     from train.refine.refiner import Refiner, anomaly_map_of
@@ -84,18 +83,19 @@ def _run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, config = load_model(args.run, device=args.device)
+    device = str(resolve_device(args.device))
+    model, config = load_model(args.run, device=device)
     size = tuple(config.image_size)
     tests = find_samples(args.data, args.category, "test")
     picked = spread(tests, args.threshold_images)
     images = load_images(picked, size, progress=False)
     masks = load_masks(picked, size)
-    maps = np.stack([anomaly_map_of(model, im, args.device) for im in tqdm(images, desc="maps", unit="img")])
+    maps = np.stack([anomaly_map_of(model, im, device) for im in tqdm(images, desc="maps", unit="img", disable=args.no_progress)])
     f1, threshold = pixel_f1_max(masks, maps, return_threshold=True)
     defective = spread([s for s in tests if s.is_defect], args.defects)
     d_images = load_images(defective, size, progress=False)
     d_masks = load_masks(defective, size)
-    d_maps = [anomaly_map_of(model, im, args.device) for im in d_images]
+    d_maps = [anomaly_map_of(model, im, device) for im in d_images]
     rows: List[Dict[str, object]] = []
     base = [(iou(m > threshold, t), dice(m > threshold, t)) for m, t in zip(d_maps, d_masks)]
     rows.append(dict(variant="backbone", iou=100 * np.mean([b[0] for b in base]),
@@ -108,9 +108,10 @@ def _run(args) -> int:
     shared = dict(args.option)
     for name in args.variants:
         settings = RefineSettings.with_options({**shared, **VARIANTS[name]})
-        refiner = Refiner(model, config.method, size, prior, settings, args.device)
+        refiner = Refiner(model, config.method, size, prior, settings, device)
         scores, seconds, iters = [], [], []
-        for image, amap, truth in tqdm(list(zip(d_images, d_maps, d_masks)), desc=name, unit="img"):
+        for image, amap, truth in tqdm(list(zip(d_images, d_maps, d_masks)), desc=name, unit="img",
+                                       disable=args.no_progress):
             result = refiner.refine(image, amap, threshold)
             scores.append((iou(result.mask, truth), dice(result.mask, truth)))
             seconds.append(result.facts["seconds"])
@@ -127,8 +128,10 @@ def _run(args) -> int:
         it = f"{r['iterations']:7.1f}" if r["iterations"] is not None else "      -"
         print(f"{r['variant']:12s} {r['iou']:6.1f} {r['dice']:6.1f} {sec} {it}")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(run=str(args.run), category=args.category, threshold=threshold,
-                                                   pixel_f1=f1, options=shared, rows=rows), indent=2))
+        report = dict(run=str(args.run), category=args.category, threshold=threshold, pixel_f1=f1, options=shared,
+                      rows=rows)
+        with writing(args.json):
+            Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

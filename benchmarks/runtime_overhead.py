@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.cli_flags import add_backend
+from runtime.errors import cli_exit, writing
+from train.errors import ConfigError
+
 
 def import_seconds(statement: str, repeats: int = 5) -> float:
     """Median wall time of `statement` in a fresh interpreter (interpreter start-up excluded)."""
@@ -28,19 +32,31 @@ def import_seconds(statement: str, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_overhead", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--frame-size", default="480x640", help="HxW of the simulated camera frame")
-    p.add_argument("--json")
-    args = p.parse_args(argv)
+    p.add_argument("--model", required=True, help="MODEL.onnx (or another artifact) with MODEL.json beside it")
+    add_backend(p, help="runtime backend to measure")
+    p.add_argument("--iters", type=int, default=50, help="timed frames (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
+    p.add_argument("--frame-size", default="480x640", metavar="HxW", help="size of the simulated camera frame")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    return p
 
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     from runtime import Inspector
 
-    fh, fw = (int(v) for v in args.frame_size.lower().split("x"))
+    try:
+        fh, fw = (int(v) for v in args.frame_size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--frame-size {args.frame_size!r} is not HxW (e.g. 480x640)") from None
+    if args.iters < 1 or args.warmup < 0 or fh < 1 or fw < 1:
+        raise ConfigError("need --iters >= 1, --warmup >= 0 and a positive --frame-size")
     rng = np.random.default_rng(0)
     camera = rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8)  # BGR, camera-sized
     with Inspector(args.model, backend=args.backend) as insp:
@@ -72,7 +88,8 @@ def main(argv=None) -> int:
     print(f"import runtime {result['import_runtime_s']:.4f} s, from runtime import Inspector "
           f"{result['import_inspector_s']:.3f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        with writing(args.json):
+            Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Soak with injected faults: many frames through `Inspector.stream` from a folder, a video file, a live MJPEG
 camera on 127.0.0.1 and an array source, with bad inputs, a camera drop and a model swap on disk.
 
-    python -m benchmarks.soak --model M.onnx [--frames 10000] [--backend auto|onnxruntime|openvino]
+    python -m benchmarks.soak --model M.onnx [--frames 10000] [--backend auto|onnxruntime|openvino|...]
                               [--json OUT.json] [--plot OUT.png] [--fault-every 50] [--drop-seconds 3]
+                              [--no-progress]
 
 The frames are split over two equal rounds (memory is compared between the end of round 1, "middle", and the
 end of round 2); each round runs the phases folder (45 %, with file faults and the model swap halfway),
@@ -30,6 +31,9 @@ from benchmarks.mjpeg_camera import make_camera
 from benchmarks.soak_phases import (Phase, Soak, swap_model, reopen_probe, run_arrays, run_camera, run_cli, run_folder,
                                     run_video)
 from benchmarks.soak_report import evaluate_goals, plot_soak, print_report
+from runtime.cli_flags import add_backend, add_no_progress
+from runtime.errors import cli_exit, writing
+from train.errors import ConfigError
 
 SHARES = {"folder": 0.45, "video": 0.20, "camera": 0.25, "arrays": 0.10}
 TRUNCATED_VIDEO_FRAMES = 60
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="MODEL.onnx with MODEL.json beside it (copied; never modified)")
     p.add_argument("--frames", type=int, default=10000, help="results to aim for over both rounds (default 10000)")
-    p.add_argument("--backend", default="auto", help="runtime backend: auto, onnxruntime, openvino, ...")
+    add_backend(p, help="runtime backend")
     p.add_argument("--fault-every", type=int, default=50, help="inject a fault every N frames (default 50)")
     p.add_argument("--drop-seconds", type=float, default=3.0, help="how long the camera stays down (default 3)")
     p.add_argument("--camera", default="auto", choices=["auto", "ffmpeg", "stdlib"],
@@ -50,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     p.add_argument("--plot", default=None, help="write a PNG of memory and latency over the run here")
     p.add_argument("--workdir", default=None, help="folder for the generated inputs (default: a temporary one)")
+    add_no_progress(p, "no progress bar")
     return p
 
 
@@ -95,7 +100,7 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
              for r in (1, 2)]
     gc.collect()
     progress = tqdm(total=2 * sum(n.values()) + 2 * TRUNCATED_VIDEO_FRAMES, unit="frame", desc="soak",
-                    file=sys.stderr)
+                    file=sys.stderr, disable=args.no_progress)
     soak = Soak(insp, 2 * sum(n.values()), progress)
     mem = {"start": soak.sample()}
     phases: List[Dict[str, Any]] = []
@@ -151,25 +156,28 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():  # SIGTERM: clean up (stop ffmpeg) on the way out
         import signal  # noqa: PLC0415
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.frames < 80 or args.fault_every < 1 or args.drop_seconds < 0:
-        print("error: need --frames >= 80, --fault-every >= 1 and --drop-seconds >= 0", file=sys.stderr)
-        return 2
+        raise ConfigError("need --frames >= 80, --fault-every >= 1 and --drop-seconds >= 0")
     if not os.path.isfile(args.model) or not os.path.isfile(os.path.splitext(args.model)[0] + ".json"):
-        print(f"error: {args.model} (with its .json manifest beside it) does not exist: export one with "
-              f"`python -m export.onnx`", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{args.model} (with its .json manifest beside it) does not exist: export one with "
+                          f"`python -m export.onnx`")
     result = run(args)
     print_report(result)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+        with writing(args.json), open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
         print(f"wrote {args.json}")
     if args.plot:
-        plot_soak(result, args.plot)
+        with writing(args.plot):
+            plot_soak(result, args.plot)
         print(f"wrote {args.plot}")
     return 0
 

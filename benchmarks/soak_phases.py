@@ -306,7 +306,7 @@ def run_cli(phase: Phase, model: str, plan: Dict[str, str], backend: str, out: s
 
     folder = os.path.dirname(next(iter(plan)))
     cmd = [sys.executable, "-m", "runtime", "--model", model, "--source", folder, "--out", out, "--save", "none",
-           "--quiet", "--backend", backend]
+           "--no-progress", "--backend", backend]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     phase.d["seconds"] = round(time.perf_counter() - t0, 3)

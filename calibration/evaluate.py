@@ -1,8 +1,8 @@
 """Backend-agnostic evaluation: run an `infer` callable over test frames and compute the metrics.
 
-`infer` is any callable `uint8 (B, H, W, 3) -> (maps (B, 1, h, w) float, scores (B,))` returning numpy arrays
-(the torch inspection graph, an ONNX Runtime session, OpenVINO, TensorRT: see `benchmarks.accuracy` for the
-torch and ONNX Runtime wrappers). Maps whose size differs from the masks are resized bilinearly to the masks.
+`infer` is any callable `uint8 (B, H, W, 3) -> (maps (B, 1, h, w) float, scores (B,))` returning numpy arrays;
+for a model, a runtime backend's `infer` (`runtime.backends.create_backend(...).infer`, or
+`TorchBackend.from_graph(...).infer` for a torch graph in memory), so what is evaluated is what ships. Maps whose size differs from the masks are resized bilinearly to the masks.
 
 Per defect type, every metric is computed on that type's images plus ALL good images (the usual MVTec
 convention for per-type image AUROC; the pixel metrics use the same subset).

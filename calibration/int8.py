@@ -42,11 +42,12 @@ import onnx
 from calibration import qdq
 from calibration.data import good_train_samples, load_frames, refuse_test_split, relative_paths, spread
 from calibration.errors import CalibrationError
-from calibration.int8_report import (build_report, finish_report, import_ort, maybe_trt_cache, print_report,
-                                     range_overshoot, write_int8_manifest)
+from calibration.int8_report import (build_report, finish_report, maybe_trt_cache, print_report, range_overshoot,
+                                     write_int8_manifest)
 from calibration.int8_search import GOAL_POINTS, SENSITIVITY_IMAGES, EvalSet, GuardedSearch, Probes, open_backend
 from calibration.quantizer import METHODS, PLACEMENTS, Log, Quantizer, get_placement
 from calibration.synthetic import with_defects
+from runtime.backends.onnxruntime import import_onnxruntime
 from runtime.errors import InspectError, cli_exit
 from runtime.manifest import load_manifest, verify_artifact
 
@@ -131,7 +132,7 @@ def quantize_onnx(
     frames = load_frames(chosen, size_hw, progress)
 
     model = onnx.load(fp32_path)
-    parts = manifest.extra.get("graph_parts")
+    parts = manifest.graph_parts.to_dict() if manifest.graph_parts is not None else None
     net_prefixes = qdq.network_prefixes(model, parts, prefixes)
     prefix_source = ("--prefix" if prefixes else
                      "manifest graph_parts" if qdq.manifest_int8_prefixes(parts) else "default")
@@ -167,7 +168,7 @@ def quantize_onnx(
             raise CalibrationError(f"cannot write --out {out_path}: {e.strerror or e}") from None
         overshoot = range_overshoot(prepared, onnx.load(out_path), defects, threads)
 
-    ort_version = import_ort().__version__
+    ort_version = import_onnxruntime().__version__
     calibration = {
         "data": os.path.abspath(os.fspath(calib_data)), "category": category,
         "split": "train (good images only)", "images": len(chosen), "available": len(samples),

@@ -19,21 +19,12 @@ from calibration.errors import CalibrationError
 from calibration.evaluate import json_ready
 from calibration.int8_search import SearchResult, map_error, metrics_of
 from calibration.quantizer import Log, Placement
-from runtime.manifest import sha256_file, write_manifest
+from runtime.backends.onnxruntime import import_onnxruntime
+from runtime.manifest import Quantization, sha256_file, write_manifest
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def import_ort() -> Any:
-    """onnxruntime, or the backend's BackendUnavailable naming the pip package."""
-    from runtime.backends import backend_class  # noqa: PLC0415
-
-    backend_class("onnxruntime").probe()
-    import onnxruntime  # noqa: PLC0415
-
-    return onnxruntime
 
 
 def range_overshoot(fp32_model: str, qdq_model: onnx.ModelProto, frames: np.ndarray, threads: Optional[int],
@@ -47,7 +38,7 @@ def range_overshoot(fp32_model: str, qdq_model: onnx.ModelProto, frames: np.ndar
         return {"tensors": 0}
     names = list(quant)
     sub = qdq.truncate_to(onnx.load(fp32_model), names)
-    ort = import_ort()
+    ort = import_onnxruntime()
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = int(threads)
@@ -174,9 +165,8 @@ def write_int8_manifest(fp32_manifest: Any, out_path: str, report: Dict[str, Any
     m.created = _now()
     m.versions = dict(m.versions or {})
     m.versions["onnxruntime"] = ort_version
-    m.extra = dict(m.extra or {})
-    m.extra.pop("threshold_provenance", None)
-    m.extra["quantization"] = report
+    m.threshold_provenance = None
+    m.quantization = Quantization(**report)
     m.notes = list(m.notes or []) + [
         f"INT8 Q/DQ graph quantised from {report['source']['artifact']} (sha256 {report['source']['sha256'][:12]}...); "
         f"the FP32 threshold is not carried over: run `python -m calibration.threshold --model {m.artifact} ...`"]
@@ -239,4 +229,4 @@ def print_report(report: Dict[str, Any], out: str, file=sys.stdout) -> None:
         w(f"TensorRT cache: {cache.get('path') if cache.get('written') else 'not written (' + cache['reason'] + ')'}\n")
 
 
-__all__ = ["range_overshoot", "maybe_trt_cache", "build_report", "write_int8_manifest", "finish_report", "print_report", "import_ort"]
+__all__ = ["range_overshoot", "maybe_trt_cache", "build_report", "write_int8_manifest", "finish_report", "print_report"]

@@ -2,7 +2,8 @@
 manifest with their provenance (the threshold is not part of the graph, so recalibrating needs no rebuild).
 
     python -m calibration.threshold --model MODEL.onnx --data DIR [--category CAT] \
-        (--target-fpr 0.01 | --f1 --val DIR [--val-category CAT]) [--images N] [--holdout 0.2]
+        (--target-fpr 0.01 | --f1 --val DIR [--val-category CAT]) [--images N] [--holdout 0.2] \
+        [--backend onnxruntime|openvino|tensorrt|torch|triton] [--device cpu] [--threads N]
 
 Which good images are scored (never a test split; such a path is refused):
 
@@ -26,7 +27,8 @@ Rules (a frame is anomalous when ``score >= value``):
 
 Normalisation: mean and standard deviation (ddof 1) of the good scores; the runtime reports
 ``(score - good_mean) / (threshold - good_mean)``: 0 at a typical good part, 1.0 at the threshold.
-Scoring runs the ONNX itself in ONNX Runtime on the CPU (numpy only, no torch).
+Scoring runs the artifact itself through the runtime's backend (`runtime.backends.create_backend`; default
+onnxruntime on the CPU, numpy only, no torch), so the threshold is set on the numbers the deployment computes.
 """
 from __future__ import annotations
 
@@ -43,14 +45,14 @@ import numpy as np
 from calibration.data import (good_train_samples, holdout as take_holdout, is_plain_folder, labelled_folder_samples,
                               load_frames, refuse_test_split, relative_paths, spread)
 from calibration.errors import CalibrationError
-from calibration.scoring import BACKENDS, OrtScorer, check_backend, import_onnxruntime
-from runtime.errors import RuntimeInspectError
-from runtime.manifest import Normalization, Threshold, load_manifest, verify_artifact, write_manifest
+from runtime.backends import DEVICES, REGISTRY, create_backend, select_backend
+from runtime.errors import cli_exit
+from runtime.manifest import (Normalization, Threshold, ThresholdProvenance, load_manifest, verify_artifact,
+                              write_manifest)
 
 DEFAULT_HOLDOUT = 0.2
 #: Below this many good images expected above the threshold, the quantile is flagged as a poor estimate.
 MIN_EXPECTED_ABOVE = 5
-PROVENANCE_KEY = "threshold_provenance"
 
 Log = Callable[[str], None]
 
@@ -158,6 +160,12 @@ def _data_text(desc: Dict[str, Any]) -> str:
     return f"{where}: {desc['selection']} ({desc['used']} of {desc['available']} images)"
 
 
+def _library_version(backend: str) -> str:
+    """'NAME VERSION' of the library a loaded backend runs on (its module of the same name), else the name."""
+    version = getattr(sys.modules.get(backend), "__version__", None)
+    return f"{backend} {version}" if version else backend
+
+
 # ------------------------------------------------------------------------------------------------ main function
 def calibrate_threshold(
     model: "str | os.PathLike",
@@ -171,6 +179,7 @@ def calibrate_threshold(
     images: Optional[int] = None,
     holdout: Optional[float] = None,
     backend: str = "onnxruntime",
+    device: str = "cpu",
     threads: Optional[int] = None,
     progress: bool = True,
     write: bool = True,
@@ -179,7 +188,6 @@ def calibrate_threshold(
     """Score held-out good images (and labelled validation images for the F1 rule), fix the threshold and the
     normalisation, and write them into MODEL's manifest. Returns {threshold, provenance, warnings}."""
     say: Log = log or (lambda msg: None)
-    check_backend(backend, BACKENDS)
     if (target_fpr is None) == (not f1):
         raise CalibrationError("give exactly one rule: --target-fpr F (e.g. 0.01) or --f1 with --val DIR")
     if f1 and val is None:
@@ -188,18 +196,24 @@ def calibrate_threshold(
     if target_fpr is not None and not 0.0 < float(target_fpr) < 0.5:
         raise CalibrationError(f"--target-fpr must be in (0, 0.5), e.g. 0.01 for 1 % false alarms; got {target_fpr}")
     path = os.fspath(model)
-    if not path.lower().endswith(".onnx") or not os.path.isfile(path):
-        raise CalibrationError(f"--model {path} must be an existing .onnx file (its manifest is updated in place)")
+    if not os.path.isfile(path):
+        raise CalibrationError(f"--model {path} does not exist: give an exported model (MODEL.onnx, .engine or .xml "
+                               f"with MODEL.json beside it; the manifest is updated in place)")
     manifest = load_manifest(path)
     verify_artifact(path, manifest)
     size_hw = manifest.input.size
+    choice = select_backend(manifest.artifact_kind, backend, device)  # refuses a backend that cannot run it
 
     refuse_test_split(data, category, "--data")
     val_root, val_samples = labelled_folder_samples(val, val_category) if f1 else (None, [])
     goods, good_desc = good_images(data, category, holdout, images, run_holdout(manifest.source_run))
-    scorer = OrtScorer(path, manifest, threads)
-    say(f"scoring {len(goods)} good images ({good_desc['selection']})")
-    good_scores = scorer(load_frames(goods, size_hw, progress))[1].astype(np.float64)
+    options = {"threads": threads} if threads is not None else {}
+    with create_backend(choice.name, path, manifest, device=choice.device, **options) as scorer:
+        say(f"scoring {len(goods)} good images ({good_desc['selection']}) on {scorer.describe()}")
+        good_scores = scorer.infer(load_frames(goods, size_hw, progress))[1].astype(np.float64)
+        val_scores = (scorer.infer(load_frames(val_samples, size_hw, progress))[1].astype(np.float64)
+                      if f1 else None)
+        scored_by = f"{_library_version(choice.name)}: {scorer.describe()}"
     mean, std = normalization(good_scores)
     warnings: List[str] = []
     if good_desc.get("caveat"):
@@ -209,8 +223,7 @@ def calibrate_threshold(
 
     provenance: Dict[str, Any] = {"good_images": good_desc}
     if f1:
-        say(f"scoring {len(val_samples)} labelled validation images from {val_root}")
-        val_scores = scorer(load_frames(val_samples, size_hw, progress))[1].astype(np.float64)
+        say(f"scored {len(val_samples)} labelled validation images from {val_root}")
         labels = np.array([s.label for s in val_samples])
         best = f1_threshold(val_scores, labels)
         value, rule, n_images = best["value"], "f1", len(val_samples)
@@ -237,7 +250,6 @@ def calibrate_threshold(
     if not value > mean:
         raise CalibrationError(f"the {rule} threshold {value:.6g} is not above the mean good score {mean:.6g}: the "
                                f"model does not separate these images; check the data, or use another rule")
-    ort = import_onnxruntime()
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     provenance.update({
         "rule": rule, "target_fpr": float(target_fpr) if target_fpr is not None else None,
@@ -245,7 +257,7 @@ def calibrate_threshold(
         "scores": {"good_mean": mean, "good_std": std, "good_min": float(good_scores.min()),
                    "good_max": float(good_scores.max()),
                    "good_fraction_at_or_above": float(np.mean(good_scores >= value))},
-        "backend": f"onnxruntime {ort.__version__} CPU", "model_sha256": manifest.sha256, "date": date,
+        "backend": scored_by, "model_sha256": manifest.sha256, "date": date,
         "warnings": warnings,
     })
     threshold = Threshold(value=float(value), rule=rule, images=int(n_images), data=data_text, date=date,
@@ -256,8 +268,7 @@ def calibrate_threshold(
     written = None
     if write:
         manifest.threshold = threshold
-        manifest.extra = dict(manifest.extra or {})
-        manifest.extra[PROVENANCE_KEY] = provenance
+        manifest.threshold_provenance = ThresholdProvenance(**provenance)
         written = write_manifest(path, manifest)
     return {"threshold": threshold, "provenance": provenance, "warnings": warnings, "manifest": written,
             "good_scores": good_scores}
@@ -269,42 +280,52 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m calibration.threshold",
         description="Calibrate the pass/fail threshold and score normalisation of an exported model on held-out "
                     "good images and write them, with their provenance, into its manifest.")
-    p.add_argument("--model", required=True, help="MODEL.onnx (FP32 or INT8); MODEL.json is updated in place")
-    p.add_argument("--data", required=True, help="data root (MVTec/MPDD/VisA layout: a hold-out of train/good is "
-                                                 "used) or a folder of good validation images (all are used)")
-    p.add_argument("--category", default=None, help="category under --data")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="exported model (MODEL.onnx FP32/FP16/INT8, .engine, .xml); MODEL.json is updated in place")
+    p.add_argument("--data", required=True, metavar="ROOT",
+                   help="data root (MVTec/MPDD/VisA layout: a hold-out of train/good is used) or a folder of good "
+                        "validation images (all are used)")
+    p.add_argument("--category", default=None, metavar="CAT", help="category under --data")
     rule = p.add_mutually_exclusive_group(required=True)
     rule.add_argument("--target-fpr", type=float, default=None, metavar="F",
                       help="threshold = (1 - F) quantile of the good scores, e.g. 0.01")
     rule.add_argument("--f1", action="store_true", help="F1-optimal threshold over labelled images (--val)")
-    p.add_argument("--val", default=None, help="labelled validation folder for --f1: good/ and one sub-folder per "
-                                               "defect type (never the test split)")
-    p.add_argument("--val-category", default=None, help="category sub-folder of --val")
-    p.add_argument("--images", type=int, default=None, help="use at most N good images (evenly spaced)")
+    p.add_argument("--val", default=None, metavar="DIR",
+                   help="labelled validation folder for --f1: good/ and one sub-folder per defect type (never the "
+                        "test split)")
+    p.add_argument("--val-category", default=None, metavar="CAT", help="category sub-folder of --val")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="use at most N good images (evenly spaced)")
     p.add_argument("--holdout", type=float, default=None,
                    help=f"fraction of train/good held out, last in sorted order (default {DEFAULT_HOLDOUT}; for a "
                         f"plain folder default: all images)")
-    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="scoring backend (CPU)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    p.add_argument("--backend", default="onnxruntime", choices=tuple(REGISTRY),
+                   help="runtime backend that scores the images (default onnxruntime: the embedded default; "
+                        "calibrate through the backend that will run the model when it computes differently, e.g. "
+                        "openvino with bf16, or tensorrt for an engine)")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="device for the backend (default cpu: the same numbers on every machine)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of the backend (default: the physical cores)")
     p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write the manifest")
-    p.add_argument("--json", default=None, help="also write threshold and provenance to this JSON file")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write threshold and provenance to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    from train.errors import InspectError  # noqa: PLC0415
-
+def _write_json(path: str, data: Dict[str, Any]) -> None:
     try:
-        res = calibrate_threshold(
-            args.model, args.data, args.category, target_fpr=args.target_fpr, f1=args.f1, val=args.val,
-            val_category=args.val_category, images=args.images, holdout=args.holdout, backend=args.backend,
-            threads=args.threads, progress=not args.no_progress, write=not args.dry_run,
-            log=lambda m: print(m, file=sys.stderr))
-    except (RuntimeInspectError, InspectError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as e:
+        raise CalibrationError(f"cannot write --json {path}: {e.strerror or e}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    res = calibrate_threshold(
+        args.model, args.data, args.category, target_fpr=args.target_fpr, f1=args.f1, val=args.val,
+        val_category=args.val_category, images=args.images, holdout=args.holdout, backend=args.backend,
+        device=args.device, threads=args.threads, progress=not args.no_progress, write=not args.dry_run,
+        log=lambda m: print(m, file=sys.stderr))
     t = res["threshold"]
     rule = f"target FPR {t.target_fpr}" if t.rule == "target_fpr" else "F1-optimal"
     print(f"threshold {t.value:.6g} ({rule}; {t.images} images) normalisation: "
@@ -312,13 +333,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"images: {t.data}")
     print(f"manifest: {res['manifest']}" if res["manifest"] else "manifest not written (--dry-run)")
     if args.json:
-        out = {"threshold": {"value": t.value, "rule": t.rule, "target_fpr": t.target_fpr, "images": t.images,
-                             "data": t.data, "date": t.date,
-                             "normalization": {"good_mean": t.normalization.good_mean,
-                                               "good_std": t.normalization.good_std}},
-               "provenance": res["provenance"]}
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        _write_json(args.json, {
+            "threshold": {"value": t.value, "rule": t.rule, "target_fpr": t.target_fpr, "images": t.images,
+                          "data": t.data, "date": t.date,
+                          "normalization": {"good_mean": t.normalization.good_mean,
+                                            "good_std": t.normalization.good_std}},
+            "provenance": res["provenance"]})
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m export.onnx --run RUN --out MODEL.onnx          # ONNX + MODEL.json
     python -m export.trt --method fair --c 32 --precision fp16  # ONNX variants + engine (needs TensorRT)
-    python -m export.opcheck MODEL.onnx                        # every op parses on TensorRT 8.5 / 10.x / 11?
+    python -m export.opcheck --model MODEL.onnx                # every op parses on TensorRT 8.5 / 10.x / 11?
 
 `import export` is cheap: names resolve on first use (torch, onnx and TensorRT load only when needed).
 """

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
 from export.errors import ExportError
+from runtime.errors import cli_exit, writing
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 OUTPUTS = ("anomaly_map", "score")
@@ -62,26 +60,16 @@ def export_float_onnx(graph, out_path: Path, opset: int = 17) -> Path:
     import onnx
     import torch
 
-    from export.onnx import _simplify
+    from export.onnx import _simplify, save_onnx, trace_to_onnx
 
-    variant = float_nchw_graph(graph)
     h, w = graph.model_size
     example = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255.0
     dynamic = {"frame": {0: "N"}, OUTPUTS[0]: {0: "N"}, OUTPUTS[1]: {0: "N"}}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(variant, (example,), str(raw), input_names=["frame"], output_names=list(OUTPUTS),
-                              dynamic_axes=dynamic, opset_version=int(opset), do_constant_folding=True, dynamo=False)
-        model = _simplify(onnx.load(str(raw)))
+    model = _simplify(trace_to_onnx(float_nchw_graph(graph), (example,), out_path, ["frame"], OUTPUTS, dynamic,
+                                    opset))
     model.producer_name = "edge-inspect export.deepstream"
     onnx.checker.check_model(model, full_check=True)
-    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-    onnx.save(model, str(tmp_out))
-    os.replace(tmp_out, out_path)
-    return out_path
+    return save_onnx(model, out_path)
 
 
 def nvinfer_config(onnx_name: str, model_size, batch_size: int = 1, precision: str = "fp32",
@@ -142,7 +130,7 @@ def write_deepstream(model_path, out, run=None, name: Optional[str] = None, batc
     # The same graph as MODEL.onnx: its scoring options and, when it has them, the run's map statistics.
     scoring = {k: v for k, v in manifest.options.items() if k in get_method(manifest.method).scoring_options}
     graph, _ = load_graph(run, "cpu", None, "RGB", scoring=scoring,
-                          map_stats="map_standardization" in manifest.extra)
+                          map_stats=manifest.map_standardization is not None)
     if tuple(graph.model_size) != tuple(manifest.input.model_size or manifest.input_size):
         raise ExportError(f"run {run} has model size {graph.model_size}, the manifest {manifest.input.model_size}: "
                           f"pass the run the model was exported from")
@@ -150,12 +138,13 @@ def write_deepstream(model_path, out, run=None, name: Optional[str] = None, batc
     stem = name or model_path.stem
     onnx_path = export_float_onnx(graph, out / f"{stem}_ds.onnx", opset)
     cfg_path = out / f"{stem}_nvinfer.txt"
-    cfg_path.write_text(nvinfer_config(onnx_path.name, graph.model_size, batch_size, precision, engine_name))
     parser_path = out / f"{stem}_ds.json"
-    parser_path.write_text(json.dumps({
-        "format": "edge-inspect-deepstream", "onnx": onnx_path.name, "outputs": list(OUTPUTS),
-        "map_size": [int(v) for v in graph.model_size], "manifest": manifest.to_dict(),
-    }, indent=2) + "\n")
+    with writing(out):
+        cfg_path.write_text(nvinfer_config(onnx_path.name, graph.model_size, batch_size, precision, engine_name))
+        parser_path.write_text(json.dumps({
+            "format": "edge-inspect-deepstream", "onnx": onnx_path.name, "outputs": list(OUTPUTS),
+            "map_size": [int(v) for v in graph.model_size], "manifest": manifest.to_dict(),
+        }, indent=2) + "\n")
     return [onnx_path, cfg_path, parser_path]
 
 
@@ -169,21 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name stem (default: the model's)")
     p.add_argument("--batch-size", type=int, default=1, help="nvinfer batch-size (streams batched by nvstreammux)")
     p.add_argument("--precision", default="fp32", choices=list(NETWORK_MODE), help="nvinfer network-mode")
-    p.add_argument("--engine", help="model-engine-file name (default: nvinfer's own naming beside the ONNX)")
+    p.add_argument("--engine-file", metavar="NAME",
+                   help="the config's model-engine-file name (default: nvinfer's own naming beside the ONNX)")
     return p
 
 
 def main(argv=None) -> int:
-    from runtime.errors import RuntimeInspectError
-    from train.errors import InspectError
-
     args = build_parser().parse_args(argv)
-    try:
-        written = write_deepstream(args.model, args.out, args.run, args.name, args.batch_size, args.precision,
-                                   engine_name=args.engine)
-    except (InspectError, RuntimeInspectError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    written = write_deepstream(args.model, args.out, args.run, args.name, args.batch_size, args.precision,
+                               engine_name=args.engine_file)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -1,7 +1,7 @@
 """Errors of the export side: one actionable line each (what failed, the value found, what to do)."""
 from __future__ import annotations
 
-from train.errors import InspectError
+from runtime.errors import InspectError
 
 
 class ExportError(InspectError):

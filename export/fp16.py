@@ -39,8 +39,8 @@ def manifest_fp16_prefixes(manifest) -> Tuple[str, ...]:
     """The node-name prefixes the method lets run in FP16, from a `runtime.manifest.Manifest`'s
     `graph_parts["fp16"]` (written by export.onnx from `Method.fp16_parts`); DEFAULT_FP16_PREFIXES for an
     older manifest without them."""
-    parts = (getattr(manifest, "extra", None) or {}).get("graph_parts")
-    declared = parts.get("fp16") if isinstance(parts, dict) else None
+    parts = manifest.graph_parts
+    declared = parts.fp16 if parts is not None else None
     if declared is None:
         return DEFAULT_FP16_PREFIXES
     if isinstance(declared, str):

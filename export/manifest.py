@@ -2,11 +2,16 @@
 config and the inspection graph that was exported."""
 from __future__ import annotations
 
+import dataclasses
 import platform
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from runtime.manifest import BatchSpec, ExtraInput, InputSpec, Manifest, Outputs, TensorRTInfo, write_manifest
+from runtime.errors import ManifestError
+from runtime.manifest import BatchSpec, ExtraInput, GraphParts, InputSpec, Manifest, Outputs, TensorRTInfo, write_manifest
+
+#: What `map_standardization` says of a graph whose map is standardised (train.map_stats).
+MAP_STANDARDIZATION = "per-pixel z-score against good images (train.map_stats)"
 
 
 def toolkit_versions(*extra: str) -> Dict[str, str]:
@@ -53,14 +58,13 @@ def build_manifest(
     notes: Optional[List[str]] = None,
     versions: Optional[Dict[str, str]] = None,
     tensorrt: Optional[TensorRTInfo] = None,
-    extra: Optional[Dict[str, Any]] = None,
 ) -> Manifest:
     """A manifest for `graph` (a train.graph.InspectionGraph) exported from a run with `config` (RunConfig).
 
     Input: (N, H, W, 3) uint8 NHWC frames in the graph's channel order, at its frame size; `resizes_in_graph`
     says whether the graph resizes them (bilinear) to the model size. Outputs: `anomaly_map` (N, 1, h, w) at the
     model size and `score` (N,). `extra_inputs`: name -> train.methods.ExtraInput (shape without batch, meaning),
-    the method's declaration. `c` is null for a method without a width. `artifact` and `sha256` are filled by
+    the method's declaration. `graph_parts`: `export.onnx.graph_parts` (a dict or GraphParts). `c` is null for a method without a width. `artifact` and `sha256` are filled by
     `write`/`write_manifest`. Threshold: none (calibrate with `python -m calibration.threshold`; it lives in the
     manifest so no rebuild is needed)."""
     fh, fw = graph.frame_size
@@ -72,12 +76,7 @@ def build_manifest(
                    meaning=str(spec.meaning))
         for name, spec in (extra_inputs or {}).items()
     ]
-    all_extra: Dict[str, Any] = {}
-    if getattr(graph, "standardizer", None) is not None:  # the map is a per-pixel z-score (train.map_stats)
-        all_extra["map_standardization"] = "per-pixel z-score against good images (train.map_stats)"
-    if graph_parts is not None:
-        all_extra["graph_parts"] = graph_parts
-    all_extra.update(extra or {})
+    standardized = getattr(graph, "standardizer", None) is not None  # the map is a z-score (train.map_stats)
     return Manifest(
         artifact="",
         artifact_kind=artifact_kind,
@@ -95,7 +94,8 @@ def build_manifest(
         tensorrt=tensorrt,
         versions=versions or toolkit_versions(),
         notes=list(notes or []),
-        extra=all_extra,
+        map_standardization=MAP_STANDARDIZATION if standardized else None,
+        graph_parts=GraphParts(**graph_parts) if isinstance(graph_parts, dict) else graph_parts,
     )
 
 
@@ -118,19 +118,15 @@ def write(artifact_path, manifest: Manifest) -> Path:
 
 def derive(manifest: Manifest, **changes: Any) -> Manifest:
     """A copy of `manifest` for another artifact made from the same graph (FP16 / Q/DQ variant, engine):
-    `changes` set fields (e.g. precision, artifact_kind, tensorrt, notes); artifact and sha256 are cleared so that
-    `write` fills them from the new file."""
+    `changes` set fields by name (e.g. precision, artifact_kind, tensorrt, notes, source_onnx, build; a section may
+    be given as a dict of its keys); artifact and sha256 are cleared so that `write` fills them from the new file."""
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Manifest)})
+    if unknown:
+        raise ManifestError(f"the manifest has no key {', '.join(map(repr, unknown))}: add a named field to "
+                            f"runtime.manifest before writing it")
     out = Manifest.from_dict(manifest.to_dict(), where="manifest")
-    for key, value in changes.items():
-        if key == "extra":
-            out.extra.update(value)
-        elif not hasattr(out, key):
-            raise AttributeError(f"Manifest has no field {key!r}")
-        else:
-            setattr(out, key, value)
-    out.artifact = ""
-    out.sha256 = ""
-    return out
+    return dataclasses.replace(out, artifact="", sha256="", **changes)
 
 
-__all__ = ["build_manifest", "batch_spec", "derive", "graph_manifest", "toolkit_versions", "write"]
+__all__ = ["build_manifest", "batch_spec", "derive", "graph_manifest", "toolkit_versions", "write",
+           "MAP_STANDARDIZATION"]

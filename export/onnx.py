@@ -30,6 +30,7 @@ import torch
 from export.errors import ExportError
 from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
+from runtime.errors import cli_exit, writing
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
@@ -87,6 +88,32 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnxslim.slim(model)
 
 
+def trace_to_onnx(module: torch.nn.Module, example_args, out_path: Path, input_names, output_names,
+                  dynamic_axes: Optional[Dict[str, Dict[int, str]]], opset: int) -> onnx.ModelProto:
+    """Trace `module` on `example_args` with the TorchScript exporter (`dynamo=False`: node names keep the module
+    path) into a temporary folder beside `out_path` (the user's output folder, made here) and load the graph."""
+    with writing(out_path):  # a folder we cannot write in is said here, in one line
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-")
+    with tmp_dir as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module, tuple(example_args), str(raw), input_names=list(input_names),
+                              output_names=list(output_names), dynamic_axes=dynamic_axes or None,
+                              opset_version=int(opset), do_constant_folding=True, dynamo=False)
+        return onnx.load(str(raw))
+
+
+def save_onnx(model: onnx.ModelProto, out_path: Path) -> Path:
+    """Write `model` to `out_path` under a temporary name first, so that a reader never sees half a file."""
+    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
+    with writing(out_path):
+        onnx.save(model, str(tmp_out))
+        os.replace(tmp_out, out_path)
+    return out_path
+
+
 def export_onnx(
     graph: torch.nn.Module,
     config_or_meta: Union[RunConfig, Dict[str, Any]],
@@ -140,15 +167,7 @@ def export_onnx(
         if batch == "dynamic":
             dynamic[name] = {0: "N"}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-            torch.onnx.export(graph, tuple(args), str(raw), input_names=input_names,
-                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic or None,
-                              opset_version=int(opset), do_constant_folding=True, dynamo=False)
-        model = onnx.load(str(raw))
+    model = trace_to_onnx(graph, args, out_path, input_names, OUTPUT_NAMES, dynamic, opset)
     if simplify:
         model = _simplify(model)
     model.graph.name = method.label(config.c)
@@ -161,9 +180,7 @@ def export_onnx(
 
         model = convert_fp16(model, parts["fp16"])
         extra_versions += ("onnxconverter_common",)
-    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-    onnx.save(model, str(tmp_out))
-    os.replace(tmp_out, out_path)
+    save_onnx(model, out_path)
 
     manifest = build_manifest(
         config, graph, precision=precision, batch=batch_spec(batch, profile), source_run=source_run,
@@ -188,9 +205,7 @@ def fp16_variant(fp32_path, out_path=None) -> Path:
     from export.fp16 import manifest_fp16_prefixes
 
     model = convert_fp16(onnx.load(str(fp32_path)), manifest_fp16_prefixes(src))
-    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-    onnx.save(model, str(tmp_out))
-    os.replace(tmp_out, out_path)
+    save_onnx(model, out_path)
     versions = dict(src.versions)
     versions.update(toolkit_versions("onnxconverter_common"))
     write(out_path, derive(src, precision="fp16", versions=versions,
@@ -233,18 +248,15 @@ def parse_batch(text) -> Union[str, int]:
 
 
 def main(argv=None) -> int:
-    from train.errors import InspectError
-    from runtime.errors import RuntimeInspectError
-
     args = build_parser().parse_args(argv)
-    try:
-        graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
-        out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=args.opset,
-                          simplify=not args.no_simplify, noise_input=args.noise_input,
-                          precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
-    except (InspectError, RuntimeInspectError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
+    out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=args.opset,
+                      simplify=not args.no_simplify, noise_input=args.noise_input,
+                      precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
     size_mb = out.stat().st_size / 2**20
     print(f"wrote {out} ({size_mb:.1f} MiB) and {out.with_suffix('.json')}")
     return 0

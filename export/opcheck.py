@@ -18,7 +18,7 @@ check reads the parser's published operator tables (`export._trt_onnx_ops`, from
 - RandomNormal(Like) / RandomUniform(Like): parsed, but the seed is ignored (warning: never bit-equal to ORT).
 
 Usage: ``report = check_onnx("model.onnx")``; ``report.ok``; ``print(report.summary())``;
-``python -m export.opcheck MODEL.onnx [--trt 8.5 10.0 11.0] [--json]`` (exit 1 when any target fails).
+``python -m export.opcheck --model MODEL.onnx [--trt 8.5 10.0 11.0] [--json]`` (exit 1 when any target fails).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import onnx
 from onnx import numpy_helper
 
 from export._trt_onnx_ops import OPS_TRT10, OPS_TRT85
+from runtime.errors import cli_exit, one_line
 from runtime.trt_version import capabilities, parse_version
 
 #: The TensorRT generations every exported graph must parse on: JetPack 5 (8.5), JetPack 6 / pip 10.x (10.0 is
@@ -163,9 +164,19 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 
 
 def _load(model) -> onnx.ModelProto:
+    from google.protobuf.message import DecodeError  # onnx's own dependency
+
+    from export.errors import ExportError
+
     if isinstance(model, onnx.ModelProto):
         return model
-    return onnx.load(str(model), load_external_data=False)
+    try:
+        return onnx.load(str(model), load_external_data=False)
+    except OSError as e:
+        raise ExportError(f"cannot read ONNX {model}: {e.strerror or one_line(e)}") from e
+    except (DecodeError, ValueError) as e:  # a truncated or foreign file
+        raise ExportError(f"{model} is not an ONNX model ({one_line(e)}); export one with `python -m export.onnx`") \
+            from e
 
 
 def check_onnx(model, targets: Sequence[str] = DEFAULT_TARGETS, name: Optional[str] = None) -> OpCheckReport:
@@ -290,28 +301,31 @@ def require_supported(model, targets: Sequence[str] = DEFAULT_TARGETS, name: Opt
                         for t in report.targets if not report.ok_for(t))
         first = report.errors[0]
         raise ExportError(f"{report.model} has operators the TensorRT ONNX parser rejects ({bad}): "
-                          f"{first.message}; run `python -m export.opcheck {report.model}` for details")
+                          f"{first.message}; run `python -m export.opcheck --model {report.model}` for details")
     return report
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.opcheck",
                                 description="Check that every ONNX op parses with TensorRT 8.5, 10.x and 11.")
-    p.add_argument("models", nargs="+", help="ONNX files")
+    p.add_argument("--model", nargs="+", required=True, metavar="MODEL.onnx", help="ONNX files to check")
     p.add_argument("--trt", nargs="+", default=list(DEFAULT_TARGETS), metavar="VERSION",
                    help=f"TensorRT versions to check (default: {' '.join(DEFAULT_TARGETS)})")
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
-    args = p.parse_args(argv)
-    ok = True
-    for path in args.models:
-        try:
-            report = check_onnx(path, args.trt)
-        except Exception as e:  # noqa: BLE001 - any unreadable file ends in one line
-            print(f"error: cannot read ONNX {path}: {e}", file=sys.stderr)
-            return 2
-        ok = ok and report.ok
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Exit status 0 when every model parses on every target, 1 when one does not (2: a bad input)."""
+    reports = [check_onnx(path, args.trt) for path in args.model]
+    for report in reports:
         print(json.dumps(report.to_dict()) if args.json else report.summary())
-    return 0 if ok else 1
+    return 0 if all(r.ok for r in reports) else 1
 
 
 if __name__ == "__main__":

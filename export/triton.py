@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from export.errors import ExportError
+from runtime.errors import cli_exit, writing
 from runtime.manifest import Manifest, load_manifest, verify_artifact
 
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt-engine": ("tensorrt_plan", "model.plan")}
@@ -197,17 +198,18 @@ def write_repository(model_path, out, name: Optional[str] = None, max_batch: int
         parse_config(text)  # a config Triton would refuse is never written
     model_dir = Path(out) / name
     version_dir = model_dir / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
     target = version_dir / PLATFORMS[manifest.artifact_kind][1]
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(model_path, tmp)
-    os.replace(tmp, target)
     notes = list(manifest.notes) + [f"Triton model repository copy of {model_path.name} (export.triton)"]
-    write(target, derive(manifest, notes=notes))  # model.json beside model.onnx: the same sha256
-    cfg = model_dir / "config.pbtxt"
-    tmp_cfg = cfg.with_name(".config.pbtxt.tmp")
-    tmp_cfg.write_text(text)
-    os.replace(tmp_cfg, cfg)
+    with writing(f"the model repository --out {out}"):
+        version_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(model_path, tmp)
+        os.replace(tmp, target)
+        write(target, derive(manifest, notes=notes))  # model.json beside model.onnx: the same sha256
+        cfg = model_dir / "config.pbtxt"
+        tmp_cfg = cfg.with_name(".config.pbtxt.tmp")
+        tmp_cfg.write_text(text)
+        os.replace(tmp_cfg, cfg)
     return model_dir
 
 
@@ -237,28 +239,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from runtime.errors import RuntimeInspectError
-    from train.errors import InspectError
-
     args = build_parser().parse_args(argv)
-    try:
-        if args.deepstream:
-            from export.deepstream import write_deepstream
+    return cli_exit(lambda: _run(args))
 
-            if not args.model:
-                raise ExportError("--deepstream needs --model MODEL.onnx (exported by export.onnx; its manifest "
-                                  "names the run, which is exported again with a float NCHW frame adapter)")
-            written = write_deepstream(args.model, args.out, args.run, args.name, args.batch_size)
-            print("wrote " + ", ".join(str(p) for p in written))
-            return 0
+
+def _run(args: argparse.Namespace) -> int:
+    if args.deepstream:
+        from export.deepstream import write_deepstream
+
         if not args.model:
-            raise ExportError("--model MODEL.onnx|.engine is required")
-        model_dir = write_repository(args.model, args.out, args.name, args.max_batch, args.instances, args.kind,
-                                     args.preferred_batch, args.queue_delay_us, not args.no_tensorrt_accelerator,
-                                     verify=not args.no_verify)
-    except (InspectError, RuntimeInspectError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+            raise ExportError("--deepstream needs --model MODEL.onnx (exported by export.onnx; its manifest "
+                              "names the run, which is exported again with a float NCHW frame adapter)")
+        written = write_deepstream(args.model, args.out, args.run, args.name, args.batch_size)
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+    if not args.model:
+        raise ExportError("--model MODEL.onnx|.engine is required")
+    model_dir = write_repository(args.model, args.out, args.name, args.max_batch, args.instances, args.kind,
+                                 args.preferred_batch, args.queue_delay_us, not args.no_tensorrt_accelerator,
+                                 verify=not args.no_verify)
     checked = "checked against Triton's ModelConfig schema" if model_config_schema() is not None else \
         "not schema-checked (pip install tritonclient to check)"
     print(f"wrote {model_dir} (config.pbtxt {checked}); serve with "

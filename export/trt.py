@@ -207,10 +207,9 @@ def run(args) -> int:
     trt_info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
                             profile=res.profile)
     write(engine, derive(base, artifact_kind="tensorrt-engine", tensorrt=trt_info,
-                         extra={"source_onnx": {"file": src.name, "sha256": base.sha256},
-                                "build": {"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
-                                          "seconds": res.seconds, "workspace_mb": args.workspace,
-                                          "tf32": res.tf32}}))
+                         source_onnx={"file": src.name, "sha256": base.sha256},
+                         build={"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
+                                "seconds": res.seconds, "workspace_mb": args.workspace, "tf32": res.tf32}))
     print(f"wrote {engine} ({engine.stat().st_size / 2**20:.1f} MiB) + manifest; built in {res.seconds:.0f} s on "
           f"{res.gpu} (sm {res.compute_capability}), timing cache {res.timing_cache}")
     return 0

@@ -110,7 +110,7 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {'; '.join(errors)[:500]}; "
-                          f"run `python -m export.opcheck {onnx_path}`")
+                          f"run `python -m export.opcheck --model {onnx_path}`")
 
     config = builder.create_builder_config()
     if workspace_mb:

@@ -20,7 +20,7 @@ __all__ = [
 
 _LAZY = {
     "Inspector": "runtime.inspector",
-    "Result": "runtime.inspector",
+    "Result": "runtime.result",
     "Manifest": "runtime.manifest",
     "load_manifest": "runtime.manifest",
     "write_manifest": "runtime.manifest",

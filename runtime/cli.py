@@ -1,8 +1,9 @@
 """Command line of the runtime: inspect a camera, stream, video, image or folder with an exported model.
 
     python -m runtime --model model.onnx --source 0|FILE|URL|DIR|'gst ... ! appsink' [--out DIR] [--show]
-                      [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch] [--device auto|cpu|cuda]
-                      [--threshold T] [--batch N] [--backend-option KEY=VALUE ...] [--serve PORT]
+                      [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton]
+                      [--device auto|cpu|cuda] [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
+                      [--serve PORT] [--no-progress]
 
 Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
 anomalies, drops, backend). With --out: overlays as PNG (`--save all|anomalous|none`) and `inspect.jsonl`
@@ -20,7 +21,9 @@ import sys
 import time
 from typing import Any, Deque, Dict, Optional, Sequence
 
-EXIT_ERROR = 2
+from runtime.cli_flags import add_backend, add_device, add_no_progress
+from runtime.errors import RuntimeInspectError, cli_exit, writing
+
 EXIT_INTERRUPTED = 130
 LATENCIES_KEPT = 100_000
 
@@ -47,10 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--backend", default="auto",
-                   choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch", "triton"],
-                   help="auto picks a local backend; triton sends frames to a Triton server (url=HOST:PORT)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_backend(p, help="backend that runs the model (triton: a Triton server, --backend-option url=HOST:PORT)")
+    add_device(p)
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", type=backend_option,
                    help="an option of the chosen backend, repeatable: threads=N (onnxruntime, openvino), "
                         "inference_precision=bf16 (openvino: compute an FP32 model in bf16, 4-6x faster on "
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a live source that delivers no frame for this long is reported as stalled and reopened "
                         "(default: automatic, 5 s until the frame rate is known, then 10 frame intervals within "
                         "2-60 s; 0 = off)")
-    p.add_argument("--quiet", action="store_true", help="no per-frame lines, only the summary")
+    add_no_progress(p, "no per-frame lines, only the summary")
     p.add_argument("--serve", type=int, default=None, metavar="PORT",
                    help="serve a live view on http://127.0.0.1:PORT/ (0 = any free port): frame with heat map, "
                         "verdict, score trace, counts, FPS, latency; after the source ends the last state stays "
@@ -85,38 +86,33 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
-    from runtime.errors import RuntimeInspectError  # noqa: PLC0415
+    return cli_exit(lambda: _run(args))
 
+
+def _check_args(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames < 0:
-        print(f"error: --max-frames must be >= 0, got {args.max_frames}", file=sys.stderr)
-        return EXIT_ERROR
+        raise RuntimeInspectError(f"--max-frames must be >= 0, got {args.max_frames}")
     if args.frame_timeout is not None and not 0 <= args.frame_timeout < float("inf"):
-        print(f"error: --frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}", file=sys.stderr)
-        return EXIT_ERROR
+        raise RuntimeInspectError(f"--frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}")
     if args.max_reconnects < 0:
-        print(f"error: --max-reconnects must be >= 0, got {args.max_reconnects}", file=sys.stderr)
-        return EXIT_ERROR
+        raise RuntimeInspectError(f"--max-reconnects must be >= 0, got {args.max_reconnects}")
     if args.batch < 1 or args.queue < 1:
-        print(f"error: --batch and --queue must be >= 1, got {args.batch} and {args.queue}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        return _run(args)
-    except KeyboardInterrupt:  # before the stream ran (loading, connecting): nothing to summarise
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except RuntimeInspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as e:
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_ERROR
+        raise RuntimeInspectError(f"--batch and --queue must be >= 1, got {args.batch} and {args.queue}")
 
 
 def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    _check_args(args)
+    try:
+        return _inspect(args)
+    except KeyboardInterrupt:  # before the stream ran (loading, connecting): nothing to summarise
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _inspect(args: argparse.Namespace) -> int:
     import cv2  # noqa: PLC0415
 
-    from runtime.errors import RuntimeInspectError  # noqa: PLC0415
     from runtime.inspector import Inspector  # noqa: PLC0415
 
     try:  # OpenCV's own probing warnings (camera by index, FFMPEG) would bury our one-line errors
@@ -132,16 +128,18 @@ def _run(args: argparse.Namespace) -> int:
     log_file = None
     overlay_dir = None
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        log_file = open(os.path.join(args.out, "inspect.jsonl"), "w", encoding="utf-8")
-        if args.save != "none":
-            overlay_dir = os.path.join(args.out, "overlays")
-            os.makedirs(overlay_dir, exist_ok=True)
+        with writing(f"--out {args.out}"):
+            os.makedirs(args.out, exist_ok=True)
+            log_file = open(os.path.join(args.out, "inspect.jsonl"), "w", encoding="utf-8")
+            if args.save != "none":
+                overlay_dir = os.path.join(args.out, "overlays")
+                os.makedirs(overlay_dir, exist_ok=True)
 
     def write(record: Dict[str, Any]) -> None:
         if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
+            with writing(log_file.name):
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
 
     live = None  # the --serve live view (runtime.serve.LiveView), made once the Inspector exists
 
@@ -179,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
                         latencies.append(r.latency_ms)
                         anomalies += int(bool(r.is_anomalous))
                         verdict = {None: "-", True: "ANOMALY", False: "ok"}[r.is_anomalous]
-                        if not args.quiet:
+                        if not args.no_progress:
                             norm = f"  norm {r.normalized_score:.3f}" if r.normalized_score is not None else ""
                             print(f"frame {r.frame_index:6d}  score {r.score:.6g}{norm}  {verdict:7s}  "
                                   f"{r.latency_ms:7.2f} ms", flush=True)

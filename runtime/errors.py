@@ -7,12 +7,18 @@ package may import it. Stdlib only.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 
 class InspectError(Exception):
     """Root of every error the toolkit raises on user input or on the environment."""
+
+
+class OutputError(InspectError):
+    """An output file or folder cannot be written: a path that is not writable, a parent that is a file, a full
+    disk. Raised by `writing`, where the output is written."""
 
 
 class RuntimeInspectError(InspectError):
@@ -80,6 +86,19 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     return type(e).__name__
 
 
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Inside this block an OSError (the user's output path: unwritable, a file where a folder should be, disk
+    full) becomes an OutputError naming `what` and the operating system's reason, so `cli_exit` stays the only
+    catch of a command line."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or one_line(e)
+        where = f" ({e.filename})" if e.filename and str(e.filename) not in str(what) else ""
+        raise OutputError(f"cannot write {what}{where}: {reason}; choose a writable path") from e
+
+
 def cli_exit(run: Callable[[], int]) -> int:
     """Run a command-line entry point's body: the toolkit's own errors become one `error: ...` line on stderr
     and exit status 2 (argparse's for a bad command line); anything else is a bug and keeps its traceback."""
@@ -93,7 +112,9 @@ def cli_exit(run: Callable[[], int]) -> int:
 __all__ = [
     "cli_exit",
     "one_line",
+    "writing",
     "InspectError",
+    "OutputError",
     "RuntimeInspectError",
     "BackendUnavailable",
     "ManifestError",

@@ -6,8 +6,9 @@
 
 Frames are numpy uint8 (H, W, 3) in `frame_order` (default BGR, OpenCV's order), or grayscale (H, W) /
 (H, W, 1) (replicated), or (H, W, 4) (alpha dropped). Frames of another size are resized on the host to the
-manifest's input size (INTER_AREA to shrink, INTER_LINEAR to enlarge) and put in the manifest's channel order;
-everything else (scaling, normalisation, the model, scoring) happens in the graph.
+manifest's input size (`runtime.frames`: INTER_AREA to shrink, INTER_LINEAR to enlarge, the rule training uses)
+and put in the manifest's channel order; everything else (scaling, normalisation, the model, scoring) happens
+in the graph. The verdict is a `runtime.result.Result`; a stream is a `runtime.stream.Stream`.
 
 Threads: one Inspector may be shared by several threads. Each thread prepares its frames in its own buffer
 (thread-local), frame indices come from a locked counter, and the backend runs calls concurrently where its
@@ -26,89 +27,19 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from runtime.backends import BackendChoice, create_backend, select_backend
 from runtime.errors import BatchFrameError, FrameError, ManifestError, RuntimeInspectError
+from runtime.frames import FRAME_ORDERS, FramePreparer
 from runtime.manifest import (ARTIFACT_KINDS, Manifest, artifact_path_for, load_manifest, manifest_path_for,
                               verify_artifact)
-from runtime.overlay import overlay as _overlay
+from runtime.result import Result
+from runtime.source_base import Frame
 from runtime.sources import FrameSource
 from runtime.stream import Stream
 
 log = logging.getLogger("runtime.inspector")
-
-FRAME_ORDERS = ("BGR", "RGB")
-#: a frame whose aspect ratio differs from the model's by more than this factor, or that is enlarged by more
-#: than this factor in a dimension, is warned about (once per frame size): the model sees a distorted image
-DISTORTION_WARN = 2.0
-
-
-class Result:
-    """The verdict on one frame.
-
-    - `score`: the image anomaly score (higher = more anomalous).
-    - `threshold`: the threshold used (the Inspector's, else the manifest's), or None.
-    - `is_anomalous`: score >= threshold; **None when no threshold is known** (neither given nor in the manifest:
-      calibrate one with `python -m calibration.threshold` or pass `threshold=`), never a guess.
-    - `normalized_score`: (score - good_mean) / (threshold - good_mean), 0 at the mean score of good images and
-      1.0 at the threshold; None when the manifest has no normalisation.
-    - `anomaly_map`: (H, W) float32 at the frame's size (resized from the model's map on first access);
-      `raw_map` is the model's own (h, w) map.
-    - `overlay(alpha)`: a heat map over the frame, colour scale from the manifest's normalisation when present.
-    - `latency_ms` (host preparation + inference of the batch that carried the frame), `frame_index`,
-      `timestamp` (seconds since the epoch: capture time for streams, call time for `inspect`), `name`
-      (the file name for folder sources).
-    """
-
-    __slots__ = ("score", "threshold", "is_anomalous", "normalized_score", "raw_map", "frame", "frame_order",
-                 "latency_ms", "frame_index", "timestamp", "name", "_vmin", "_vmax", "_map")
-
-    def __init__(self, score: float, threshold: Optional[float], normalized_score: Optional[float],
-                 raw_map: np.ndarray, frame: np.ndarray, frame_order: str, latency_ms: float, frame_index: int,
-                 timestamp: float, name: str = "", vmin: Optional[float] = None, vmax: Optional[float] = None):
-        self.score = float(score)
-        self.threshold = threshold
-        self.is_anomalous: Optional[bool] = None if threshold is None else bool(self.score >= threshold)
-        self.normalized_score = normalized_score
-        self.raw_map = raw_map
-        self.frame = frame
-        self.frame_order = frame_order
-        self.latency_ms = float(latency_ms)
-        self.frame_index = int(frame_index)
-        self.timestamp = float(timestamp)
-        self.name = name
-        self._vmin = vmin
-        self._vmax = vmax
-        self._map: Optional[np.ndarray] = None
-
-    @property
-    def anomaly_map(self) -> np.ndarray:
-        if self._map is None:
-            h, w = self.frame.shape[:2]
-            m = self.raw_map
-            self._map = m if m.shape == (h, w) else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
-        return self._map
-
-    def overlay(self, alpha: float = 0.5) -> np.ndarray:
-        """Heat map over the frame, (H, W, 3) uint8 in the frame's channel order."""
-        frame = self.frame[:, :, :3] if self.frame.ndim == 3 and self.frame.shape[2] == 4 else self.frame
-        return _overlay(np.ascontiguousarray(frame), self.raw_map, vmin=self._vmin, vmax=self._vmax, alpha=alpha,
-                        channel_order=self.frame_order)
-
-    @property
-    def verdict(self) -> str:
-        return "unknown" if self.is_anomalous is None else ("anomalous" if self.is_anomalous else "good")
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"frame": self.frame_index, "name": self.name, "timestamp": round(self.timestamp, 6),
-                "score": self.score, "normalized_score": self.normalized_score, "threshold": self.threshold,
-                "is_anomalous": self.is_anomalous, "latency_ms": round(self.latency_ms, 3)}
-
-    def __repr__(self) -> str:
-        return (f"Result(frame_index={self.frame_index}, score={self.score:.6g}, verdict={self.verdict}, "
-                f"latency_ms={self.latency_ms:.2f})")
 
 
 def _kind_of(path: str) -> Optional[str]:
@@ -174,12 +105,11 @@ class Inspector:
         self._good_mean: Optional[float] = None
         if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
             self._good_mean = float(norm.good_mean)
-        self._local = threading.local()  # per-thread frame buffer, grown to the largest batch that thread used
+        self._frames = FramePreparer(self.input_size, self.manifest.input.channel_order)
         self._lock = threading.Lock()  # the frame counter, `_closed`, the stream set
         self._count = 0
         self._closed = False
         self._streams: "weakref.WeakSet[Stream]" = weakref.WeakSet()
-        self._warned_sizes: set = set()
         if warmup:
             self._backend.warmup(iterations=1)
 
@@ -199,71 +129,10 @@ class Inspector:
         return self._backend
 
     # -- frames ---------------------------------------------------------------------------------------
-    def _buffer(self, n: int) -> np.ndarray:
-        """This thread's (n, H, W, 3) buffer: never shared between threads (two callers would overwrite each
-        other's frames between preparation and inference)."""
-        buf = getattr(self._local, "buf", None)
-        if buf is None or buf.shape[0] < n:
-            h, w = self.input_size
-            buf = self._local.buf = np.empty((n, h, w, 3), np.uint8)
-        return buf[:n]
-
-    def _warn_distortion(self, ih: int, iw: int) -> None:
-        """Warn once per frame size when resizing distorts the frame (aspect ratio, or a large enlargement)."""
-        if (ih, iw) in self._warned_sizes or len(self._warned_sizes) > 64:
-            return
-        h, w = self.input_size
-        aspect = (iw / ih) / (w / h)
-        enlarge = max(h / ih, w / iw)
-        why = []
-        if max(aspect, 1.0 / aspect) > DISTORTION_WARN:
-            why.append(f"its aspect ratio changes {max(aspect, 1.0 / aspect):.1f}x")
-        if enlarge > DISTORTION_WARN:
-            why.append(f"it is enlarged {enlarge:.1f}x")
-        if why:
-            self._warned_sizes.add((ih, iw))
-            log.warning("frame %dx%d is resized to the model's %dx%d and %s: the model sees a distorted image; "
-                        "crop or pad frames to the model's size", iw, ih, w, h, " and ".join(why))
-
-    def _prepare_into(self, frame: Any, out: np.ndarray, order: str) -> np.ndarray:
-        """Check `frame`, resize and reorder it into `out` (H, W, 3); returns the frame as given (for overlays)."""
-        if not isinstance(frame, np.ndarray):
-            raise FrameError(f"a frame must be a numpy array (H, W, 3) uint8, got {type(frame).__name__}")
-        if frame.size == 0:
-            raise FrameError(f"empty frame (shape {frame.shape}): the camera or decoder returned no image")
-        if frame.dtype != np.uint8:
-            hint = ("scale it: (frame >> 8).astype(np.uint8)" if frame.dtype == np.uint16 else
-                    "scale it: (frame * 255).clip(0, 255).astype(np.uint8)" if frame.dtype.kind == "f" else
-                    "convert it to uint8")
-            raise FrameError(f"frame dtype is {frame.dtype}, expected uint8: {hint}")
-        gray = False
-        img = frame
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[:, :, 0]
-        if img.ndim == 2:
-            gray = True
-        elif img.ndim == 3 and img.shape[2] == 4:
-            img = np.ascontiguousarray(img[:, :, :3])
-        elif not (img.ndim == 3 and img.shape[2] == 3):
-            raise FrameError(f"frame shape {frame.shape} is not (H, W, 3), (H, W, 4), (H, W) or (H, W, 1)")
-        h, w = self.input_size
-        ih, iw = img.shape[:2]
-        swap = not gray and order != self.manifest.input.channel_order
-        if (ih, iw) != (h, w):
-            self._warn_distortion(ih, iw)
-            interp = cv2.INTER_AREA if (ih >= h and iw >= w) else cv2.INTER_LINEAR
-            if gray or swap:
-                img = cv2.resize(img, (w, h), interpolation=interp)
-            else:
-                cv2.resize(img, (w, h), dst=out, interpolation=interp)
-                return frame
-        if gray:
-            out[...] = img[:, :, None]
-        elif swap:
-            np.copyto(out, img[:, :, ::-1])
-        else:
-            np.copyto(out, img)
-        return frame
+    def reserve(self, batch_size: int) -> None:
+        """Allocate the calling thread's frame buffer for batches of up to `batch_size` now, not on the first
+        frame (a stream calls it before its capture starts)."""
+        self._frames.buffer(int(batch_size))
 
     def _run(self, frames: Sequence[Any], order: str, indices: Sequence[int], stamps: Sequence[float],
              names: Sequence[str], extra: Optional[Mapping[str, np.ndarray]] = None,
@@ -271,17 +140,8 @@ class Inspector:
         if self._closed:
             raise RuntimeInspectError(f"this Inspector ({self.artifact_path}) is closed: create a new one")
         t0 = time.perf_counter()
-        buf = self._buffer(len(frames))
-        kept: List[int] = []
-        originals: List[np.ndarray] = []
-        for i, frame in enumerate(frames):
-            try:
-                originals.append(self._prepare_into(frame, buf[len(kept)], order))
-                kept.append(i)
-            except FrameError as e:
-                if on_bad is None:
-                    raise
-                on_bad(indices[i], e)
+        report = None if on_bad is None else (lambda i, e: on_bad(indices[i], e))
+        batch, kept = self._frames.stack(frames, order, report)
         if not kept:
             return []
         ex: Optional[Dict[str, np.ndarray]] = None
@@ -292,7 +152,7 @@ class Inspector:
                 arr = np.asarray(v)
                 batched = k in declared and arr.ndim == declared[k] + 1
                 ex[k] = arr[kept] if batched and len(kept) != len(frames) else arr
-        maps, scores = self._backend.infer(buf[:len(kept)], ex)
+        maps, scores = self._backend.infer(batch, ex)
         latency = (time.perf_counter() - t0) * 1000.0
         vmin = vmax = None
         if self._good_mean is not None:
@@ -303,7 +163,7 @@ class Inspector:
             norm = None
             if self._good_mean is not None and self.threshold is not None:
                 norm = (score - self._good_mean) / (self.threshold - self._good_mean)
-            results.append(Result(score, self.threshold, norm, maps[j, 0], originals[j], order, latency, indices[i],
+            results.append(Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i],
                                   stamps[i], names[i], vmin, vmax))
         return results
 
@@ -349,6 +209,17 @@ class Inspector:
                     by_position[i] = next(good)
             raise BatchFrameError(errors, by_position)
         return results
+
+    def inspect_frames(self, frames: Sequence[Frame], frame_order: Optional[str] = None,
+                       on_bad: Optional[Callable[[int, FrameError], None]] = None) -> List[Result]:
+        """Frames as a source delivers them (`runtime.sources.Frame`) in one inference: each Result keeps its
+        frame's own index, timestamp and name. A bad frame is reported as on_bad(frame.index, error) and left
+        out (without `on_bad` it raises FrameError); RuntimeInspectError once the Inspector is closed."""
+        order = frame_order or self.frame_order
+        if order not in FRAME_ORDERS:
+            raise RuntimeInspectError(f"frame_order must be 'BGR' or 'RGB', got {order!r}")
+        return self._run([f.image for f in frames], order, [f.index for f in frames], [f.timestamp for f in frames],
+                         [f.name for f in frames], on_bad=on_bad)
 
     # -- streams ------------------------------------------------------------------------------------
     def stream(self, source: Union[int, str, "os.PathLike[str]", FrameSource], batch_size: int = 1,

@@ -24,7 +24,8 @@ from runtime.sources import Frame, FrameReader, FrameSource, open_source
 EVENTS_KEPT = 1000
 
 if TYPE_CHECKING:  # pragma: no cover
-    from runtime.inspector import Inspector, Result
+    from runtime.inspector import Inspector
+    from runtime.result import Result
 
 log = logging.getLogger("runtime.inspector")
 
@@ -78,7 +79,7 @@ class Stream:
         self.elapsed_s = 0.0
         self._ended = False
         self._gen: Optional["weakref.ref[Iterator[Result]]"] = None  # weak: dropping the iterator ends the stream
-        inspector._buffer(batch_size)  # allocate the batch buffer before the first frame
+        inspector.reserve(batch_size)  # allocate the batch buffer before the first frame
         if batch_size > 1:  # e.g. OpenVINO compiles its throughput model for batches: not on the first frame
             inspector.runner.warmup(iterations=1, batch=batch_size)
 
@@ -174,9 +175,8 @@ class Stream:
                         return
                     continue
                 try:
-                    results = self.inspector._run([f.image for f in batch], self.source.channel_order,
-                                                  [f.index for f in batch], [f.timestamp for f in batch],
-                                                  [f.name for f in batch], on_bad=self._bad_frame)
+                    results = self.inspector.inspect_frames(batch, self.source.channel_order,
+                                                            on_bad=self._bad_frame)
                 except RuntimeInspectError:
                     if self._stopped or self.inspector.closed:  # closed from another thread: the stream ends
                         return

@@ -8,35 +8,52 @@ from pathlib import Path
 
 import cv2
 
+from runtime.errors import OutputError, cli_exit, writing
+from train.errors import DataError
+
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python scripts/frames_to_video.py", description=__doc__.split("\n")[0])
+    p.add_argument("folder", help="folder whose images (any depth, sorted by path) become the frames")
+    p.add_argument("out", help="the video to write (MJPG .avi)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the video (default 10)")
+    return p
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("folder")
-    p.add_argument("out")
-    p.add_argument("--fps", type=float, default=10.0)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     paths = sorted(q for q in Path(args.folder).rglob("*") if q.suffix.lower() in EXTENSIONS)
-    if not paths:
-        print(f"error: no images under {args.folder}", file=sys.stderr)
-        return 2
-    first = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)
-    h, w = first.shape[:2]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"MJPG"), args.fps, (w, h))
-    if not writer.isOpened():
-        print(f"error: OpenCV cannot write {args.out} (MJPG/.avi)", file=sys.stderr)
-        return 2
+    writer, size, written = None, (0, 0), 0
     for q in paths:
         img = cv2.imread(str(q), cv2.IMREAD_COLOR)
         if img is None:
             print(f"skipping unreadable image {q}", file=sys.stderr)
             continue
-        writer.write(cv2.resize(img, (w, h)) if img.shape[:2] != (h, w) else img)
+        if writer is None:  # the first readable image sets the video's size
+            size = (img.shape[1], img.shape[0])
+            writer = _open_writer(args.out, args.fps, size)
+        writer.write(cv2.resize(img, size) if (img.shape[1], img.shape[0]) != size else img)
+        written += 1
+    if writer is None:
+        raise DataError(f"no readable images under {args.folder}")
     writer.release()
-    print(f"wrote {args.out}: {len(paths)} frames {w}x{h} at {args.fps:g} fps")
+    print(f"wrote {args.out}: {written} frames {size[0]}x{size[1]} at {args.fps:g} fps")
     return 0
+
+
+def _open_writer(out: str, fps: float, size) -> "cv2.VideoWriter":
+    with writing(out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    if not writer.isOpened():
+        raise OutputError(f"OpenCV cannot write {out} (MJPG/.avi): check the path and its extension")
+    return writer
 
 
 if __name__ == "__main__":

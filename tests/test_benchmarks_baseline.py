@@ -42,10 +42,10 @@ def test_baseline_cli_finds_the_bright_defects(tmp_path, capsys):
     data = write_tiny_mvtec(tmp_path / "data")
     out = tmp_path / "base.json"
     assert main(["--data", str(data), "--category", "tiles", "--image-size", "48", "--mean-filter", "3",
-                 "--json", str(out), "--quiet"]) == 0
+                 "--json", str(out), "--no-progress"]) == 0
     assert "per-pixel Gaussian" in capsys.readouterr().out
     report = json.loads(out.read_text())
     # The defects are saturated blobs on noise: far outside every pixel's good range.
     assert report["image_auroc"] == 1.0 and report["pixel_auroc"] > 0.95
     assert report["n_train"] == 4 and report["image_size"] == [48, 48]
-    assert main(["--data", str(tmp_path / "none"), "--category", "tiles", "--image-size", "48", "--quiet"]) == 2
+    assert main(["--data", str(tmp_path / "none"), "--category", "tiles", "--image-size", "48", "--no-progress"]) == 2

@@ -1,5 +1,5 @@
-"""calibration.evaluate with small numpy detectors on synthetic frames; the overlay report; the torch and ONNX
-Runtime `infer` wrappers of benchmarks.accuracy; the accuracy command line end to end on a tiny run."""
+"""calibration.evaluate with small numpy detectors on synthetic frames; the overlay report; the runtime backends
+(torch graph in memory, ONNX Runtime, OpenVINO) feeding it; the accuracy command line end to end on a tiny run."""
 from __future__ import annotations
 
 import json
@@ -156,9 +156,9 @@ def test_overlays_pick_false_alarms_hits_and_misses(tmp_path):
     assert any(p.name.startswith("defect_lowest_01_") for p in written)
 
 
-# ------------------------------------------------------------------------------------ accuracy wrappers
+# ------------------------------------------------------------------------------------ backends feeding evaluate
 
-torch = pytest.importorskip("torch", reason="the torch wrapper needs torch")
+torch = pytest.importorskip("torch", reason="the torch backend needs torch")
 
 
 class TinyBrightModel(torch.nn.Module):
@@ -179,27 +179,44 @@ def _tiny_graph():
     return InspectionGraph(TinyBrightModel(), (H, W)).eval()
 
 
-def test_torch_infer_wrapper_feeds_evaluate():
-    from benchmarks.accuracy import torch_infer
+def _manifest_of(graph):
+    """The manifest an export of the tiny graph gets (a method name, no width, no options)."""
+    from types import SimpleNamespace
 
+    from export.manifest import graph_manifest
+
+    return graph_manifest(SimpleNamespace(method="tiny", c=None, options={}), graph)
+
+
+def _torch_backend(graph):
+    from runtime.backends.torch import TorchBackend
+
+    return TorchBackend.from_graph(graph, _manifest_of(graph))
+
+
+def test_torch_backend_from_graph_feeds_evaluate():
     frames, labels, masks, types = synthetic_set()
-    r = evaluate(torch_infer(_tiny_graph(), "cpu"), frames, labels, masks, types, batch_size=4, progress=False)
+    with _torch_backend(_tiny_graph()) as backend:
+        r = evaluate(backend.infer, frames, labels, masks, types, batch_size=4, progress=False)
     assert r["image_auroc"] == pytest.approx(1.0)
     assert r["pixel_auroc"] > 0.95
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_onnx_infer_matches_torch(tmp_path):
-    pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
-    from benchmarks.accuracy import OnnxInfer, torch_infer
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_exported_model_through_a_backend_matches_torch(tmp_path, name):
+    from runtime.backends import create_backend, is_available
+    from runtime.manifest import load_manifest
 
+    if not is_available(name):
+        pytest.skip(f"{name} not installed")
     path = tmp_path / "tiny.onnx"
     graph = _export_tiny(path)
-    onnx_infer = OnnxInfer(path)
-    assert onnx_infer.input_size == (H, W) and onnx_infer.static_batch is None
     frames, labels, masks, types = synthetic_set()
-    a = evaluate(onnx_infer, frames, labels, masks, types, batch_size=3, progress=False)
-    b = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types, batch_size=3, progress=False)
+    with create_backend(name, str(path), load_manifest(path)) as backend:
+        a = evaluate(backend.infer, frames, labels, masks, types, batch_size=3, progress=False)
+    with _torch_backend(graph) as backend:
+        b = evaluate(backend.infer, frames, labels, masks, types, batch_size=3, progress=False)
     np.testing.assert_allclose(a["maps"], b["maps"], atol=1e-6)
     # float rounding differs slightly between the backends, which can break or make ties: near, not equal
     assert a["image_auroc"] == pytest.approx(b["image_auroc"], abs=1e-3)
@@ -230,25 +247,33 @@ def write_tiny_mvtec(root, size=48):
     return root
 
 
-def _export_tiny(path, batch=None):
+def _export_tiny(path, batch=None, channel_order="RGB"):
+    """The tiny graph as ONNX with its manifest (batch: a fixed batch size, else dynamic)."""
+    from export.manifest import batch_spec, write
+
     graph = _tiny_graph()
     example = torch.zeros((batch or 2, H, W, 3), dtype=torch.uint8)
     dyn = None if batch else {"frame": {0: "n"}, "anomaly_map": {0: "n"}, "score": {0: "n"}}
     torch.onnx.export(graph, (example,), str(path), input_names=["frame"], output_names=["anomaly_map", "score"],
                       dynamic_axes=dyn, opset_version=17, dynamo=False)
+    manifest = _manifest_of(graph)
+    manifest.artifact_kind, manifest.batch = "onnx", batch_spec(batch or "dynamic")
+    manifest.input.channel_order = channel_order
+    write(path, manifest)
     return graph
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnx_static_batch_is_split_and_padded(tmp_path):
-    pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
-    from benchmarks.accuracy import OnnxInfer
+    from runtime.backends import create_backend
+    from runtime.manifest import load_manifest
 
     graph = _export_tiny(tmp_path / "b2.onnx", batch=2)
-    infer = OnnxInfer(tmp_path / "b2.onnx")
-    assert infer.static_batch == 2
+    manifest = load_manifest(tmp_path / "b2.onnx")
+    assert manifest.batch.dynamic is False and manifest.batch.max == 2
     frames = synthetic_set()[0][:5]
-    maps, scores = infer(frames)
+    with create_backend("onnxruntime", str(tmp_path / "b2.onnx"), manifest) as backend:
+        maps, scores = backend.infer(frames)
     assert maps.shape == (5, 1, H, W) and scores.shape == (5,)
     with torch.inference_mode():
         ref = graph(torch.from_numpy(frames))[1].numpy()
@@ -264,11 +289,12 @@ def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tmp_path, capsys)
     data = write_tiny_mvtec(tmp_path / "data")
     _export_tiny(tmp_path / "m.onnx")
     out = tmp_path / "res" / "acc.json"
-    rc = main(["--onnx", str(tmp_path / "m.onnx"), "--data", str(data), "--category", "tiles", "--json", str(out),
-               "--batch-size", "3", "--quiet", "--overlays-per-set", "2"])
+    rc = main(["--model", str(tmp_path / "m.onnx"), "--data", str(data), "--category", "tiles", "--json", str(out),
+               "--batch-size", "3", "--no-progress", "--overlays-per-set", "2"])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["backend"] == "onnxruntime" and report["image_size"] == [H, W] and report["n_images"] == 7
+    assert report["model_path"] == str(tmp_path / "m.onnx") and "CPUExecutionProvider" in report["runs_on"]
     assert set(report["per_defect_type"]) == {"scratch", "blob"}
     # the tiny model's map is the blurred red channel: bright defects score highest
     assert report["image_auroc"] == 1.0
@@ -284,17 +310,47 @@ def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tmp_path, capsys)
 def test_accuracy_cli_bad_input_is_one_error_line(tmp_path, capsys):
     from benchmarks.accuracy import main
 
+    # --onnx: the README's earlier spelling of --model, a hidden alias
     rc = main(["--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
-               "--json", str(tmp_path / "a.json"), "--quiet"])
+               "--json", str(tmp_path / "a.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and len(err) == 1 and err[0].startswith("error: ") and "missing.onnx" in err[0]
-    rc = main(["--data", str(tmp_path), "--category", "x", "--json", str(tmp_path / "a.json"), "--quiet"])
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --model ") and "missing.onnx" in err[0]
+    rc = main(["--data", str(tmp_path), "--category", "x", "--json", str(tmp_path / "a.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and err == ["error: give --run RUN (a trained run folder), or --onnx MODEL.onnx"]
+    assert rc == 2 and err == ["error: give --run RUN (a trained run folder), or --model MODEL.onnx"]
     rc = main(["--run", str(tmp_path / "norun"), "--data", str(tmp_path), "--category", "x",
-               "--json", str(tmp_path / "a.json"), "--quiet", "--device", "cpu"])
+               "--json", str(tmp_path / "a.json"), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and err[0].startswith("error: ") and "norun" in err[0]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_accuracy_cli_backends_agree_and_a_bgr_model_gets_bgr_frames(tmp_path):
+    from benchmarks.accuracy import build_parser, main
+    from runtime.backends import REGISTRY, is_available
+
+    action = next(a for a in build_parser()._actions if a.dest == "backend")
+    assert tuple(action.choices) == tuple(REGISTRY)
+    data = write_tiny_mvtec(tmp_path / "data")
+    _export_tiny(tmp_path / "m.onnx")
+    # the same graph declared BGR: the red channel it reads is then the images' blue one
+    _export_tiny(tmp_path / "bgr.onnx", channel_order="BGR")
+    backends = ["onnxruntime"] + (["openvino"] if is_available("openvino") else [])
+    reports = {}
+    for name, model in [(b, "m") for b in backends] + [("onnxruntime", "bgr")]:
+        out = tmp_path / f"{name}-{model}.json"
+        assert main(["--model", str(tmp_path / f"{model}.onnx"), "--backend", name, "--data", str(data),
+                     "--category", "tiles", "--json", str(out), "--no-progress", "--no-overlays"]) == 0
+        reports[name, model] = json.loads(out.read_text())
+    for name in backends[1:]:
+        assert reports[name, "m"]["backend"] == name
+        np.testing.assert_allclose(reports[name, "m"]["scores"], reports["onnxruntime", "m"]["scores"], atol=1e-6)
+    from train.data import find_samples, load_images
+
+    frames = load_images(find_samples(data, "tiles", "test"), (H, W), progress=False)
+    with torch.inference_mode():
+        blue_first = _tiny_graph()(torch.from_numpy(np.ascontiguousarray(frames[..., ::-1])))[1].numpy()
+    np.testing.assert_allclose(reports["onnxruntime", "bgr"]["scores"], blue_first, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -311,7 +367,7 @@ def test_accuracy_cli_on_a_tiny_trained_run(tmp_path, capsys):
                        "--image-size", "32", "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
     out = tmp_path / "acc.json"
     rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out), "--device", "cpu",
-               "--batch-size", "4", "--quiet", "--overlays-per-set", "1"])
+               "--batch-size", "4", "--no-progress", "--overlays-per-set", "1"])
     assert rc == 0, capsys.readouterr().err
     report = json.loads(out.read_text())
     assert (report["backend"], report["device"], report["method"], report["c"]) == ("torch", "cpu", "fair", 8)
@@ -323,12 +379,12 @@ def test_accuracy_cli_on_a_tiny_trained_run(tmp_path, capsys):
     # A scoring option can change after training (same weights, another mean filter); a trained one cannot.
     out7 = tmp_path / "acc7.json"
     rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out7), "--device", "cpu",
-               "--quiet", "--no-overlays", "--option", "mean_filter=7"])
+               "--no-progress", "--no-overlays", "--option", "mean_filter=7"])
     assert rc == 0, capsys.readouterr().err
     report7 = json.loads(out7.read_text())
     assert report7["options"]["mean_filter"] == 7 and report["options"]["mean_filter"] == 21
     assert report7["scores"] != report["scores"]
     rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out7), "--device", "cpu",
-               "--quiet", "--option", "filter=ghpf"])
+               "--no-progress", "--option", "filter=ghpf"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "cannot change after training" in err[0] and "mean_filter" in err[0]

@@ -166,8 +166,8 @@ def test_int8_manifest_and_report(setup):
     assert m.precision == "int8" and m.artifact == "model-int8.onnx"
     assert m.sha256 == sha256_file(setup["int8"]) != src.sha256
     assert m.threshold is None
-    assert m.extra["graph_parts"] == src.extra["graph_parts"]
-    q = m.extra["quantization"]
+    assert m.graph_parts == src.graph_parts
+    q = m.quantization.to_dict()
     assert q["format"] == "QDQ" and q["method"] == "minmax"
     assert q["calibration"]["images"] == 12 and q["calibration"]["available"] == 20
     assert all(f.startswith(os.path.join("tex", "train", "good")) for f in q["calibration"]["files"])

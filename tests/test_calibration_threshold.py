@@ -4,6 +4,9 @@ fast, so a meaningful number of frames fits in a unit test."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +15,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from calibration.errors import CalibrationError, TestSplitRefused
-from calibration.scoring import OrtScorer
-from calibration.threshold import calibrate_threshold, f1_threshold, fpr_threshold, main as threshold_main
+from calibration.threshold import (build_parser, calibrate_threshold, f1_threshold, fpr_threshold,
+                                   main as threshold_main)
+from runtime.backends import REGISTRY, create_backend, is_available
 from runtime.manifest import (InputSpec, Manifest, load_manifest, manifest_path_for, sha256_file, verify_artifact,
                               write_manifest)
 
@@ -101,7 +105,7 @@ def test_threshold_written_and_read_back_without_rebuild(model, tmp_path):
     assert t.normalization.good_std == pytest.approx(res["good_scores"].std(ddof=1))
     assert folder in t.data and "all images" in t.data and t.date
     assert t.normalize(t.value) == pytest.approx(1.0) and t.normalize(t.normalization.good_mean) == pytest.approx(0.0)
-    prov = m.extra["threshold_provenance"]
+    prov = m.threshold_provenance.to_dict()
     assert prov["good_images"]["source"] == "folder" and len(prov["good_images"]["files"]) == 120
     assert prov["model_sha256"] == sha and prov["warnings"] == []
     assert sha256_file(model) == sha  # the graph is untouched: recalibrating needs no rebuild
@@ -115,7 +119,8 @@ def test_fpr_on_held_out_good_images_is_near_the_target(model, tmp_path):
     calibrate_threshold(model, folder, target_fpr=0.05, progress=False)
     value = load_manifest(model).threshold.value
     unseen = good_frames(np.random.default_rng(2), 2000)
-    scores = OrtScorer(model, load_manifest(model), threads=1)(unseen)[1]
+    with create_backend("onnxruntime", model, load_manifest(model), threads=1) as backend:
+        scores = backend.infer(unseen)[1]
     fpr = float(np.mean(scores >= value))
     assert 0.03 <= fpr <= 0.07, fpr
 
@@ -200,3 +205,47 @@ def test_threshold_knows_when_the_run_held_its_images_out(tmp_path):
     (run / "config.json").write_text(_json.dumps({"method": "fair", "holdout": None}))
     assert run_holdout(str(run)) is None
     assert run_holdout(str(tmp_path / "missing")) is None and run_holdout(None) is None
+
+
+def test_backend_choices_are_the_runtime_registry():
+    action = next(a for a in build_parser()._actions if a.dest == "backend")
+    assert tuple(action.choices) == tuple(REGISTRY) and action.default == "onnxruntime"
+
+
+@pytest.mark.skipif(not is_available("openvino"), reason="openvino not installed")
+def test_openvino_scores_give_the_onnxruntime_threshold(model, tmp_path):
+    folder = str(tmp_path / "good")
+    write_frames(folder, good_frames(np.random.default_rng(3), 60))
+    ort = calibrate_threshold(model, folder, target_fpr=0.05, progress=False, write=False)
+    ov = calibrate_threshold(model, folder, target_fpr=0.05, progress=False, write=False, backend="openvino")
+    assert ort["provenance"]["backend"].startswith("onnxruntime ")
+    assert ov["provenance"]["backend"].startswith("openvino ")
+    np.testing.assert_allclose(ov["good_scores"], ort["good_scores"], rtol=1e-6)
+    assert abs(ov["threshold"].value - ort["threshold"].value) <= 1e-6
+
+
+def test_cli_refuses_a_backend_that_cannot_run_the_artifact_and_an_unwritable_json(model, tmp_path, capsys):
+    folder = str(tmp_path / "good")
+    write_frames(folder, good_frames(np.random.default_rng(5), 12))
+    rc = threshold_main(["--model", model, "--data", folder, "--target-fpr", "0.1", "--backend", "tensorrt",
+                         "--dry-run", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: ") and "tensorrt backend runs engines" in err[-1]
+    rc = threshold_main(["--model", model, "--data", folder, "--target-fpr", "0.1", "--dry-run", "--no-progress",
+                         "--json", str(tmp_path / "missing" / "thr.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: cannot write --json")
+
+
+@pytest.mark.parametrize("module", ["calibration.threshold", "runtime"])
+def test_help_works_without_torch(module):
+    # importing torch fails in the child (sys.modules entry None), as on a device with only the runtime's deps
+    code = ("import runpy, sys\n"
+            "sys.modules['torch'] = None\n"
+            f"sys.argv = [{module!r}, '--help']\n"
+            f"runpy.run_module({module!r}, run_name='__main__')\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "usage: python -m " + module in out.stdout and "--model" in out.stdout

@@ -1,6 +1,6 @@
 """export.onnx / export.fp16 on a tiny trained FAIR run: ONNX Runtime vs the torch graph on the same uint8 frames
 (batch 1 and > 1), the manifest, node names, the CLI (BGR + in-graph resize, fixed batch), the demo AUROC through
-calibration.evaluate with an ORT callable vs a torch callable, and the FP16 variant."""
+calibration.evaluate on the onnxruntime backend vs the torch backend (the graph in memory), and the FP16 variant."""
 from __future__ import annotations
 
 import json
@@ -15,12 +15,14 @@ import torch
 
 ort = pytest.importorskip("onnxruntime")
 
-from benchmarks.accuracy import OnnxInfer, torch_infer  # noqa: E402
 from calibration.evaluate import evaluate  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.graph import graph_from_run  # noqa: E402
+from export.manifest import graph_manifest  # noqa: E402
 from export.onnx import export_onnx, fp16_variant  # noqa: E402
 from export.opcheck import check_onnx  # noqa: E402
+from runtime.backends import create_backend  # noqa: E402
+from runtime.backends.torch import TorchBackend  # noqa: E402
 from runtime.manifest import load_manifest, sha256_file, verify_artifact  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +113,7 @@ def test_manifest(exported, tiny_run):
     assert m.outputs.score.name == "score" and m.outputs.score.shape == [-1]
     assert m.batch.dynamic and m.threshold is None and m.tensorrt is None
     assert {"torch", "onnx", "onnxruntime"} <= set(m.versions)
-    parts = m.extra["graph_parts"]
+    parts = m.graph_parts.to_dict()
     assert parts["preprocess"] == ["/model/highpass"] and parts["network"] == ["/model/net"]
     assert parts["scoring"] == ["/model/scorer"]
     names = [n.name for n in onnx.load(str(path)).graph.node]
@@ -123,17 +125,20 @@ def test_manifest(exported, tiny_run):
 
 
 def test_demo_auroc_ort_equals_torch(exported, demo):
-    """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's)."""
+    """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's two ways
+    in: --model on onnxruntime, --run on torch)."""
     from train.data import find_samples, load_images, load_masks
 
-    graph, _, path = exported
+    graph, config, path = exported
     samples = find_samples(demo, "brick", "test")
     frames = load_images(samples, (SIZE, SIZE), progress=False)
     masks = load_masks(samples, (SIZE, SIZE))
     labels = [int(s.label) for s in samples]
     types = [str(s.defect_type) for s in samples]
-    r_ort = evaluate(OnnxInfer(path), frames, labels, masks, types, batch_size=4, progress=False)
-    r_torch = evaluate(torch_infer(graph, "cpu"), frames, labels, masks, types, batch_size=4, progress=False)
+    with create_backend("onnxruntime", str(path), load_manifest(path)) as ort_backend:
+        r_ort = evaluate(ort_backend.infer, frames, labels, masks, types, batch_size=4, progress=False)
+    with TorchBackend.from_graph(graph, graph_manifest(config, graph)) as torch_backend:
+        r_torch = evaluate(torch_backend.infer, frames, labels, masks, types, batch_size=4, progress=False)
     assert r_ort["n_defect"] > 0 and r_ort["n_good"] > 0
     assert r_ort["image_auroc"] == r_torch["image_auroc"]
     assert abs(r_ort["pixel_auroc"] - r_torch["pixel_auroc"]) < 1e-4
@@ -192,7 +197,7 @@ def test_noise2norm_parity(tmp_path, noise_input):
     m = load_manifest(path)
     assert [e.name for e in m.extra_inputs] == (["noise"] if noise_input else [])
     assert [i.name for i in sess.get_inputs()] == (["frame", "noise"] if noise_input else ["frame"])
-    assert m.extra["graph_parts"]["network"] == ["/model/net"]
+    assert m.graph_parts.network == ["/model/net"]
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -262,16 +267,17 @@ def test_fp16_and_int8_prefixes_come_from_the_manifest(exported):
 
     from calibration.qdq import manifest_int8_prefixes
     from export.fp16 import DEFAULT_FP16_PREFIXES, manifest_fp16_prefixes
+    from runtime.manifest import GraphParts
 
     _, _, path = exported
     m = load_manifest(path)
-    assert m.extra["graph_parts"]["fp16"] == ["/model/net/"] and m.extra["graph_parts"]["int8"] == ["/model/net/"]
+    assert m.graph_parts.fp16 == ["/model/net/"] and m.graph_parts.int8 == ["/model/net/"]
     assert manifest_fp16_prefixes(m) == ("/model/net/",)
-    assert manifest_int8_prefixes(m.extra["graph_parts"]) == ["/model/net/"]
-    old = SimpleNamespace(extra={"graph_parts": {"network": ["/model/net"]}})
+    assert manifest_int8_prefixes(m.graph_parts.to_dict()) == ["/model/net/"]
+    old = SimpleNamespace(graph_parts=GraphParts(network=["/model/net"]))
     assert manifest_fp16_prefixes(old) == DEFAULT_FP16_PREFIXES
-    assert manifest_int8_prefixes(old.extra["graph_parts"]) is None
-    backbone = SimpleNamespace(extra={"graph_parts": {"fp16": ["/model/backbone/"]}})
+    assert manifest_int8_prefixes(old.graph_parts.to_dict()) is None
+    backbone = SimpleNamespace(graph_parts=GraphParts(fp16=["/model/backbone/"]))
     assert manifest_fp16_prefixes(backbone) == ("/model/backbone/",)
     with pytest.raises(ExportError, match="declares no part that may run in FP16"):
-        manifest_fp16_prefixes(SimpleNamespace(extra={"graph_parts": {"fp16": []}}))
+        manifest_fp16_prefixes(SimpleNamespace(graph_parts=GraphParts(fp16=[])))

@@ -91,7 +91,7 @@ def test_dft_is_rejected(tmp_path):
     with pytest.raises(ExportError, match="DFT"):
         require_supported(model, ["10.0"])
     onnx.save(model, str(tmp_path / "dft.onnx"))
-    proc = subprocess.run([sys.executable, "-m", "export.opcheck", str(tmp_path / "dft.onnx")], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "export.opcheck", "--model", str(tmp_path / "dft.onnx")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "DFT" in proc.stdout and "FAILS" in proc.stdout
 

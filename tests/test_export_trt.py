@@ -122,4 +122,4 @@ def test_build_engine(tmp_path, precision):
     assert m.tensorrt is not None and m.tensorrt.version == installed_version()
     assert m.tensorrt.profile["max"] == 4
     assert len(list(out.glob(f"timing.trt*.sm{m.tensorrt.compute_capability.replace('.', '')}.cache"))) == 1
-    assert m.extra["build"]["tf32"] is False  # FP32 layers in true FP32 (parity 1e-4), said in the manifest
+    assert m.build.tf32 is False  # FP32 layers in true FP32 (parity 1e-4), said in the manifest

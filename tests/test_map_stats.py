@@ -61,7 +61,7 @@ def test_map_stats_cli_makes_good_images_z_scores(tiny_run, capsys):
     from train.runs import MAP_STATS, load_graph
 
     run, data = tiny_run
-    assert main(["--run", str(run), "--device", "cpu", "--quiet"]) == 0
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress"]) == 0
     assert "wrote" in capsys.readouterr().out and (run / MAP_STATS).is_file()
     graph, _ = load_graph(run)
     plain, _ = load_graph(run, map_stats=False)
@@ -86,7 +86,7 @@ def test_map_stats_are_tied_to_weights_and_scoring(tiny_run, tmp_path):
     from train.runs import MAP_STATS, WEIGHTS, load_graph
 
     run, _ = tiny_run
-    assert main(["--run", str(run), "--device", "cpu", "--quiet"]) == 0
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress"]) == 0
     with pytest.raises(RunError, match="scoring options"):
         load_graph(run, scoring={"mean_filter": 7})
     load_graph(run, scoring={"mean_filter": 7}, map_stats=False)  # allowed without the statistics
@@ -109,7 +109,7 @@ def test_standardised_graph_exports_and_matches_onnxruntime(tiny_run, tmp_path):
     from train.map_stats import main
 
     run, data = tiny_run
-    assert main(["--run", str(run), "--device", "cpu", "--quiet"]) == 0
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress"]) == 0
     out = tmp_path / "std.onnx"
     assert export_main(["--run", str(run), "--out", str(out)]) == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
@@ -140,8 +140,8 @@ def test_map_stats_images_takes_an_even_spread(tiny_run, capsys):
     from train.runs import MAP_STATS
 
     run, _ = tiny_run
-    assert main(["--run", str(run), "--device", "cpu", "--quiet", "--images", "3"]) == 0
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress", "--images", "3"]) == 0
     assert "3 good images" in capsys.readouterr().out
     with safe_open(str(run / MAP_STATS), framework="pt") as f:
         assert f.metadata()["images"] == "3"
-    assert main(["--run", str(run), "--device", "cpu", "--quiet", "--images", "1"]) == 2
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress", "--images", "1"]) == 2

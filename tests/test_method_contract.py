@@ -113,7 +113,7 @@ def _check_manifest(manifest, method: Method, model: nn.Module) -> None:
     """What the manifest says is what the method declared."""
     assert manifest.method == method.name
     assert manifest.c == (TINY_WIDTH if method.has_width else None)
-    parts = manifest.extra["graph_parts"]
+    parts = manifest.graph_parts.to_dict()
     # a declared child that owns nodes is listed under its role (one reached through a method other than
     # `forward` is not scoped by the tracer: its nodes count under /model/*)
     owning = [child for child in method.parts if f"/model/{child}" in parts["nodes"]]
@@ -300,8 +300,8 @@ def test_fit_method_through_cli_export_backends_and_threshold(pixelstats, demo, 
 
     manifest = _export(run, tmp_path / "ps.onnx")
     _check_manifest(manifest, pixelstats, model)
-    assert manifest.c is None and manifest.extra["graph_parts"]["memory"] == ["/model/memory"]
-    assert manifest.extra["graph_parts"]["fp16"] == [] and manifest.extra["graph_parts"]["int8"] == []
+    assert manifest.c is None and manifest.graph_parts.memory == ["/model/memory"]
+    assert manifest.graph_parts.fp16 == [] and manifest.graph_parts.int8 == []
     frames = _test_frames(demo, 40)
     _parity(tmp_path / "ps.onnx", run, frames)
 

@@ -116,11 +116,11 @@ def test_cli_images_and_flagged(tmp_path, tiny):
         cv2.imwrite(str(good / f"{i}.png"), cv2.cvtColor(g, cv2.COLOR_RGB2BGR))
     flagged = images / "bad.png"
     cv2.imwrite(str(flagged), cv2.cvtColor(tiny["image"], cv2.COLOR_RGB2BGR))
-    base = [sys.executable, "-m", "train.refine", "--run", str(run), "--threshold", "0.0", "--good", str(good),
+    base = [sys.executable, "-m", "train.refine", "--run", str(run), "--threshold", "0.0", "--data", str(good),
             "--prior-components", "2", "--prior-pixels", "400", "--no-progress",
             "--option", "max_iters=3", "--option", "min_iters=0"]
     out = tmp_path / "out"
-    done = subprocess.run(base + ["--images", str(images), "--out", str(out)], capture_output=True, text=True)
+    done = subprocess.run(base + ["--folder", str(images), "--images", "1", "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     record = json.loads((out / "refine.jsonl").read_text().splitlines()[0])
     assert record["iterations"] >= 1 and record["seconds"] > 0 and record["final_loss"] is not None
@@ -139,9 +139,19 @@ def test_cli_images_and_flagged(tmp_path, tiny):
     assert done.returncode == 0, done.stderr
     assert [json.loads(l)["image"] for l in (out2 / "refine.jsonl").read_text().splitlines()] == [str(flagged)]
 
-    done = subprocess.run(base + ["--images", str(images), "--out", str(out), "--mae", "mae.pth"],
+    done = subprocess.run(base + ["--folder", str(images), "--out", str(out), "--mae", "mae.pth"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "not implemented" in done.stderr
+
+
+def test_images_is_a_count_and_a_folder_there_says_where_folders_go(capsys):
+    from train.refine.cli import build_parser
+
+    base = ["--run", "RUN", "--flagged", "OUT", "--out", "DIR", "--threshold", "0.1"]
+    assert build_parser().parse_args(base + ["--images", "3"]).images == 3
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(base + ["--images", "some/folder"])
+    assert exit_info.value.code == 2 and "--folder DIR" in capsys.readouterr().err
 
 
 def test_flagged_without_files_is_a_clear_error(tmp_path):

@@ -68,9 +68,9 @@ def test_cli_threshold_max_frames_and_save_anomalous(setup):
     d, model, video = setup
     out = d / "out2"
     r = run_cli("--model", model, "--source", video, "--out", out, "--threshold", "-1", "--max-frames", "3",
-                "--save", "anomalous", "--quiet")
+                "--save", "anomalous", "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert not [ln for ln in r.stdout.splitlines() if ln.startswith("frame ")]  # --quiet
+    assert not [ln for ln in r.stdout.splitlines() if ln.startswith("frame ")]  # --no-progress
     assert "summary: 3 frames" in r.stdout and "3 anomalous" in r.stdout
     assert len(os.listdir(out / "overlays")) == 3  # every frame is anomalous at threshold -1
 

@@ -80,7 +80,7 @@ def test_cli_refuses_a_non_finite_threshold(setup, value):
 
 def test_cli_summary_without_a_threshold_says_so(setup):
     d, model, plain, video = setup
-    r = run_cli("--model", plain, "--source", video, "--backend", "onnxruntime", "--quiet", "--out", d / "o1")
+    r = run_cli("--model", plain, "--source", video, "--backend", "onnxruntime", "--no-progress", "--out", d / "o1")
     assert r.returncode == 0, r.stderr
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("summary:")][0]
     assert "no threshold (verdicts unknown)" in line and "anomalous" not in line

@@ -252,7 +252,7 @@ def test_an_ir_artifact_checks_its_weights(tmp_path):
     save_ir(onnx_path, xml)
     m = load_manifest(onnx_path)
     m.artifact, m.artifact_kind, m.sha256 = "ir.xml", "openvino-ir", ""
-    m.extra["weights_sha256"] = sha256_file(str(tmp_path / "ir.bin"))
+    m.weights_sha256 = sha256_file(str(tmp_path / "ir.bin"))
     write_manifest(xml, m)
     ref = Inspector(onnx_path, backend="onnxruntime").inspect(frames(1)[0]).score
     assert Inspector(xml).inspect(frames(1)[0]).score == pytest.approx(ref, abs=1e-4)

@@ -139,10 +139,10 @@ def test_inspect_batch_input_checks(plain_model):
 def test_batch_buffer_is_reused(plain_model):
     insp = Inspector(plain_model, backend="onnxruntime")
     insp.inspect_batch(list(frames(3)))
-    buf = insp._local.buf  # this thread's buffer
+    buf = insp._frames.buffer(1).base  # this thread's buffer (a view of it)
     insp.inspect_batch(list(frames(2, seed=9)))
     insp.inspect(frames(1, seed=10)[0])
-    assert insp._local.buf is buf and buf.shape[0] == 3
+    assert insp._frames.buffer(1).base is buf and buf.shape[0] == 3
 
 
 def test_threshold_verdicts_and_normalized_score(rgb_model):
@@ -246,3 +246,87 @@ def test_extra_inputs_reach_the_model(tmp_path):
     assert one.score == pytest.approx(base[0] + 2.0, abs=1e-5)
     with pytest.raises(FrameError, match="needs the extra input.*'noise' \\(fresh noise field\\)"):
         insp.inspect(x[0])  # this graph requires it: a clear error, not onnxruntime's
+
+
+# -- host frame preparation is one piece shared with training; Stream uses the Inspector's public API -----------
+def _graph_inputs(insp, batch):
+    """The uint8 batch the Inspector hands its backend for `batch` (a list of frames)."""
+    seen = []
+    infer = insp.runner.infer
+
+    def record(x, extra=None):
+        seen.append(np.array(x, copy=True))
+        return infer(x, extra)
+
+    insp.runner.infer = record
+    try:
+        insp.inspect_batch(batch)
+    finally:
+        insp.runner.infer = infer
+    return seen[0]
+
+
+@pytest.mark.parametrize("src_hw", [(32, 48), (97, 131), (20, 30), (64, 40), (16, 200)])
+def test_training_and_runtime_resize_give_identical_pixels(tmp_path, rgb_model, src_hw):
+    """train.data reads a file (RGB) and resizes it; the Inspector gets the same file from cv2.imread (BGR): the
+    pixels that reach the graph are the pixels the model was trained on, to the bit (shrink, enlarge, mixed)."""
+    from train.data import load_images
+    from train.data.samples import Sample
+
+    img = np.random.default_rng(sum(src_hw)).integers(0, 256, size=(*src_hw, 3), dtype=np.uint8)
+    path = tmp_path / "part.png"
+    cv2.imwrite(str(path), img)
+    insp = Inspector(rgb_model, backend="onnxruntime", frame_order="BGR")  # the model takes RGB
+    trained = load_images([Sample(path=str(path), label=0, defect_type="good")], insp.input_size, progress=False)
+    seen = _graph_inputs(insp, [cv2.imread(str(path))])
+    assert seen.shape == trained.shape and np.array_equal(seen, trained)
+
+
+def test_train_data_resize_rule_is_the_runtimes():
+    import train.data as td
+    from runtime import frames as rf
+
+    assert td.resize_interpolation is rf.resize_interpolation
+    assert td.images.RESIZE_RULE == rf.RESIZE_RULE
+    assert rf.resize_interpolation((100, 100), (50, 50)) == cv2.INTER_AREA
+    assert rf.resize_interpolation((100, 100), (50, 200)) == cv2.INTER_LINEAR
+    one = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
+    assert rf.resize_to(one, (6, 8)).shape == (6, 8, 1)  # a single channel axis survives cv2
+
+
+def test_stream_calls_only_public_inspector_members():
+    """Stream drives the Inspector through its public API: no `inspector._x` anywhere in runtime/stream.py, and
+    every member it uses exists on Inspector."""
+    import ast
+
+    from runtime.inspector import Inspector as Insp
+
+    tree = ast.parse((Path(__file__).parents[1] / "runtime" / "stream.py").read_text())
+
+    def is_inspector(node):
+        return ((isinstance(node, ast.Name) and node.id == "inspector")
+                or (isinstance(node, ast.Attribute) and node.attr == "inspector"))
+
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and is_inspector(n.value)}
+    assert used, "the scan found no use of the inspector: it no longer looks at the right names"
+    private = sorted(a for a in used if a.startswith("_"))
+    assert not private, f"runtime/stream.py reaches into Inspector privates: {private}"
+    assert all(hasattr(Insp, a) for a in used), sorted(a for a in used if not hasattr(Insp, a))
+
+
+def test_inspect_frames_keeps_source_indices_and_reports_bad_frames(plain_model):
+    from runtime.source_base import Frame
+
+    insp = Inspector(plain_model, backend="onnxruntime")
+    x = frames(2, seed=4)
+    bad = []
+    rs = insp.inspect_frames([Frame(7, 1.5, x[0], "a.png"), Frame(8, 2.5, np.zeros((0, 3, 3), np.uint8), "b.png"),
+                              Frame(9, 3.5, x[1], "c.png")], on_bad=lambda i, e: bad.append((i, type(e))))
+    assert [(r.frame_index, r.timestamp, r.name) for r in rs] == [(7, 1.5, "a.png"), (9, 3.5, "c.png")]
+    assert bad == [(8, FrameError)]
+    assert rs[1].score == pytest.approx(insp.inspect(x[1]).score)
+    with pytest.raises(FrameError):
+        insp.inspect_frames([Frame(1, 0.0, np.zeros((4, 4), np.float32))])
+    insp.close()
+    with pytest.raises(RuntimeInspectError, match="closed"):
+        insp.inspect_frames([Frame(1, 0.0, x[0])])

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 
 import pytest
 
 from runtime.errors import ArtifactMismatch, ManifestError
-from runtime.manifest import (BatchSpec, ExtraInput, InputSpec, Manifest, Normalization, TensorRTInfo, Threshold,
-                              load_manifest, manifest_path_for, rebuild_command, sha256_file, verify_artifact,
+from runtime.manifest import (BatchSpec, EngineProfile, ExtraInput, InputSpec, Manifest, Normalization, TensorRTInfo,
+                              Threshold, load_manifest, manifest_path_for, rebuild_command, sha256_file, verify_artifact,
                               write_manifest)
 
 
@@ -57,15 +58,23 @@ def test_normalized_score_is_one_at_the_threshold():
     assert Threshold(2.5).normalize(2.0) is None
 
 
-def test_unknown_keys_survive_a_round_trip(artifact):
+def test_unknown_keys_are_warned_about_by_path_and_dropped(artifact, caplog):
     write_manifest(artifact, _manifest())
     mpath = manifest_path_for(artifact)
     d = json.load(open(mpath))
-    d["graph_parts"] = {"nodes": 12}
+    d["future_key"] = {"x": 1}
+    d["input"]["gamma"] = 2.2
+    d["threshold"]["normalization"]["skew"] = 0.1
     json.dump(d, open(mpath, "w"))
-    m = load_manifest(artifact)
-    assert m.extra == {"graph_parts": {"nodes": 12}}
-    assert m.to_dict()["graph_parts"] == {"nodes": 12}
+    with caplog.at_level(logging.WARNING, logger="runtime.manifest"):
+        m = load_manifest(artifact)
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    for path in ("'future_key'", "'input.gamma'", "'threshold.normalization.skew'"):
+        assert f"unknown key {path} ignored" in said
+    assert m == _manifest(artifact="model.onnx", sha256=sha256_file(artifact), created=m.created)
+    back = m.to_dict()
+    assert "future_key" not in back and "gamma" not in back["input"]
+    assert not hasattr(m, "extra")  # no unknown-keys bag
 
 
 def test_write_is_atomic_and_leaves_no_temporary_files(artifact):
@@ -155,8 +164,10 @@ def test_engine_manifest_needs_its_tensorrt_block(tmp_path):
     engine.write_bytes(b"engine bytes")
     with pytest.raises(ManifestError, match="python -m export.trt"):
         write_manifest(engine, _manifest(artifact_kind="tensorrt-engine"))
-    info = TensorRTInfo("10.3.0", "Orin", "8.7", {"min": [1, 256, 320, 3], "opt": [4, 256, 320, 3],
-                                                  "max": [32, 256, 320, 3]})
+    info = TensorRTInfo("10.3.0", "Orin", "8.7", {"min": 1, "opt": 4, "max": 32,
+                                                  "shapes": {"frame": [[1, 256, 320, 3], [4, 256, 320, 3],
+                                                                       [32, 256, 320, 3]]}})
+    assert isinstance(info.profile, EngineProfile)  # a writer's dict becomes the typed section
     write_manifest(engine, _manifest(artifact_kind="tensorrt-engine", precision="fp16", tensorrt=info))
     m = load_manifest(engine)
     assert m.tensorrt == info
@@ -232,3 +243,127 @@ def test_model_label_names_a_model_with_or_without_width():
 
     assert model_label("fair", 32) == "fair_c32"
     assert model_label("patchcore", None) == "patchcore"
+
+
+# -- every key our tools write is a named field; manifests of the previous version read unchanged ------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("name", ["manifest_previous_engine.json", "manifest_previous_int8.json"])
+def test_manifests_of_the_previous_version_read_into_named_fields(name, caplog):
+    """Written by the version that kept these keys in an untyped bag: each key lands in its typed field, nothing
+    is unknown, and writing the manifest back gives the same JSON."""
+    from runtime.manifest import EngineBuild, GraphParts, Quantization, SourceOnnx, ThresholdProvenance
+
+    d = json.load(open(os.path.join(DATA, name)))
+    with caplog.at_level(logging.WARNING, logger="runtime.manifest"):
+        m = Manifest.from_dict(copy.deepcopy(d), where=name)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert m.to_dict() == d
+    assert isinstance(m.graph_parts, GraphParts)
+    if m.artifact_kind == "tensorrt-engine":
+        assert m.map_standardization.startswith("per-pixel z-score")
+        assert m.graph_parts.fp16 is None and m.graph_parts.int8 is None  # before methods declared them
+        assert m.graph_parts.scoring == ["/model/scorer", "/standardizer"] and m.graph_parts.nodes["/"] == 6
+        assert isinstance(m.threshold_provenance, ThresholdProvenance)
+        assert m.threshold_provenance.scores["good_max"] == 0.45 and m.threshold_provenance.warnings == []
+        assert isinstance(m.source_onnx, SourceOnnx) and m.source_onnx.file == "fair_c32_fp16.onnx"
+        assert isinstance(m.build, EngineBuild) and m.build.tf32 is False and m.build.workspace_mb is None
+        assert isinstance(m.tensorrt.profile, EngineProfile) and m.tensorrt.profile.opt == 8
+    else:
+        assert m.map_standardization is None and m.c is None
+        assert m.graph_parts.memory == ["/model/memory"] and m.graph_parts.int8 == ["/model/backbone/"]
+        assert isinstance(m.quantization, Quantization)
+        assert m.quantization.source.artifact == "patchcore.onnx" and m.quantization.placement["style"] == "tensorrt"
+        assert m.quantization.sensitivity is None and m.quantization.seconds == 12.5
+
+
+def test_an_engine_profile_of_the_oldest_engines_reads_as_none():
+    d = json.load(open(os.path.join(DATA, "manifest_previous_engine.json")))
+    d["tensorrt"]["profile"] = {}
+    assert Manifest.from_dict(d).tensorrt.profile is None
+
+
+def test_records_are_absent_unless_set(artifact):
+    write_manifest(artifact, _manifest())
+    d = json.load(open(manifest_path_for(artifact)))
+    for key in ("map_standardization", "graph_parts", "threshold_provenance", "quantization", "source_onnx",
+                "build", "weights_sha256", "extra"):
+        assert key not in d
+
+
+def _engine_dict() -> dict:
+    return json.load(open(os.path.join(DATA, "manifest_previous_engine.json")))
+
+
+def _int8_dict() -> dict:
+    return json.load(open(os.path.join(DATA, "manifest_previous_int8.json")))
+
+
+SECTION_CASES = [
+    (_engine_dict, "graph_parts.network", "/model/net", "'graph_parts.network' must be a list of strings"),
+    (_engine_dict, "graph_parts.nodes", {"/": "six"}, "'graph_parts.nodes' must be an object"),
+    (_engine_dict, "threshold_provenance.model_sha256", "abc", "'threshold_provenance.model_sha256' must be 64"),
+    (_engine_dict, "threshold_provenance.warnings", "none", "'threshold_provenance.warnings' must be a list"),
+    (_engine_dict, "source_onnx.sha256", _DELETE, "missing field 'source_onnx.sha256'"),
+    (_engine_dict, "build.workspace_mb", 0, "'build.workspace_mb' must be a positive integer or null"),
+    (_engine_dict, "build.strongly_typed", "yes", "'build.strongly_typed' must be true or false"),
+    (_engine_dict, "tensorrt.profile.max", "32", "'tensorrt.profile.max' must be a positive integer"),
+    (_engine_dict, "tensorrt.version", "ten", "'tensorrt.version' must look like '10.3.0'"),
+    (_engine_dict, "threshold.normalization.good_std", -1.0, "'threshold.normalization.good_std' must be >= 0"),
+    (_engine_dict, "threshold.value", float("nan"), "'threshold.value' must be a finite number"),
+    (_engine_dict, "map_standardization", 1, "'map_standardization' must be a string or null"),
+    (_int8_dict, "quantization.source", _DELETE, "missing field 'quantization.source'"),
+    (_int8_dict, "quantization.source.sha256", "xyz", "'quantization.source.sha256' must be 64"),
+    (_int8_dict, "quantization.placement", [], "'quantization.placement' must be an object"),
+    (_int8_dict, "quantization.headroom", "1", "'quantization.headroom' must be a finite number or null"),
+    (_int8_dict, "extra_inputs", [{"name": "noise", "shape": [3, 4]}, {"name": "", "shape": [1]}],
+     "'extra_inputs[1].name' must be a non-empty string"),
+    (_int8_dict, "extra_inputs", [{"name": "noise", "shape": [3, 4], "dtype": "bool"}], "'extra_inputs[0].dtype'"),
+    (_int8_dict, "weights_sha256", "0123", "'weights_sha256' must be 64 lower-case hex digits"),
+]
+
+
+@pytest.mark.parametrize("make, field, value, message", SECTION_CASES,
+                         ids=[f"{c[1]}={'DELETED' if c[2] is _DELETE else repr(c[2])}"[:40] for c in SECTION_CASES])
+def test_each_section_names_the_key_path_of_its_error(make, field, value, message):
+    d = make()
+    _set(d, field, value if value is _DELETE else copy.deepcopy(value))
+    with pytest.raises(ManifestError) as e:
+        Manifest.from_dict(d, where="m.json")
+    text = str(e.value)
+    assert text.startswith("m.json: ") and message in text and "\n" not in text
+
+
+def test_a_section_validates_itself_alone():
+    from runtime.manifest import EngineBuild, GraphParts
+
+    with pytest.raises(ManifestError, match="'input.model_size' must be a list of 2 positive integers"):
+        InputSpec(height=8, width=8, model_size=(0, 8)).validate("x.json", "input")
+    with pytest.raises(ManifestError, match="x.json: 'batch' needs 1 <= min <= opt <= max"):
+        BatchSpec(True, 2, 1, 4).validate("x.json", "batch")
+    with pytest.raises(ManifestError, match="'graph_parts.fp16' must be a list of strings or null"):
+        GraphParts(fp16="/model/net/").validate("x.json", "graph_parts")
+    with pytest.raises(ManifestError, match="missing field 'build.strongly_typed'"):
+        EngineBuild.from_dict({"tf32": False}, "x.json", "build")
+    assert Threshold(2.0, normalization=Normalization(1.0, 0.1)).validate() is not None
+
+
+def test_our_writers_cannot_add_a_key_the_schema_lacks():
+    """Building in code refuses unknown names (no bag to drop them into); `derive` says what to do."""
+    from export.manifest import derive
+    from runtime.manifest import Quantization
+
+    with pytest.raises(TypeError, match="bogus"):
+        Quantization(source={"artifact": "m.onnx", "sha256": "0" * 64}, bogus=1)
+    with pytest.raises(TypeError, match="bogus"):
+        TensorRTInfo("10.3.0", "Orin", "8.7", profile={"min": 1, "opt": 1, "max": 1, "bogus": 2})
+    m = _manifest(artifact="model.onnx", sha256="0" * 64)
+    with pytest.raises(ManifestError, match="no key 'extra'.*named field"):
+        derive(m, extra={"source_onnx": {}})
+    engine = derive(m, artifact_kind="tensorrt-engine", tensorrt=TensorRTInfo("10.3.0", "Orin", "8.7"),
+                    source_onnx={"file": "model.onnx", "sha256": m.sha256},
+                    build={"strongly_typed": True, "builder_flags": [], "seconds": 1.0, "workspace_mb": None,
+                           "tf32": False})
+    assert engine.artifact == "" and engine.build.strongly_typed and engine.source_onnx.file == "model.onnx"
+    assert m.build is None  # the source manifest is untouched

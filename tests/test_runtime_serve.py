@@ -153,7 +153,7 @@ def served(setup, tmp_path_factory):
     d, model, threshold = setup
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "runtime", "--model", model, "--source", str(d / "images"),
-                             "--backend", "onnxruntime", "--threshold", repr(threshold), "--serve", "0", "--quiet"],
+                             "--backend", "onnxruntime", "--threshold", repr(threshold), "--serve", "0", "--no-progress"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: "queue.Queue[str]" = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()

@@ -13,18 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from train.errors import ConfigError, InspectError
+from runtime.cli_flags import add_device, add_no_progress
+from runtime.errors import cli_exit, writing
+from train.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     from train.methods import list_methods
 
     p = argparse.ArgumentParser(prog="python -m train", description="Train an anomaly model on good images only.")
-    p.add_argument("--method", required=True, choices=list_methods())
+    p.add_argument("--method", required=True, choices=list_methods(), help="registered method to train")
     p.add_argument("--c", type=int, default=None,
                    help="base width of the network (FAIR: 32/64/128; default: the method's, e.g. 32); "
                         "methods without a width (e.g. patchcore) refuse it")
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
     p.add_argument("--batch-size", type=int, help="images per step, or per batch of a fit pass (default: the method's)")
     p.add_argument("--lr", type=float, help="learning rate (gradient-trained methods; default: the method's)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device(p, torch=True, help="where to train")
     p.add_argument("--seed", type=int, default=0, help="seed of the data order, synthesis and any subsampling")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(a fitted run is complete: it says so)")
@@ -51,17 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, help="noise2norm: noise blending weight lambda")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other method options")
     p.add_argument("--summary", action="store_true", help="print params and GMACs as one JSON line and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(p)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
 
 
 def _method_options(args) -> dict:
@@ -129,8 +126,9 @@ def _run(args) -> int:
         crop=parse_image_size(args.crop, method.size_multiple) if args.crop else None, holdout=args.holdout,
     )
     t0 = time.time()
-    out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
-                checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    with writing(f"the run folder --out {args.out}"):  # checkpoints and the run's files
+        out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
+                    checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains; rank 0 reports
         print(json.dumps({"run": str(out), "method": args.method, "c": c, "steps": steps,
                           "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))

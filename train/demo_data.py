@@ -29,7 +29,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from train.errors import ConfigError, InspectError
+from runtime.cli_flags import add_no_progress
+from runtime.errors import cli_exit, writing
+from train.errors import ConfigError
 
 CATEGORIES = ("brick", "grass", "gravel")
 DEFECT_TYPES = ("scratch", "blob", "stain", "missing")
@@ -225,38 +227,43 @@ def generate(out: "str | Path", categories: Sequence[str] = CATEGORIES, size: in
     out = Path(out)
     textures = {c: _texture_for(load_texture(c), size) for c in CATEGORIES}
     total = len(categories) * (n_train + n_test_good + n_test_defect * len(DEFECT_TYPES))
-    bar = tqdm(total=total, desc="demo data", unit="img", disable=not progress)
-    for cat in categories:
-        rng = np.random.default_rng([int(seed), zlib.crc32(cat.encode())])
-        gray, tint = textures[cat], TINTS[cat]
-        foreign = textures[CATEGORIES[(CATEGORIES.index(cat) + 1) % len(CATEGORIES)]]
-        root = out / cat
-        _prepare(root)
-        (root / "train" / "good").mkdir(parents=True)
-        (root / "test" / "good").mkdir(parents=True)
-        for i in range(n_train):
-            _write_png(root / "train" / "good" / f"{i:03d}.png", _to_uint8(make_tile(gray, size, tint, rng)))
-            bar.update()
-        for i in range(n_test_good):
-            _write_png(root / "test" / "good" / f"{i:03d}.png", _to_uint8(make_tile(gray, size, tint, rng)))
-            bar.update()
-        for kind in DEFECT_TYPES if n_test_defect else ():
-            (root / "test" / kind).mkdir(parents=True)
-            (root / "ground_truth" / kind).mkdir(parents=True)
-            for i in range(n_test_defect):
-                img, mask = make_defect(make_tile(gray, size, tint, rng), kind, rng, foreign=foreign)
-                _write_png(root / "test" / kind / f"{i:03d}.png", _to_uint8(img))
-                _write_png(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
-                bar.update()
-        params = {"category": cat, "size": size, "seed": seed, "train": n_train, "test_good": n_test_good,
-                  "test_defect_per_type": n_test_defect, "defect_types": list(DEFECT_TYPES), "tint": list(tint)}
-        (root / _MARKER).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
-    bar.close()
+    with tqdm(total=total, desc="demo data", unit="img", disable=not progress) as bar, \
+            writing(f"the demo data to {out}"):
+        for cat in categories:
+            _write_category(out / cat, cat, textures, size, seed, n_train, n_test_good, n_test_defect, bar)
     return {"out": str(out), "categories": categories, "size": size, "seed": seed, "train": n_train,
             "test_good": n_test_good, "test_defect": n_test_defect * len(DEFECT_TYPES)}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _write_category(root: Path, cat: str, textures: Dict[str, np.ndarray], size: int, seed: int, n_train: int,
+                    n_test_good: int, n_test_defect: int, bar: tqdm) -> None:
+    """One category's train/test/ground_truth folders (replacing an earlier demo copy of it)."""
+    rng = np.random.default_rng([int(seed), zlib.crc32(cat.encode())])
+    gray, tint = textures[cat], TINTS[cat]
+    foreign = textures[CATEGORIES[(CATEGORIES.index(cat) + 1) % len(CATEGORIES)]]
+    _prepare(root)
+    (root / "train" / "good").mkdir(parents=True)
+    (root / "test" / "good").mkdir(parents=True)
+    for i in range(n_train):
+        _write_png(root / "train" / "good" / f"{i:03d}.png", _to_uint8(make_tile(gray, size, tint, rng)))
+        bar.update()
+    for i in range(n_test_good):
+        _write_png(root / "test" / "good" / f"{i:03d}.png", _to_uint8(make_tile(gray, size, tint, rng)))
+        bar.update()
+    for kind in DEFECT_TYPES if n_test_defect else ():
+        (root / "test" / kind).mkdir(parents=True)
+        (root / "ground_truth" / kind).mkdir(parents=True)
+        for i in range(n_test_defect):
+            img, mask = make_defect(make_tile(gray, size, tint, rng), kind, rng, foreign=foreign)
+            _write_png(root / "test" / kind / f"{i:03d}.png", _to_uint8(img))
+            _write_png(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
+            bar.update()
+    params = {"category": cat, "size": size, "seed": seed, "train": n_train, "test_good": n_test_good,
+              "test_defect_per_type": n_test_defect, "defect_types": list(DEFECT_TYPES), "tint": list(tint)}
+    (root / _MARKER).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.demo_data",
                                 description="Write a small deterministic demo data set (MVTec layout) from "
                                             "scikit-image's bundled textures.")
@@ -269,17 +276,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--test-good", type=int, default=12, help="good test images per category (default 12)")
     p.add_argument("--test-defect", type=int, default=4,
                    help=f"test images per defect type ({', '.join(DEFECT_TYPES)}) per category (default 4)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
-    try:
-        s = generate(a.out, a.categories, a.size, a.seed, a.train, a.test_good, a.test_defect,
-                     progress=not a.no_progress)
-    except InspectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: could not write the demo data to {a.out}: {e}", file=sys.stderr)
-        return 2
+    add_no_progress(p, "no progress bar")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli_exit(lambda: _run(args))
+
+
+def _run(a: argparse.Namespace) -> int:
+    s = generate(a.out, a.categories, a.size, a.seed, a.train, a.test_good, a.test_defect, progress=not a.no_progress)
     print(f"wrote {len(s['categories'])} categor{'y' if len(s['categories']) == 1 else 'ies'} "
           f"({', '.join(s['categories'])}) to {s['out']}: {s['train']} train, {s['test_good']} good + "
           f"{s['test_defect']} defective test images each, {s['size']}x{s['size']}, seed {s['seed']}")

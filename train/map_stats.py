@@ -1,7 +1,7 @@
 """Fit a run's per-pixel map standardisation on its good training images (fixed camera, part in place).
 
     python -m train.map_stats --run RUN [--data DIR --category CAT] [--images N] [--batch-size 8]
-                              [--device auto|cpu|cuda] [--remove]
+                              [--device auto|cpu|cuda] [--remove] [--no-progress]
 
 Runs the trained model over the run's good training images (the same ones it trained on: `train/good` minus
 the `--holdout` part, so that threshold calibration still sees unseen images), and writes the per-pixel mean
@@ -20,7 +20,9 @@ from typing import Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from train.errors import ConfigError, InspectError
+from runtime.cli_flags import add_device, add_no_progress
+from runtime.errors import cli_exit, writing
+from train.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,12 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Fit the per-pixel standardisation of a run's anomaly map on good images.")
     p.add_argument("--run", required=True, help="trained run folder")
     p.add_argument("--data", help="data root (default: the run's)")
-    p.add_argument("--category", help="category (default: the run's)")
+    p.add_argument("--category", help="category under --data (default: the run's when --data is not given)")
     p.add_argument("--images", type=int, default=None, help="use at most N images, evenly spread (default: all)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    add_device(p, torch=True, help="where to run the model")
     p.add_argument("--remove", action="store_true", help="delete the run's map statistics instead")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_no_progress(p)
     return p
 
 
@@ -49,12 +51,13 @@ def fit(args: argparse.Namespace) -> dict:
     if args.remove:
         path = run / runs.MAP_STATS
         existed = path.is_file()
-        path.unlink(missing_ok=True)
+        with writing(path):
+            path.unlink(missing_ok=True)
         return {"run": str(run), "removed": existed}
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     data = args.data or config.data
-    category = args.category if args.category is not None else config.category
+    category = args.category if args.data or args.category is not None else config.category
     if not data:
         raise ConfigError(f"run {run} records no data folder: pass --data (and --category)")
     samples = find_samples(data, category, "train")
@@ -68,26 +71,27 @@ def fit(args: argparse.Namespace) -> dict:
 
     device = resolve_device(args.device)
     graph, config = runs.load_graph(run, str(device), map_stats=False)
-    frames = load_images(samples, tuple(config.image_size), progress=not args.quiet)
+    frames = load_images(samples, tuple(config.image_size), progress=not args.no_progress)
     stats = MapStatistics()
     with torch.inference_mode():
         for start in tqdm(range(0, len(frames), args.batch_size), desc="map statistics", unit="batch",
-                          disable=args.quiet, leave=False):
+                          disable=args.no_progress, leave=False):
             maps, _ = graph(torch.from_numpy(frames[start:start + args.batch_size]).to(device))
             stats.update(maps)
     mean, std = stats.result()
-    path = runs.save_map_statistics(run, config, mean, std, stats.n)
+    with writing(run / runs.MAP_STATS):
+        path = runs.save_map_statistics(run, config, mean, std, stats.n)
     return {"run": str(run), "map_stats": str(path), "images": stats.n, "image_size": list(config.image_size),
             "mean_of_mean": float(mean.mean()), "median_std": float(std.median())}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = fit(args)
-    except (InspectError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_exit(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = fit(args)
     if "removed" in report:
         print(f"{report['run']}: map statistics {'removed' if report['removed'] else 'were not there'}")
     else:

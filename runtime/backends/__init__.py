@@ -118,26 +118,8 @@ def select_backend(artifact_kind: str, requested: str = "auto", device: str = "a
         backend_class("triton").probe()
         return BackendChoice("triton", "server", "asked for by name: a Triton Inference Server runs the model")
 
-    if artifact_kind == "tensorrt-engine":
-        if requested not in ("auto", "tensorrt"):
-            raise RuntimeInspectError(f"backend {requested!r} cannot run a TensorRT engine: use backend 'tensorrt' "
-                                      f"or give the .onnx model instead")
-        if device == "cpu":
-            raise RuntimeInspectError("a TensorRT engine runs on an NVIDIA GPU, not device 'cpu': give the .onnx "
-                                      "model to run on the CPU")
-        backend_class("tensorrt").probe()
-        return BackendChoice("tensorrt", "cuda", "a .engine/.plan runs only on TensorRT")
-
-    if artifact_kind == "openvino-ir":
-        if requested not in ("auto", "openvino"):
-            raise RuntimeInspectError(f"backend {requested!r} cannot run an OpenVINO IR (.xml): use backend "
-                                      f"'openvino' or give the .onnx model")
-        backend_class("openvino").probe()
-        return BackendChoice("openvino", "cpu", "an OpenVINO IR runs on OpenVINO")
-
-    if artifact_kind != "onnx":
-        raise RuntimeInspectError(f"unknown artifact kind {artifact_kind!r}; known: onnx, tensorrt-engine, "
-                                  f"openvino-ir")
+    if artifact_kind != "onnx":  # an engine or an IR: the one backend that declares the kind runs it
+        return _only_runner(artifact_kind, requested, device)
 
     if requested == "tensorrt":
         raise RuntimeInspectError("the tensorrt backend runs engines (.engine/.plan): build one with "
@@ -180,6 +162,29 @@ def select_backend(artifact_kind: str, requested: str = "auto", device: str = "a
         return BackendChoice("onnxruntime", "cpu",
                              "auto: ONNX Runtime on the CPU (`pip install openvino` for a faster CPU path)")
     raise BackendUnavailable("onnxruntime", "onnxruntime", detail="no backend for .onnx models is installed")
+
+
+#: how errors name an artifact kind that only one backend runs, and what to give instead
+_KIND_TEXT = {"tensorrt-engine": ("a TensorRT engine", "a .engine/.plan"),
+              "openvino-ir": ("an OpenVINO IR (.xml)", "an OpenVINO IR")}
+
+
+def _only_runner(artifact_kind: str, requested: str, device: str) -> BackendChoice:
+    """The backend for an artifact kind other than ONNX, from the backends' `artifact_kinds` (triton, a server
+    that runs what it is given, is chosen by name before this)."""
+    runners = [n for n in REGISTRY if n != "triton" and artifact_kind in backend_class(n).artifact_kinds]
+    if artifact_kind not in _KIND_TEXT or len(runners) != 1:
+        raise RuntimeInspectError(f"unknown artifact kind {artifact_kind!r}; known: onnx, {', '.join(_KIND_TEXT)}")
+    name, (what, short) = runners[0], _KIND_TEXT[artifact_kind]
+    if requested not in ("auto", name):
+        raise RuntimeInspectError(f"backend {requested!r} cannot run {what}: use backend {name!r} or give the .onnx "
+                                  f"model instead")
+    needs_gpu = backend_class(name).needs_gpu
+    if needs_gpu and device == "cpu":
+        raise RuntimeInspectError(f"{what} runs on an NVIDIA GPU, not device 'cpu': give the .onnx model to run on "
+                                  f"the CPU")
+    backend_class(name).probe()
+    return BackendChoice(name, "cuda" if needs_gpu else "cpu", f"{short} runs only on {name}")
 
 
 def create_backend(name: str, artifact_path: str, manifest: Any, device: str = "cpu", **options: Any) -> Any:

@@ -45,6 +45,8 @@ class Backend:
     package = ""  # the pip package that provides the library
     #: the keyword options this backend reads; anything else is a typo or meant for another backend
     option_names: Tuple[str, ...] = ()
+    #: options whose value must be one of a few names (checked at construction), e.g. openvino's precision hint
+    option_choices: Mapping[str, Tuple[str, ...]] = {}
     #: True when `_infer_impl` may run in several threads at once; else `infer` holds a lock around it
     thread_safe = False
     #: artifacts it opens: "onnx", "openvino-ir", "tensorrt-engine", "graph" (an in-memory torch graph)
@@ -284,6 +286,11 @@ class Backend:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise RuntimeInspectError(f"backend {self.name} option {key} must be a positive integer, "
                                               f"got {v!r}")
+        for key, allowed in self.option_choices.items():
+            v = self.options.get(key)
+            if v is not None and v not in allowed:
+                raise RuntimeInspectError(f"backend {self.name} option {key} must be one of {', '.join(allowed)}, "
+                                          f"got {v!r}")
 
     def check_input_dims(self, dims: List[Optional[int]], where: str) -> None:
         """The graph's static input dims (N, H, W, C; None = dynamic) must match the manifest's input size."""

@@ -19,7 +19,7 @@ from runtime.manifest import rebuild_command
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-def _import_ort() -> Any:
+def import_onnxruntime() -> Any:
     try:
         import onnxruntime as ort  # noqa: PLC0415 - lazy by design
     except ImportError as e:
@@ -31,7 +31,7 @@ def _import_ort() -> Any:
 def gpu_providers() -> List[str]:
     """The GPU execution providers of the installed onnxruntime build (empty for the CPU wheel)."""
     try:
-        ort = _import_ort()
+        ort = import_onnxruntime()
     except BackendUnavailable:
         return []
     return [p for p in ort.get_available_providers() if p in GPU_PROVIDERS]
@@ -59,7 +59,7 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def _probe(cls) -> None:
-        _import_ort()
+        import_onnxruntime()
 
     def _providers(self, ort: Any) -> List[Any]:
         if self.options.get("providers"):
@@ -86,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
         return providers
 
     def _load(self) -> None:
-        ort = _import_ort()
+        ort = import_onnxruntime()
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

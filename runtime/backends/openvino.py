@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
 from runtime.manifest import rebuild_command, sha256_file
 
 log = logging.getLogger("runtime.backends")
@@ -55,6 +55,7 @@ PRECISION_HINTS = ("f32", "bf16", "f16")
 class OpenVINOBackend(Backend):
     name = "openvino"
     option_names = ("inference_precision", "threads", "requests")
+    option_choices = {"inference_precision": PRECISION_HINTS}
     package = "openvino"
     thread_safe = True  # a request per caller (free list) and a lock on the throughput pool, see the doc
     artifact_kinds = ("onnx", "openvino-ir")
@@ -70,13 +71,6 @@ class OpenVINOBackend(Backend):
     def _probe(cls) -> None:
         _import_ov()
 
-    def _check_options(self) -> None:
-        super()._check_options()
-        precision = self.options.get("inference_precision")
-        if precision is not None and precision not in PRECISION_HINTS:
-            raise RuntimeInspectError(f"backend openvino option inference_precision must be one of "
-                                      f"{', '.join(PRECISION_HINTS)}, got {precision!r}")
-
     def model_path(self) -> str:
         """The file read: the artifact itself, which the manifest names and the Inspector hashed."""
         return self.artifact_path
@@ -84,7 +78,7 @@ class OpenVINOBackend(Backend):
     def _check_ir_weights(self) -> None:
         """An IR's weights (NAME.bin) are read too: check them against the manifest's `weights_sha256`."""
         weights = os.path.splitext(self.artifact_path)[0] + ".bin"
-        want = self.manifest.extra.get("weights_sha256")
+        want = self.manifest.weights_sha256
         if not want:
             log.warning("manifest of %s has no 'weights_sha256': %s is loaded unchecked", self.artifact_path, weights)
             return

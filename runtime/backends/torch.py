@@ -39,6 +39,7 @@ AUTOCAST = ("fp16", "bf16")
 class TorchBackend(Backend):
     name = "torch"
     option_names = ("run_dir", "autocast", "threads")
+    option_choices = {"autocast": AUTOCAST}
     package = TORCH_PACKAGE
     artifact_kinds = ("graph",)  # given an exported artifact, it runs the graph of the artifact's source run
     precisions = ("fp32",)
@@ -69,10 +70,6 @@ class TorchBackend(Backend):
 
     def _check_options(self) -> None:
         super()._check_options()
-        autocast = self.options.get("autocast")
-        if autocast is not None and autocast not in AUTOCAST:
-            raise RuntimeInspectError(f"backend torch option autocast must be one of {', '.join(AUTOCAST)} or None, "
-                                      f"got {autocast!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise RuntimeInspectError(f"backend torch device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -111,6 +108,7 @@ class TorchBackend(Backend):
             raise BackendUnavailable("torch", TORCH_PACKAGE, detail=str(e)) from None
         self._torch = torch
         device = self._device = self._pick_device(torch)
+        self.device = device  # "auto" resolved: callers report where it ran
         if device == "cpu":
             torch.set_num_threads(int(self.options.get("threads") or self.default_threads()))
         if given is not None:
@@ -121,7 +119,7 @@ class TorchBackend(Backend):
             # the graph the artifact was exported from: same frame size, channel order and map standardisation
             graph, _config = load_graph(run_dir, device=device, frame_size=self.manifest.input.size,
                                         channel_order=self.manifest.input.channel_order,
-                                        map_stats="map_standardization" in self.manifest.extra)
+                                        map_stats=self.manifest.map_standardization is not None)
         self._graph = graph.eval()
         self._run = run_dir
         autocast = self.options.get("autocast")

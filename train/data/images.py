@@ -6,9 +6,9 @@ Conventions (the runtime and the manifest follow the same ones):
   [0, 1] and clipped. EXIF orientation is **not** applied, so an image and its mask always share one geometry.
 - masks come back as ``bool (H, W)``; any value > 0 (in any channel) is defect.
 - resizing to the model's size uses ``cv2.INTER_AREA`` when the target is no larger than the source on both
-  axes and ``cv2.INTER_LINEAR`` otherwise (see :func:`resize_interpolation`). The runtime does the same resize
-  on the host before the frame enters the inspection graph, and the manifest records the rule, so the pixels
-  a model was trained on and the pixels it sees in production match. Masks are resized nearest-neighbour
+  axes and ``cv2.INTER_LINEAR`` otherwise: the rule is the runtime's own (`runtime.frames.resize_to`, which
+  the Inspector applies on the host before the frame enters the inspection graph, and the manifest records),
+  so the pixels a model was trained on and the pixels it sees in production match. Masks are resized nearest-neighbour
   (``cv2.INTER_NEAREST_EXACT``: pixel-centre aligned like AREA/LINEAR, unlike plain ``INTER_NEAREST``).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Tuple, Union
 import cv2
 import numpy as np
 
+from runtime.frames import RESIZE_RULE, resize_interpolation, resize_to  # noqa: F401  (re-exported)
 from train.errors import DataError
 
 PathLike = Union[str, os.PathLike]
@@ -27,8 +28,7 @@ PathLike = Union[str, os.PathLike]
 #: File name endings read as images (compared case-insensitively).
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
-#: Names recorded in manifests for the host-side resize rule.
-RESIZE_RULE = "area-when-shrinking-else-linear"
+#: The host-side resize rule (`runtime.frames.RESIZE_RULE`, re-exported) and the mask rule.
 MASK_RESIZE_RULE = "nearest-exact"
 
 
@@ -102,21 +102,10 @@ def _check_size(size_hw: Tuple[int, int]) -> Tuple[int, int]:
     return h, w
 
 
-def resize_interpolation(src_hw: Tuple[int, int], dst_hw: Tuple[int, int]) -> int:
-    """The OpenCV interpolation for resizing ``src_hw`` to ``dst_hw``: AREA when shrinking (no axis grows),
-    LINEAR otherwise. The runtime applies the same rule (manifest: :data:`RESIZE_RULE`)."""
-    return cv2.INTER_AREA if dst_hw[0] <= src_hw[0] and dst_hw[1] <= src_hw[1] else cv2.INTER_LINEAR
-
-
 def resize_image(img: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
-    """Resize an ``(H, W[, C])`` image to ``size_hw = (h, w)``; a same-size image is returned unchanged."""
-    h, w = _check_size(size_hw)
-    if img.shape[:2] == (h, w):
-        return img
-    out = cv2.resize(img, (w, h), interpolation=resize_interpolation(img.shape[:2], (h, w)))
-    if img.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
-        out = out[:, :, None]
-    return out
+    """Resize an ``(H, W[, C])`` image to ``size_hw = (h, w)`` by the runtime's rule (`runtime.frames.resize_to`:
+    AREA when shrinking, LINEAR otherwise); a same-size image is returned unchanged."""
+    return resize_to(img, _check_size(size_hw))
 
 
 def resize_mask(mask: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:

@@ -19,10 +19,10 @@ INSPECT_LOG = "inspect.jsonl"
 def images_in(folder: str) -> List[Path]:
     root = Path(folder)
     if not root.is_dir():
-        raise DataError(f"--images {folder}: not a folder; pass a folder of images")
+        raise DataError(f"--folder {folder}: not a folder; pass a folder of images")
     files = list_images(root)
     if not files:
-        raise DataError(f"--images {folder}: no image files in it")
+        raise DataError(f"--folder {folder}: no image files in it")
     return [Path(f) for f in files]
 
 
@@ -67,10 +67,10 @@ def good_images(data: Optional[str], category: Optional[str], size_hw, count: in
     from train.data.subsets import spread
 
     if not data:
-        raise DataError("the run records no training data; pass --good DIR (a folder of good images)")
+        raise DataError("the run records no training data; pass --data DIR (a folder of good images)")
     if not os.path.exists(data):
-        raise DataError(f"the run's training data {data} is not there; pass --good DIR (a folder of good images)")
+        raise DataError(f"the good images {data} are not there; pass --data DIR (a folder of good images)")
     samples = [s for s in find_samples(data, category, "train") if not s.is_defect]
     if not samples:
-        raise DataError(f"no good training images in {data} (category {category}); pass --good DIR")
+        raise DataError(f"no good training images in {data} (category {category}); pass --data DIR")
     return [load_resized(Path(s.path), size_hw) for s in spread(samples, count)]
