@@ -11,7 +11,7 @@ onnx only (no onnxruntime, no torch).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -204,24 +204,59 @@ def _drop_dead_qdq(model: onnx.ModelProto) -> None:
         if changed:
             del model.graph.node[:]
             model.graph.node.extend(keep)
+    # the dropped pairs' scales and zero points: ONNX Runtime warns about every unused initializer it removes
+    used = ({i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+            | {i.name for i in model.graph.input})  # an input's default value stays, used or not
+    dead = [i for i in model.graph.initializer if i.name not in used]
+    for init in dead:
+        model.graph.initializer.remove(init)
 
 
 def _init_arrays(model: onnx.ModelProto) -> Dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
 
 
-def activation_scales(model: onnx.ModelProto) -> "OrderedDict[str, float]":
-    """{float tensor name: INT8 scale} of every quantised activation (QuantizeLinear on a non-initializer)."""
+class ActivationQuant(NamedTuple):
+    """One quantised activation: its scale and zero point and the integer type's codes."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "int8" or "uint8"
+
+    @property
+    def representable(self) -> Tuple[float, float]:
+        """The float range the codes cover: [(qmin - zp) * scale, (qmax - zp) * scale]."""
+        info = np.iinfo(self.dtype)
+        return (float(info.min - self.zero_point) * self.scale, float(info.max - self.zero_point) * self.scale)
+
+
+def activation_quant(model: onnx.ModelProto) -> "OrderedDict[str, ActivationQuant]":
+    """{float tensor name: its quantisation} for every quantised activation (QuantizeLinear on a
+    non-initializer), in graph order."""
     inits = _init_arrays(model)
-    out: "OrderedDict[str, float]" = OrderedDict()
+    out: "OrderedDict[str, ActivationQuant]" = OrderedDict()
     for n in model.graph.node:
         if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
             scale = inits.get(n.input[1])
             if scale is None or scale.size != 1:
                 raise CalibrationError(f"activation {n.input[0]} has a non-scalar or non-constant scale; expected "
                                        f"per-tensor activation quantisation")
-            out[n.input[0]] = float(scale.reshape(-1)[0])
+            zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            out[n.input[0]] = ActivationQuant(float(scale.reshape(-1)[0]),
+                                              int(zp.reshape(-1)[0]) if zp is not None else 0,
+                                              zp.dtype.name if zp is not None else "uint8")  # ONNX's default type
     return out
+
+
+def activation_scales(model: onnx.ModelProto) -> "OrderedDict[str, float]":
+    """{float tensor name: INT8 scale} of every quantised activation of a symmetric INT8 graph (TensorRT's
+    form); CalibrationError for another form (a UINT8 or non-zero zero point), which has no such scale."""
+    quant = activation_quant(model)
+    odd = [name for name, q in quant.items() if q.dtype != "int8" or q.zero_point != 0]
+    if odd:
+        raise CalibrationError(f"{len(odd)} activations (e.g. {odd[0]}) are not symmetric INT8 (zero point 0): this "
+                               f"Q/DQ graph is not in TensorRT's form; quantise it with --placement tensorrt")
+    return OrderedDict((name, q.scale) for name, q in quant.items())
 
 
 def qdq_summary(model: onnx.ModelProto, prefixes: Sequence[str]) -> Dict[str, Any]:
@@ -248,14 +283,16 @@ def qdq_summary(model: onnx.ModelProto, prefixes: Sequence[str]) -> Dict[str, An
         if zp is not None and np.any(zp != 0):
             nonzero_zp.append(n.name)
     weights: List[Dict[str, Any]] = []
-    for n in q_nodes:
-        if n.input[0] in inits:
-            scale = inits.get(n.input[1])
-            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-            users = [c.name for dq in cons.get(n.output[0], []) for c in cons.get(dq.output[0], [])]
-            weights.append({"tensor": n.input[0], "shape": list(inits[n.input[0]].shape),
-                            "scales": int(scale.size) if scale is not None else 0, "axis": int(axis),
-                            "used_by": users})
+    for n in q_nodes + dq_nodes:  # FP32 weight -> Q -> DQ (tensorrt placement) or INT8 weight -> DQ (onnxruntime)
+        w = inits.get(n.input[0])
+        if w is None or w.dtype == np.int32 or (n.op_type == "DequantizeLinear" and w.dtype == np.float32):
+            continue  # an activation, an INT32 bias, or (never written) a float DQ input
+        scale = inits.get(n.input[1])
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        dq_outs = [n.output[0]] if n.op_type == "DequantizeLinear" else [d.output[0] for d in cons.get(n.output[0], [])]
+        users = [c.name for o in dq_outs for c in cons.get(o, [])]
+        weights.append({"tensor": n.input[0], "shape": list(w.shape), "stored": w.dtype.name,
+                        "scales": int(scale.size) if scale is not None else 0, "axis": int(axis), "used_by": users})
     zp_types = sorted({onnx.helper.tensor_dtype_to_np_dtype(i.data_type).name for i in model.graph.initializer
                        if any(len(n.input) > 2 and n.input[2] == i.name for n in q_nodes)})
     return {
@@ -283,4 +320,4 @@ def weight_parameters(model: onnx.ModelProto, names: Iterable[str]) -> int:
 
 __all__ = ["DEFAULT_NETWORK_PREFIXES", "manifest_int8_prefixes", "network_prefixes", "network_nodes", "blocks", "under",
            "materialize_identity_initializers", "boundary_outputs", "truncate_to", "bypass_dequantize_leaving",
-           "activation_scales", "qdq_summary", "weight_parameters", "consumers", "producers"]
+           "activation_quant", "activation_scales", "ActivationQuant", "qdq_summary", "weight_parameters", "consumers", "producers"]

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from calibration.errors import CalibrationError, TestSplitRefused  # noqa: E402
 from calibration.int8 import main as int8_main  # noqa: E402
 from calibration.int8 import quantize_onnx  # noqa: E402
-from runtime.backends import create_backend  # noqa: E402
+from calibration.int8_search import open_backend  # noqa: E402
 from calibration.trt_cache import read_trt_calibration_cache  # noqa: E402
 from runtime.manifest import load_manifest, sha256_file  # noqa: E402
 
@@ -146,13 +146,13 @@ def test_zero_points_and_per_channel_weights(setup):
 
 def test_int8_runs_in_onnxruntime_and_maps_are_close(setup):
     manifest = load_manifest(setup["int8"])
-    fp32 = create_backend("onnxruntime", setup["fp32"], load_manifest(setup["fp32"]), threads=1).infer
-    int8 = create_backend("onnxruntime", setup["int8"], manifest, threads=1).infer
     from calibration.data import good_train_samples, load_frames
 
     frames = load_frames(good_train_samples(setup["data"], "tex")[-6:], (SIZE, SIZE), progress=False)
-    m32, s32 = fp32(frames)
-    m8, s8 = int8(frames)
+    with open_backend(setup["fp32"], load_manifest(setup["fp32"]), threads=1) as fp32:
+        m32, s32 = fp32.infer(frames)
+    with open_backend(setup["int8"], manifest, threads=1) as int8:
+        m8, s8 = int8.infer(frames)
     assert m8.shape == m32.shape == (6, 1, SIZE, SIZE) and m8.dtype == np.float32
     rel = np.abs(m8 - m32).mean() / np.abs(m32).mean()
     assert rel < 0.05, rel
@@ -239,23 +239,37 @@ def test_keep_prefix_and_automatic_sensitivity(setup):
 
 
 def test_calibration_package_never_imports_torch():
-    code = ("import sys, calibration.int8, calibration.threshold, calibration.trt_cache; "
+    code = ("import sys, calibration.int8, calibration.quantizer, calibration.int8_search, calibration.int8_report, "
+            "calibration.trt_cache; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     env = dict(os.environ, PYTHONPATH=REPO)
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO).returncode == 0
 
 
-def test_onnxruntime_placement_gives_qlinearconv_and_fp32_reconstruction(setup):
+def test_onnxruntime_placement_runs_int8_chains_and_an_fp32_reconstruction(setup):
+    """UINT8 activations (asymmetric), INT8 per-channel weights stored as INT8: ORT's CPU provider fuses every
+    network conv but the head into QLinearConv, drops the ReLUs into the Qs, and runs MaxPool and the skip Adds
+    on uint8; the reconstruction reaches the scorer in FP32; TensorRT's cache is refused for this form."""
     import onnxruntime as ort
+
+    from calibration import qdq
 
     out = str(setup["root"] / "ort.onnx")
     rep = quantize_onnx(setup["fp32"], out, setup["data"], "tex", images=4, placement="onnxruntime",
                         progress=False, auto_keep=False)
-    assert rep["placement"]["style"] == "onnxruntime"
+    assert rep["placement"]["style"] == "onnxruntime" and rep["activations"].startswith("uint8, asymmetric")
+    assert rep["placement"]["qdq"]["zero_point_types"] == ["uint8"] and rep["placement"]["per_channel_weights"] == 23
     model = onnx.load(out)
-    _, prod, cons = _graph_maps(model)
+    inits, prod, cons = _graph_maps(model)
+    assert not [n for n in model.graph.node if n.op_type == "Relu" and n.name.startswith("/model/net/")]
+    quant = qdq.activation_quant(model)
+    assert quant and all(q.dtype == "uint8" for q in quant.values())
+    assert any(q.zero_point != 0 for q in quant.values())  # the network input's range is not one-sided
     convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/model/net/")]
+    assert len(convs) == 23
     for conv in convs:
+        w = inits[prod[conv.input[1]].input[0]]
+        assert w.dtype == np.int8 and w.ndim == 4, conv.name  # weights stored INT8
         readers = {c.op_type for c in cons[conv.output[0]]}
         if conv.name.startswith("/model/net/head/"):
             assert "QuantizeLinear" not in readers  # the reconstruction reaches the scorer in FP32
@@ -267,6 +281,16 @@ def test_onnxruntime_placement_gives_qlinearconv_and_fp32_reconstruction(setup):
     ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
     fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
     assert fused.count("QLinearConv") == 22  # every network conv but the head runs in INT8 on the CPU
+    assert fused.count("QLinearAdd") == 4  # the decoder's skip connections
+    assert "MaxPool" not in fused and fused.count("NhwcMaxPool") == 4  # pooling on uint8, no float round trip
+    with pytest.raises(CalibrationError, match="placement tensorrt"):
+        quantize_onnx(setup["fp32"], out, setup["data"], "tex", images=4, placement="onnxruntime",
+                      progress=False, auto_keep=False, calib_cache=str(setup["root"] / "x.calib"),
+                      trt_version="8.5")
+    from calibration.trt_cache import write_trt_calibration_cache
+
+    with pytest.raises(CalibrationError, match="not symmetric INT8"):
+        write_trt_calibration_cache(model, str(setup["root"] / "y.calib"), "8.5")
 
 
 def test_headroom_widens_the_activation_ranges(setup):

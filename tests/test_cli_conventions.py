@@ -21,11 +21,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("runtime", "train", "export", "calibration", "benchmarks", "scripts")
 
-# Entry points another helper of issue #16 is converting on its own branch: each entry fails here until that
-# branch is merged, then passes (strict: an unexpected pass fails, so the lead removes the entry on merging).
-CONVERTED_ELSEWHERE = {
-    "calibration.int8": "int8",
-}
 # Exceptions that never reach a user: control flow inside one module.
 INTERNAL_EXCEPTIONS = {"RowSkipped": "benchmarks.latency: a row's reason to skip, printed in its table row"}
 
@@ -58,11 +53,6 @@ def _import(name: str):
     return module
 
 
-def _params(names, converted):
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=f"converted on branch {converted[n]}"))
-            if n in converted else n for n in names]
-
-
 def _shown(parser: argparse.ArgumentParser) -> List[argparse.Action]:
     return [a for a in parser._actions if a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)]
 
@@ -71,10 +61,9 @@ def test_the_tree_has_the_entry_points_we_know():
     names = _cli_modules()
     for known in ("runtime.cli", "train.cli", "export.onnx", "calibration.threshold", "benchmarks.latency"):
         assert known in names, names
-    assert set(CONVERTED_ELSEWHERE) <= set(names), "an xfail entry names a CLI that is gone: remove it"
 
 
-@pytest.mark.parametrize("name", _params(_cli_modules(), CONVERTED_ELSEWHERE))
+@pytest.mark.parametrize("name", _cli_modules())
 def test_cli_follows_the_conventions(name):
     module = _import(name)
     assert callable(getattr(module, "build_parser", None)), f"{name}: no build_parser()"
