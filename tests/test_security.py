@@ -10,14 +10,12 @@ from __future__ import annotations
 import ast
 import json
 import os
-import sys
 from pathlib import Path
 from typing import List
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runtime_helpers import make_model  # noqa: E402
+from tests.helpers.tiny_models import make_model
 
 from runtime.errors import ManifestError  # noqa: E402
 from runtime.manifest import artifact_path_for, load_manifest  # noqa: E402
