@@ -17,8 +17,8 @@ import pytest
 
 from tests.helpers.tiny_models import make_model
 
-from runtime.errors import ManifestError  # noqa: E402
-from runtime.manifest import artifact_path_for, load_manifest  # noqa: E402
+from runtime.errors import ManifestError
+from runtime.manifest import artifact_path_for, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {".git", "build", "dist", ".eggs", "__pycache__", "node_modules", ".venv", "venv"}

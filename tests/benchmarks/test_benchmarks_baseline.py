@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 
-from benchmarks.baseline import STD_FLOOR, PixelGaussian, main  # noqa: E402
-from train.errors import ConfigError  # noqa: E402
+from benchmarks.baseline import STD_FLOOR, PixelGaussian, main
+from train.errors import ConfigError
 
 
 def test_pixel_gaussian_matches_numpy():

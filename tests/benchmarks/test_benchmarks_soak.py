@@ -13,8 +13,8 @@ import pytest
 
 from tests.helpers.tiny_models import make_model
 
-from benchmarks import fault_injection as fi  # noqa: E402
-from benchmarks.mjpeg_camera import ffmpeg_exe, make_camera  # noqa: E402
+from benchmarks import fault_injection as fi
+from benchmarks.mjpeg_camera import ffmpeg_exe, make_camera
 
 
 def test_fault_folder_has_every_kind_and_the_folder_source_reports_the_unreadable(tmp_path):

@@ -14,12 +14,12 @@ from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
 
-from calibration.errors import CalibrationError, TestSplitRefused  # noqa: E402
-from calibration.int8 import main as int8_main  # noqa: E402
-from calibration.int8 import quantize_onnx  # noqa: E402
-from calibration.int8_search import open_backend  # noqa: E402
-from calibration.trt_cache import read_trt_calibration_cache  # noqa: E402
-from runtime.manifest import load_manifest, sha256_file  # noqa: E402
+from calibration.errors import CalibrationError, TestSplitRefused
+from calibration.int8 import main as int8_main
+from calibration.int8 import quantize_onnx
+from calibration.int8_search import open_backend
+from calibration.trt_cache import read_trt_calibration_cache
+from runtime.manifest import load_manifest, sha256_file
 
 SIZE, C = 64, 8
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

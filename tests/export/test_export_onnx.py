@@ -15,15 +15,15 @@ import torch
 
 ort = pytest.importorskip("onnxruntime")
 
-from calibration.evaluate import evaluate  # noqa: E402
-from export.errors import ExportError  # noqa: E402
-from export.graph import graph_from_run  # noqa: E402
-from export.manifest import graph_manifest  # noqa: E402
-from export.onnx import export_onnx, fp16_variant  # noqa: E402
-from export.opcheck import check_onnx  # noqa: E402
-from runtime.backends import create_backend  # noqa: E402
-from runtime.backends.torch import TorchBackend  # noqa: E402
-from runtime.manifest import load_manifest, sha256_file, verify_artifact  # noqa: E402
+from calibration.evaluate import evaluate
+from export.errors import ExportError
+from export.graph import graph_from_run
+from export.manifest import graph_manifest
+from export.onnx import export_onnx, fp16_variant
+from export.opcheck import check_onnx
+from runtime.backends import create_backend
+from runtime.backends.torch import TorchBackend
+from runtime.manifest import load_manifest, sha256_file, verify_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64

@@ -10,9 +10,9 @@ import pytest
 
 from tests.helpers.tiny_models import make_model
 
-from export.errors import ExportError  # noqa: E402
-from export.triton import config_pbtxt, model_config_schema, parse_config, write_repository  # noqa: E402
-from runtime.manifest import BatchSpec, TensorRTInfo, load_manifest, sha256_file  # noqa: E402
+from export.errors import ExportError
+from export.triton import config_pbtxt, model_config_schema, parse_config, write_repository
+from runtime.manifest import BatchSpec, TensorRTInfo, load_manifest, sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_schema = pytest.mark.skipif(model_config_schema() is None,

@@ -10,11 +10,11 @@ import pytest
 
 from tests.helpers.tiny_models import frames, make_model
 
-from runtime.backends import (REGISTRY, BackendCapabilities, available_backends, backend_capabilities,  # noqa: E402
+from runtime.backends import (REGISTRY, BackendCapabilities, available_backends, backend_capabilities,
                               backend_class, backend_names, create_backend, default_threads, select_backend)
-from runtime.backends.base import Backend, pad_batch, physical_cores  # noqa: E402
-from runtime.errors import BackendUnavailable, FrameError, ManifestError, RuntimeInspectError  # noqa: E402
-from runtime.manifest import load_manifest  # noqa: E402
+from runtime.backends.base import Backend, pad_batch, physical_cores
+from runtime.errors import BackendUnavailable, FrameError, ManifestError, RuntimeInspectError
+from runtime.manifest import load_manifest
 
 HAVE_OV = "openvino" in available_backends()
 needs_ov = pytest.mark.skipif(not HAVE_OV, reason="openvino not installed")

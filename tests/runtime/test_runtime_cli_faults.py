@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.tiny_models import make_model
 
-from runtime.manifest import manifest_path_for  # noqa: E402
+from runtime.manifest import manifest_path_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_OV = importlib.util.find_spec("openvino") is not None

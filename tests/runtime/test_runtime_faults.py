@@ -14,9 +14,9 @@ import pytest
 
 from tests.helpers.tiny_models import frames, make_model, make_onnx
 
-from runtime import Inspector  # noqa: E402
-from runtime.errors import FrameError, ManifestError, RuntimeInspectError  # noqa: E402
-from runtime.manifest import manifest_path_for  # noqa: E402
+from runtime import Inspector
+from runtime.errors import FrameError, ManifestError, RuntimeInspectError
+from runtime.manifest import manifest_path_for
 
 HAVE_OV = importlib.util.find_spec("openvino") is not None
 BACKENDS = ["onnxruntime"] + (["openvino"] if HAVE_OV else [])

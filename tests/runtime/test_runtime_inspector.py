@@ -11,9 +11,9 @@ import pytest
 
 from tests.helpers.tiny_models import frames, make_model
 
-from runtime import Inspector  # noqa: E402
-from runtime.errors import ArtifactMismatch, FrameError, ManifestError, RuntimeInspectError  # noqa: E402
-from runtime.manifest import manifest_path_for  # noqa: E402
+from runtime import Inspector
+from runtime.errors import ArtifactMismatch, FrameError, ManifestError, RuntimeInspectError
+from runtime.manifest import manifest_path_for
 
 BACKENDS = ["onnxruntime"] + (["openvino"] if __import__("importlib").util.find_spec("openvino") else [])
 

@@ -246,7 +246,7 @@ def test_model_label_names_a_model_with_or_without_width():
 
 
 # -- every key our tools write is a named field; manifests of the previous version read unchanged ------------------
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")  # tests/data
 
 
 @pytest.mark.parametrize("name", ["manifest_previous_engine.json", "manifest_previous_int8.json"])

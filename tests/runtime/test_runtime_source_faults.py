@@ -17,24 +17,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers.tiny_models import frames, make_model
+from tests.helpers.tiny_models import frames
 
-from runtime import Inspector  # noqa: E402
-from runtime.errors import SourceError  # noqa: E402
-from runtime.sources import (CaptureSource, FolderSource, FrameSource, image_size_from_header,  # noqa: E402
+from runtime import Inspector
+from runtime.errors import SourceError
+from runtime.sources import (CaptureSource, FolderSource, FrameSource, image_size_from_header,
                              is_gstreamer_pipeline, open_source)
 
 N_VIDEO = 112
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return make_model(str(tmp_path_factory.mktemp("m")), channel_order="BGR", batch_max=4)
-
-
-@pytest.fixture(scope="module")
-def inspector(model):
-    return Inspector(model, backend="onnxruntime")
 
 
 def write_video(path, fourcc, n=N_VIDEO, size=(48, 64)):
@@ -59,13 +49,13 @@ def _wait_for(predicate, timeout=10.0):
 
 
 # -- 3. videos that fail mid-file ------------------------------------------------------------------------
-def test_a_truncated_avi_reports_the_frames_it_lost(tmp_path, inspector):
+def test_a_truncated_avi_reports_the_frames_it_lost(tmp_path, bgr_inspector):
     full = write_video(tmp_path / "full.avi", "MJPG")
     data = full.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])  # the index at the end is gone too
     events = []
-    with inspector.stream(str(cut), on_event=events.append) as st:
+    with bgr_inspector.stream(str(cut), on_event=events.append) as st:
         results = list(st)
     assert 0 < len(results) < N_VIDEO
     lost = [e for e in events if e["event"] == "frames_lost"]
@@ -74,7 +64,7 @@ def test_a_truncated_avi_reports_the_frames_it_lost(tmp_path, inspector):
     assert f"of the {N_VIDEO} it announces" in lost[-1]["message"]
 
 
-def test_an_mp4_with_a_corrupt_block_is_read_past_it(tmp_path, inspector):
+def test_an_mp4_with_a_corrupt_block_is_read_past_it(tmp_path, bgr_inspector):
     good = write_video(tmp_path / "good.mp4", "mp4v")
     data = bytearray(good.read_bytes())
     mid = len(data) // 2
@@ -82,7 +72,7 @@ def test_an_mp4_with_a_corrupt_block_is_read_past_it(tmp_path, inspector):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
     events = []
-    with inspector.stream(str(bad), on_event=events.append) as st:
+    with bgr_inspector.stream(str(bad), on_event=events.append) as st:
         results = list(st)
     lost = sum(e["count"] for e in events if e["event"] == "frames_lost")
     assert lost > 0 and len(results) + lost == N_VIDEO
@@ -91,10 +81,10 @@ def test_an_mp4_with_a_corrupt_block_is_read_past_it(tmp_path, inspector):
     assert indices == sorted(indices) and indices[-1] == N_VIDEO - 1  # indices stay the file's frame numbers
 
 
-def test_a_complete_video_loses_nothing(tmp_path, inspector):
+def test_a_complete_video_loses_nothing(tmp_path, bgr_inspector):
     path = write_video(tmp_path / "ok.avi", "MJPG", n=20)
     events = []
-    with inspector.stream(str(path), on_event=events.append) as st:
+    with bgr_inspector.stream(str(path), on_event=events.append) as st:
         assert len(list(st)) == 20
     assert st.lost_frames == 0 and not [e for e in events if e["event"] == "frames_lost"]
 
@@ -120,8 +110,8 @@ def _readers():
     return [t for t in threading.enumerate() if t.name == "frame-reader" and t.is_alive()]
 
 
-def test_twenty_abandoned_streams_leave_no_thread(model):
-    insp = Inspector(model, backend="onnxruntime")
+def test_twenty_abandoned_streams_leave_no_thread(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
     before = len(_readers())
     sources = []
     for _ in range(20):
@@ -134,8 +124,8 @@ def test_twenty_abandoned_streams_leave_no_thread(model):
     assert all(s.closed.is_set() for s in sources)
 
 
-def test_inspector_close_stops_streams_it_made(model):
-    insp = Inspector(model, backend="onnxruntime")
+def test_inspector_close_stops_streams_it_made(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
     before = len(_readers())
     src = Endless()
     st = insp.stream(src)
@@ -147,8 +137,8 @@ def test_inspector_close_stops_streams_it_made(model):
     assert list(it) == []
 
 
-def test_a_stream_never_iterated_releases_its_source_when_dropped(model):
-    insp = Inspector(model, backend="onnxruntime")
+def test_a_stream_never_iterated_releases_its_source_when_dropped(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
     src = Endless()
     insp.stream(src)
     gc.collect()
@@ -156,8 +146,8 @@ def test_a_stream_never_iterated_releases_its_source_when_dropped(model):
 
 
 # -- 9. close from another thread ------------------------------------------------------------------------
-def test_stream_close_from_another_thread_is_final(model):
-    insp = Inspector(model, backend="onnxruntime")
+def test_stream_close_from_another_thread_is_final(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
     st = insp.stream(Endless())
     got, errors = [], []
 
@@ -188,8 +178,8 @@ def test_stream_close_from_another_thread_is_final(model):
     assert list(st) == []  # final: iterating again yields nothing
 
 
-def test_inspector_close_from_another_thread_ends_a_running_stream(model):
-    insp = Inspector(model, backend="onnxruntime")
+def test_inspector_close_from_another_thread_ends_a_running_stream(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
     st = insp.stream(Endless())
     got, errors = [], []
 
@@ -252,7 +242,7 @@ def test_an_existing_folder_named_like_a_camera_index_is_a_folder(tmp_path, monk
     assert isinstance(cam, CaptureSource) and cam.target == 124
 
 
-def test_credentials_never_reach_descriptions_logs_or_events(inspector, caplog):
+def test_credentials_never_reach_descriptions_logs_or_events(bgr_inspector, caplog):
     state = {"opens": 0, "reads": 0}
 
     class Once(Fake):  # the first open delivers one frame, then the camera is gone for good
@@ -270,7 +260,7 @@ def test_credentials_never_reach_descriptions_logs_or_events(inspector, caplog):
     events = []
     url = "rtsp://admin:Secret!1@10.0.0.5/cam"
     with caplog.at_level(logging.INFO):
-        st = inspector.stream(url, capture_factory=Once, backoff_s=0.0, max_reconnects=1, on_event=events.append)
+        st = bgr_inspector.stream(url, capture_factory=Once, backoff_s=0.0, max_reconnects=1, on_event=events.append)
         got = []
         with pytest.raises(SourceError) as info:
             for r in st:
@@ -284,12 +274,12 @@ def test_credentials_never_reach_descriptions_logs_or_events(inspector, caplog):
 
 
 # -- 10. folders: skipped entries reported, decompression bombs refused ------------------------------------
-def test_a_folder_reports_skipped_subfolders_and_files(tmp_path, inspector):
+def test_a_folder_reports_skipped_subfolders_and_files(tmp_path, bgr_inspector):
     cv2.imwrite(str(tmp_path / "a.png"), frames(1)[0])
     (tmp_path / "sub").mkdir()
     (tmp_path / "notes.txt").write_text("x")
     events = []
-    with inspector.stream(str(tmp_path), on_event=events.append) as st:
+    with bgr_inspector.stream(str(tmp_path), on_event=events.append) as st:
         assert len(list(st)) == 1
     skipped = [e for e in events if e["event"] == "skipped_files"]
     assert len(skipped) == 1 and skipped[0]["subfolders"] == ["sub"] and skipped[0]["files"] == ["notes.txt"]
@@ -304,11 +294,11 @@ def _png_header_only(width, height):
         chunk(b"IEND", b"")
 
 
-def test_a_png_bomb_is_refused_before_decoding(tmp_path, inspector):
+def test_a_png_bomb_is_refused_before_decoding(tmp_path, bgr_inspector):
     (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 20000))  # 400 M px: under OpenCV's own cap
     cv2.imwrite(str(tmp_path / "ok.png"), frames(1)[0])
     events = []
-    with inspector.stream(str(tmp_path), on_event=events.append) as st:
+    with bgr_inspector.stream(str(tmp_path), on_event=events.append) as st:
         results = list(st)
     assert [os.path.basename(r.name) for r in results] == ["ok.png"] and st.bad_frames == 1
     corrupt = [e for e in events if e["event"] == "corrupt"]
@@ -325,14 +315,14 @@ def test_the_pixel_cap_applies_to_real_images(tmp_path):
     assert all(f.image is None and "above the cap" in f.error for f in got)
 
 
-def test_streams_left_open_at_exit_do_not_abort_the_process(tmp_path, model):
+def test_streams_left_open_at_exit_do_not_abort_the_process(tmp_path, bgr_model):
     import subprocess
 
     video = write_video(tmp_path / "v.avi", "MJPG", n=200, size=(240, 320))
     code = (
         "import sys\n"
         "from runtime import Inspector\n"
-        f"insp = Inspector({model!r}, backend='onnxruntime')\n"
+        f"insp = Inspector({bgr_model!r}, backend='onnxruntime')\n"
         "kept = []\n"
         "for _ in range(5):\n"
         f"    st = insp.stream({str(video)!r}, queue_size=1)\n"

@@ -11,21 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers.tiny_models import frames, make_model
+from tests.helpers.tiny_models import frames
 
-from runtime import Inspector  # noqa: E402
-from runtime.errors import RuntimeInspectError, SourceError  # noqa: E402
-from runtime.sources import CaptureSource, FrameReader, FrameSource, open_source  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return make_model(str(tmp_path_factory.mktemp("m")), channel_order="BGR", batch_max=4)
-
-
-@pytest.fixture(scope="module")
-def inspector(model):
-    return Inspector(model, backend="onnxruntime")
+from runtime.errors import RuntimeInspectError, SourceError
+from runtime.sources import CaptureSource, FrameReader, FrameSource, open_source
 
 
 def write_video(path, n=10, size=(48, 64)):
@@ -91,10 +80,10 @@ def img(v, size=(32, 48)):
     return np.full(size + (3,), v, np.uint8)
 
 
-def test_video_file_yields_every_frame_in_order(tmp_path, inspector):
+def test_video_file_yields_every_frame_in_order(tmp_path, bgr_inspector):
     path = tmp_path / "clip.avi"
     written = write_video(path, n=10)
-    with inspector.stream(str(path), batch_size=3) as st:
+    with bgr_inspector.stream(str(path), batch_size=3) as st:
         results = list(st)
     assert [r.frame_index for r in results] == list(range(10))
     assert st.drops == 0 and st.bad_frames == 0 and st.frames == 10
@@ -112,21 +101,21 @@ def test_video_file_yields_every_frame_in_order(tmp_path, inspector):
             break
         decoded.append(f)
     cap.release()
-    direct = [inspector.inspect(f).score for f in decoded]
+    direct = [bgr_inspector.inspect(f).score for f in decoded]
     assert np.allclose([r.score for r in results], direct, atol=1e-6)
     s = st.summary()
     assert s["frames"] == 10 and s["drops"] == 0 and "video file" in s["source"]
 
 
-def test_max_frames_stops_early_and_releases(tmp_path, inspector):
+def test_max_frames_stops_early_and_releases(tmp_path, bgr_inspector):
     path = tmp_path / "clip.avi"
     write_video(path, n=12)
-    st = inspector.stream(str(path), batch_size=4, max_frames=5)
+    st = bgr_inspector.stream(str(path), batch_size=4, max_frames=5)
     assert len(list(st)) == 5
     assert st.source._cap is None  # released
 
 
-def test_folder_with_a_corrupt_image_skips_and_reports_it(tmp_path, inspector, caplog):
+def test_folder_with_a_corrupt_image_skips_and_reports_it(tmp_path, bgr_inspector, caplog):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, name in enumerate(["a.png", "b.jpg", "d.bmp"]):
@@ -135,7 +124,7 @@ def test_folder_with_a_corrupt_image_skips_and_reports_it(tmp_path, inspector, c
     (folder / "notes.txt").write_text("ignored: not an image extension")
     events = []
     with caplog.at_level(logging.WARNING):
-        with inspector.stream(str(folder), on_event=events.append) as st:
+        with bgr_inspector.stream(str(folder), on_event=events.append) as st:
             results = list(st)
     names = [os.path.basename(r.name) for r in results]
     assert names == ["a.png", "b.jpg", "d.bmp"]
@@ -147,22 +136,22 @@ def test_folder_with_a_corrupt_image_skips_and_reports_it(tmp_path, inspector, c
     assert list(st.events) == events
 
 
-def test_empty_folder_and_missing_paths(tmp_path, inspector):
+def test_empty_folder_and_missing_paths(tmp_path, bgr_inspector):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="has no images"):
-        inspector.stream(str(tmp_path / "empty"))
+        bgr_inspector.stream(str(tmp_path / "empty"))
     with pytest.raises(SourceError, match="is not a camera index, URL"):
-        inspector.stream(str(tmp_path / "missing.avi"))
+        bgr_inspector.stream(str(tmp_path / "missing.avi"))
     bad_video = tmp_path / "broken.avi"
     bad_video.write_bytes(b"not a video at all")
     with pytest.raises(SourceError, match="cannot open video file"):
         open_source(str(bad_video))
 
 
-def test_single_image_file(tmp_path, inspector):
+def test_single_image_file(tmp_path, bgr_inspector):
     path = tmp_path / "one.png"
     cv2.imwrite(str(path), frames(1)[0])
-    results = list(inspector.stream(str(path)))
+    results = list(bgr_inspector.stream(str(path)))
     assert len(results) == 1 and results[0].name == str(path)
 
 
@@ -186,7 +175,7 @@ def test_specs_are_classified(tmp_path):
         open_source(True)
 
 
-def test_live_source_reconnects_with_exponential_backoff(inspector):
+def test_live_source_reconnects_with_exponential_backoff(bgr_inspector):
     # 3 frames, the stream drops (failed read), two failed re-opens, then it comes back with 2 more frames
     script = Script([img(10), img(20), img(30), False])
     src = CaptureSource(0, "camera 0", live=True, capture_factory=script.factory, max_reconnects=5,
@@ -234,20 +223,20 @@ def test_reconnect_off_fails_on_the_first_drop():
         src.read()
 
 
-def test_stream_recovers_from_a_dropped_source_end_to_end(inspector):
+def test_stream_recovers_from_a_dropped_source_end_to_end(bgr_inspector):
     script = Script([img(10), img(20), False, img(30), img(40)])
     script.repeat = img(50)
     events = []
-    st = inspector.stream(0, capture_factory=script.factory, backoff_s=0.0, max_reconnects=2, max_frames=4,
+    st = bgr_inspector.stream(0, capture_factory=script.factory, backoff_s=0.0, max_reconnects=2, max_frames=4,
                           on_event=events.append)
     results = list(st)
     assert len(results) == 4 and st.reconnects == 1
     assert "reconnected" in [e["event"] for e in events]
 
 
-def test_stream_raises_source_error_when_the_source_is_lost(inspector):
+def test_stream_raises_source_error_when_the_source_is_lost(bgr_inspector):
     script = Script([img(10), False])
-    st = inspector.stream(0, capture_factory=script.factory, backoff_s=0.0, max_reconnects=2)
+    st = bgr_inspector.stream(0, capture_factory=script.factory, backoff_s=0.0, max_reconnects=2)
     got = []
     with pytest.raises(SourceError, match="could not reconnect after 2 attempts"):
         for r in st:
@@ -301,11 +290,11 @@ def test_file_sources_never_drop():
     assert got == list(range(10)) and reader.drops == 0
 
 
-def test_a_bad_frame_in_a_stream_is_reported_and_skipped(inspector):
+def test_a_bad_frame_in_a_stream_is_reported_and_skipped(bgr_inspector):
     bad = np.zeros((32, 48, 5), np.uint8)
     src = ListSource([img(10), bad, img(30)], live=False)
     events = []
-    st = inspector.stream(src, on_event=events.append)
+    st = bgr_inspector.stream(src, on_event=events.append)
     results = list(st)
     assert [r.frame_index for r in results] == [0, 2]
     assert st.bad_frames == 1
@@ -317,9 +306,9 @@ class Endless(ListSource):
         return self._next(img(self._index % 200))
 
 
-def test_stop_from_the_consumer_and_generator_close(inspector):
+def test_stop_from_the_consumer_and_generator_close(bgr_inspector):
     endless = Endless([], live=True)
-    st = inspector.stream(endless, queue_size=2)
+    st = bgr_inspector.stream(endless, queue_size=2)
     it = iter(st)
     first = next(it)
     assert first.frame_index >= 0
@@ -329,21 +318,21 @@ def test_stop_from_the_consumer_and_generator_close(inspector):
     assert not st.reader._thread.is_alive()
 
     endless2 = Endless([], live=True)
-    with inspector.stream(endless2) as st2:
+    with bgr_inspector.stream(endless2) as st2:
         for n, _ in enumerate(st2):
             if n == 3:
                 break
     assert endless2.closed and not st2.reader._thread.is_alive()
 
 
-def test_stop_from_another_thread_unblocks_a_waiting_stream(inspector):
+def test_stop_from_another_thread_unblocks_a_waiting_stream(bgr_inspector):
     class Slow(Endless):
         def read(self):
             time.sleep(0.01)
             return super().read()
 
     src = Slow([], live=True)
-    st = inspector.stream(src)
+    st = bgr_inspector.stream(src)
     timer = threading.Timer(0.3, st.stop)
     timer.start()
     n = sum(1 for _ in st)
@@ -351,13 +340,13 @@ def test_stop_from_another_thread_unblocks_a_waiting_stream(inspector):
     assert n >= 1 and src.closed and not st.reader._thread.is_alive()
 
 
-def test_stream_argument_checks(inspector, tmp_path):
+def test_stream_argument_checks(bgr_inspector, tmp_path):
     path = tmp_path / "v.avi"
     write_video(path, n=2)
     for kwargs, message in (({"batch_size": 0}, "batch_size"), ({"max_frames": -1}, "max_frames"),
                             ({"queue_size": 0}, "queue_size")):
         with pytest.raises(RuntimeInspectError, match=message):
-            inspector.stream(str(path), **kwargs)
+            bgr_inspector.stream(str(path), **kwargs)
 
 
 def test_default_backoff_retries_at_least_every_2_s():
@@ -374,12 +363,12 @@ def test_default_backoff_retries_at_least_every_2_s():
     assert script.sleeps == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
 
 
-def test_stream_keeps_a_bounded_number_of_events(inspector, tmp_path):
+def test_stream_keeps_a_bounded_number_of_events(bgr_inspector, tmp_path):
     from runtime.stream import EVENTS_KEPT
 
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
     seen = []
-    stream = inspector.stream(str(tmp_path), on_event=seen.append)
+    stream = bgr_inspector.stream(str(tmp_path), on_event=seen.append)
     for i in range(EVENTS_KEPT + 5):
         stream._record({"event": "test", "i": i})
     assert len(stream.events) == EVENTS_KEPT and stream.events[0]["i"] == 5

@@ -10,9 +10,9 @@ import pytest
 if importlib.util.find_spec("torch") is None:
     pytest.skip("torch not installed", allow_module_level=True)
 
-from runtime import Inspector  # noqa: E402
-from runtime.backends import create_backend  # noqa: E402
-from runtime.manifest import load_manifest  # noqa: E402
+from runtime import Inspector
+from runtime.backends import create_backend
+from runtime.manifest import load_manifest
 
 pytestmark = pytest.mark.slow  # trains a 2-step run and exports it (~10 s on 2 cores)
 

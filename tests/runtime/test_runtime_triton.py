@@ -14,11 +14,11 @@ import pytest
 
 from tests.helpers.tiny_models import frames, make_model
 
-from runtime import Inspector  # noqa: E402
-from runtime.backends import select_backend  # noqa: E402
-from runtime.backends.triton import (HEADER_LENGTH, TritonError, decode_response, encode_request,  # noqa: E402
+from runtime import Inspector
+from runtime.backends import select_backend
+from runtime.backends.triton import (HEADER_LENGTH, TritonError, decode_response, encode_request,
                                      model_name_of)
-from runtime.errors import BackendUnavailable, RuntimeInspectError  # noqa: E402
+from runtime.errors import BackendUnavailable, RuntimeInspectError
 
 
 def test_request_is_a_json_header_then_the_raw_tensors():

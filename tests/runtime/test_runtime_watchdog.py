@@ -17,10 +17,10 @@ import pytest
 from tests.helpers.camera import FfmpegCamera
 from tests.helpers.tiny_models import make_model
 
-from runtime import Inspector  # noqa: E402
-from runtime.capture_io import wait_for_capture_threads  # noqa: E402
-from runtime.errors import SourceError  # noqa: E402
-from runtime.sources import open_source  # noqa: E402
+from runtime import Inspector
+from runtime.capture_io import wait_for_capture_threads
+from runtime.errors import SourceError
+from runtime.sources import open_source
 
 ROOT = Path(__file__).resolve().parents[2]
 

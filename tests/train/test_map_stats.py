@@ -10,8 +10,8 @@ import torch
 
 from tests.helpers.datasets import write_tiny_mvtec
 
-from train.errors import RunError  # noqa: E402
-from train.ops.standardize import STD_FLOOR_OF_MEDIAN, MapStandardizer, MapStatistics  # noqa: E402
+from train.errors import RunError
+from train.ops.standardize import STD_FLOOR_OF_MEDIAN, MapStandardizer, MapStatistics
 
 
 def test_statistics_match_torch_over_the_stack():
