@@ -12,7 +12,7 @@ Output lines:
     sym<TAB>NAME<TAB>library versions that export it
     enum<TAB>NAME<TAB>VALUE
 
-tests/test_cuda_runtime.py checks runtime/cuda_runtime.py's prototypes and constants against this file.
+tests/runtime/test_cuda_runtime.py checks runtime/cuda_runtime.py's prototypes and constants against this file.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ enums carry `name` and `value`, and `tensorrt.X` lines are the module's own name
 taken as a Linux build of full TensorRT takes them (EXPORT_ALL_BINDINGS=1, ENABLE_INETWORK_SERIALIZE=0, a
 current pybind11); a condition this does not know keeps both branches.
 
-Used by tests/test_trt_api_contract.py, which checks every TensorRT attribute the toolkit uses against it.
+Used by tests/export/test_trt_api_contract.py, which checks every TensorRT attribute the toolkit uses against it.
 """
 from __future__ import annotations
 

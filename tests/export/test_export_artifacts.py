@@ -1,6 +1,6 @@
 """export.artifacts: the one pipeline export.trt and benchmarks/latency.py make their artifacts with: the files and
 manifests it writes, that it makes each once, that a failure is remembered, and that INT8 without calibration
-data says what is missing. The engine step needs TensorRT and a GPU (tests/test_export_trt.py::test_build_engine)."""
+data says what is missing. The engine step needs TensorRT and a GPU (tests/export/test_export_trt.py::test_build_engine)."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""One rank of a torchrun fit (PatchCore/PaDiM) launched by tests/test_train_distributed.py (not a test module).
+"""One rank of a torchrun fit (PatchCore/PaDiM) launched by tests/train/test_train_distributed.py (not a test module).
 
     torchrun --nproc_per_node N tests/train/ddp_fit_worker.py IMAGES.npy OUT METHOD BATCH OPTIONS_JSON
 """

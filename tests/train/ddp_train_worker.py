@@ -1,4 +1,4 @@
-"""One rank of a torchrun training launched by tests/test_train_distributed.py (not a test module itself).
+"""One rank of a torchrun training launched by tests/train/test_train_distributed.py (not a test module itself).
 
     torchrun --nproc_per_node N tests/train/ddp_train_worker.py IMAGES.npy OUT METHOD C STEPS BATCH [STOP_AT] [--resume]
              [--sgd]

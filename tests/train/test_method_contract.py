@@ -23,7 +23,7 @@ from train.methods import Method, get_method, list_methods, register_method, unr
 #: Parity of every backend with the torch graph: max |backend - torch| <= REL * max(1, max |torch|)
 #: (relative for maps in the units of a distance, absolute 1e-4 for maps below 1).
 REL = 1e-4
-#: CPU backends that take an .onnx (TensorRT needs an engine built on a GPU: tests/test_runtime_trt.py).
+#: CPU backends that take an .onnx (TensorRT needs an engine built on a GPU: tests/runtime/test_runtime_trt.py).
 ONNX_BACKENDS = ("onnxruntime", "openvino", "torch")
 TINY_SIDE = 64  # the tiny model's side, rounded up to the method's size multiple
 TINY_WIDTH = 8  # the width of a method that has one (small, fast)
