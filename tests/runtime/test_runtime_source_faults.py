@@ -146,21 +146,27 @@ def test_a_stream_never_iterated_releases_its_source_when_dropped(bgr_model):
 
 
 # -- 9. close from another thread ------------------------------------------------------------------------
-def test_stream_close_from_another_thread_is_final(bgr_model):
-    insp = Inspector(bgr_model, backend="onnxruntime")
-    st = insp.stream(Endless())
+def _consume_in_a_thread(st):
+    """Iterate `st` in a daemon thread; returns (thread, results so far, errors), once 3 results arrived."""
     got, errors = [], []
 
     def consume():
         try:
             for r in st:
-                got.append(r.frame_index)
+                got.append(r)
         except Exception as e:
             errors.append(e)
 
     t = threading.Thread(target=consume, daemon=True)
     t.start()
     assert _wait_for(lambda: len(got) >= 3)
+    return t, got, errors
+
+
+def test_stream_close_from_another_thread_is_final(bgr_model):
+    insp = Inspector(bgr_model, backend="onnxruntime")
+    st = insp.stream(Endless())
+    t, _got, errors = _consume_in_a_thread(st)
     closer_errors = []
 
     def close():
@@ -181,18 +187,7 @@ def test_stream_close_from_another_thread_is_final(bgr_model):
 def test_inspector_close_from_another_thread_ends_a_running_stream(bgr_model):
     insp = Inspector(bgr_model, backend="onnxruntime")
     st = insp.stream(Endless())
-    got, errors = [], []
-
-    def consume():
-        try:
-            for r in st:
-                got.append(r)
-        except Exception as e:
-            errors.append(e)
-
-    t = threading.Thread(target=consume, daemon=True)
-    t.start()
-    assert _wait_for(lambda: len(got) >= 3)
+    t, _got, errors = _consume_in_a_thread(st)
     insp.close()
     t.join(10)
     assert not t.is_alive() and not errors
