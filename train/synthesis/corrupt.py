@@ -118,6 +118,22 @@ def _fit(tex: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(tex, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
 
 
+def foreign_textures(clean: torch.Tensor, idx: torch.Tensor, generator: torch.Generator,
+                     textures: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The foreign image pasted into each of the images ``clean[idx]``: a random texture of ``textures`` (any
+    size, resized) when given, else another image of the batch (itself only when the batch has one image);
+    moved (`_move_textures`) and colour-augmented (`augment_textures`). (K, 3, H, W) on clean's device."""
+    n, _, h, w = clean.shape
+    k = int(idx.numel())
+    if textures is not None:
+        pick = torch.randint(0, textures.shape[0], (k,), generator=generator)
+        tex = _fit(textures[pick.to(textures.device)].to(clean.device, clean.dtype), h, w)
+    else:
+        shift = torch.randint(1, n, (k,), generator=generator) if n > 1 else torch.zeros(k, dtype=torch.long)
+        tex = clean[((idx + shift) % n).to(clean.device)]
+    return augment_textures(_move_textures(tex, generator), generator)
+
+
 def synthesize_anomalies(clean: torch.Tensor, generator: torch.Generator,
                          textures: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``clean`` (N, 3, H, W) float in [0, 1] -> (corrupted (N, 3, H, W), mask (N, 1, H, W) float {0, 1}).
@@ -142,14 +158,7 @@ def synthesize_anomalies(clean: torch.Tensor, generator: torch.Generator,
     k = int(perlin_idx.numel())
     if k:
         m = perlin_masks(k, (h, w), generator)[:, None]  # (k, 1, H, W), CPU
-        if textures is not None:
-            pick = torch.randint(0, textures.shape[0], (k,), generator=generator)
-            tex = _fit(textures[pick.to(textures.device)].to(dev, dt), h, w)
-        else:
-            # another image of the batch (itself only when the batch has one image)
-            shift = torch.randint(1, n, (k,), generator=generator) if n > 1 else torch.zeros(k, dtype=torch.long)
-            tex = clean[((perlin_idx + shift) % n).to(dev)]
-        tex = augment_textures(_move_textures(tex, generator), generator)
+        tex = foreign_textures(clean, perlin_idx, generator, textures)
         m = m.to(dev, dt)
         b = beta[perlin_idx].to(dev, dt)[:, None, None, None]
         img = clean[perlin_idx.to(dev)]

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from train.synthesis.corrupt import _fit, _move_textures, augment_textures
+from train.synthesis.corrupt import foreign_textures
 from train.synthesis.perlin import perlin_masks
 
 
@@ -29,13 +29,7 @@ def paste_anomalies(clean: torch.Tensor, generator: torch.Generator, p: float = 
     if k == 0:
         return defective, mask
     m = perlin_masks(k, (h, w), generator)[:, None].to(dev, dt)
-    if textures is not None:
-        pick = torch.randint(0, textures.shape[0], (k,), generator=generator)
-        source = _fit(textures[pick.to(textures.device)].to(dev, dt), h, w)
-    else:
-        shift = torch.randint(1, n, (k,), generator=generator) if n > 1 else torch.zeros(k, dtype=torch.long)
-        source = clean[((hit + shift) % n).to(dev)]
-    source = augment_textures(_move_textures(source, generator), generator)
+    source = foreign_textures(clean, hit, generator, textures)
     idx = hit.to(dev)
     defective[idx] = clean[idx] * (1.0 - m) + source * m
     mask[idx] = m
