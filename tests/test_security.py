@@ -133,13 +133,19 @@ def model_dir(tmp_path):
     return d, Path(path)
 
 
-@pytest.mark.parametrize("artifact", ESCAPES)
-def test_a_manifest_cannot_name_an_artifact_outside_its_folder(model_dir, artifact):
+def _manifest_naming(model_dir, artifact):
+    """A copy of the model's manifest, beside it, whose 'artifact' is `artifact`."""
     d, path = model_dir
     manifest = json.loads(path.with_suffix(".json").read_text())
     manifest["artifact"] = artifact
     bad = d / "bad.json"
     bad.write_text(json.dumps(manifest))
+    return bad
+
+
+@pytest.mark.parametrize("artifact", ESCAPES)
+def test_a_manifest_cannot_name_an_artifact_outside_its_folder(model_dir, artifact):
+    bad = _manifest_naming(model_dir, artifact)
     with pytest.raises(ManifestError, match="artifact"):
         load_manifest(str(bad))
 
@@ -148,11 +154,7 @@ def test_a_manifest_cannot_name_an_artifact_outside_its_folder(model_dir, artifa
 def test_the_inspector_refuses_a_manifest_that_points_outside(model_dir, artifact):
     from runtime.inspector import Inspector
 
-    d, path = model_dir
-    manifest = json.loads(path.with_suffix(".json").read_text())
-    manifest["artifact"] = artifact
-    bad = d / "bad.json"
-    bad.write_text(json.dumps(manifest))
+    bad = _manifest_naming(model_dir, artifact)
     with pytest.raises(ManifestError):
         Inspector(str(bad), backend="onnxruntime", warmup=False)
 
