@@ -10,12 +10,12 @@ is `--option lam 0 0.3`.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from runtime.backends import DEVICES
 from runtime.errors import cli_exit
-from train.errors import ConfigError, RunError
+from runtime.files import write_json
+from train.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{str(r['value']):>10}  {r['image_auroc']:12.4f}  {r['pixel_auroc']:12.4f}  {r['aupro']:8.4f}")
     if args.json:
-        try:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"method": args.method, "option": name, "c": args.c,
-                                                   "steps": args.steps, "seed": args.seed, "rows": rows}, indent=2))
-        except OSError as e:
-            raise RunError(f"cannot write --json {args.json}: {e.strerror or e}") from None
+        write_json(args.json, {"method": args.method, "option": name, "c": args.c, "steps": args.steps,
+                               "seed": args.seed, "rows": rows}, f"--json {args.json}")
     return 0
 
 

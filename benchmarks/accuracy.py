@@ -20,10 +20,8 @@ mean_filter=7` evaluates the run's weights with another value of a scoring optio
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -32,10 +30,11 @@ import numpy as np
 from benchmarks.report import metrics_table, write_overlays
 from calibration.evaluate import evaluate, json_ready
 from runtime.backends import DEVICES, REGISTRY, create_backend, select_backend
-from runtime.errors import cli_exit
+from runtime.errors import cli_exit, writing
+from runtime.files import write_json
 from runtime.manifest import load_manifest, model_label, verify_artifact
 from train.config import option_argument
-from train.errors import ConfigError, RunError
+from train.errors import ConfigError
 
 InferFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
 #: the backend for `--model` when `--backend` is not given: the calibration's default, so an AUROC and a
@@ -129,17 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-
-
 def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     """Everything `main` does, raising InspectError on bad input; returns the JSON-ready report."""
     from train.data import find_samples, load_images, load_masks
@@ -185,13 +173,11 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     if not args.no_overlays and args.overlays_per_set > 0:
         folder = Path(args.overlays) if args.overlays else out.parent / "overlays"
         names = [f"{s.defect_type}_{Path(s.path).stem}" for s in samples]
-        try:
+        with writing(f"overlays to {folder}"):
             written = write_overlays(folder, frames, result["maps"], masks, result["scores"], labels, names,
                                      k=args.overlays_per_set)
-        except OSError as e:
-            raise RunError(f"cannot write overlays to {folder}: {e.strerror or e}") from None
         report["overlays"] = [str(p) for p in written]
-    _atomic_write(out, json.dumps(report, indent=2) + "\n")
+    write_json(out, report)
     return report
 
 

@@ -13,9 +13,7 @@ Evaluated by `calibration.evaluate` on the test split, as `benchmarks.accuracy` 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 from calibration.evaluate import evaluate, json_ready
 from benchmarks.report import metrics_table
 from runtime.errors import cli_exit
+from runtime.files import write_json
 from train.errors import ConfigError
 from train.ops.scoring import box_filter
 from train.ops.standardize import MapStatistics
@@ -107,10 +106,7 @@ def run_baseline(args: argparse.Namespace) -> Dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     report = run_baseline(args)
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as e:
-            raise ConfigError(f"cannot write --json {args.json}: {e.strerror or e}") from None
+        write_json(args.json, report, f"--json {args.json}")
     h, w = report["image_size"]
     print(metrics_table(report, f"{report['category']}  (per-pixel Gaussian, {h}x{w}, "
                                 f"{report['n_train']} good training images, mean filter {report['mean_filter']})"))

@@ -12,16 +12,15 @@ the refined defective images of the per-image values. The threshold is fitted on
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
 from runtime.cli_flags import add_device, add_no_progress
-from runtime.errors import cli_exit, writing
+from runtime.errors import cli_exit
+from runtime.files import write_json
 
 VARIANTS = {
     "full": {},
@@ -130,8 +129,7 @@ def _run(args) -> int:
     if args.json:
         report = dict(run=str(args.run), category=args.category, threshold=threshold, pixel_f1=f1, options=shared,
                       rows=rows)
-        with writing(args.json):
-            Path(args.json).write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return 0
 
 

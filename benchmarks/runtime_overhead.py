@@ -10,7 +10,6 @@ in fresh interpreters (`import runtime`, and `from runtime import Inspector`, wh
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.cli_flags import add_backend
-from runtime.errors import cli_exit, writing
+from runtime.errors import cli_exit
+from runtime.files import write_json
 from train.errors import ConfigError
 
 
@@ -88,8 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"import runtime {result['import_runtime_s']:.4f} s, from runtime import Inspector "
           f"{result['import_inspector_s']:.3f} s")
     if args.json:
-        with writing(args.json):
-            Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return 0
 
 

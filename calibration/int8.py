@@ -28,13 +28,11 @@ What it does, in order (one module each):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import onnx
@@ -48,7 +46,8 @@ from calibration.int8_search import GOAL_POINTS, SENSITIVITY_IMAGES, EvalSet, Gu
 from calibration.quantizer import METHODS, PLACEMENTS, Log, Quantizer, get_placement
 from calibration.synthetic import with_defects
 from runtime.backends.onnxruntime import import_onnxruntime
-from runtime.errors import InspectError, cli_exit
+from runtime.errors import InspectError, cli_exit, writing
+from runtime.files import write_json
 from runtime.manifest import load_manifest, verify_artifact
 
 
@@ -161,11 +160,9 @@ def quantize_onnx(
         search = GuardedSearch(quantizer, manifest, net_nodes, qdq.blocks(model, net_prefixes), probes, tmp,
                                threads, progress, say)
         result = search.run(keep, auto_keep, max_loss_points, sensitivity)
-        try:
+        with writing(f"--out {out_path}"):
             os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
             shutil.copyfile(result.best["path"], out_path)
-        except OSError as e:
-            raise CalibrationError(f"cannot write --out {out_path}: {e.strerror or e}") from None
         overshoot = range_overshoot(prepared, onnx.load(out_path), defects, threads)
 
     ort_version = import_onnxruntime().__version__
@@ -242,10 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print_report(report, out)
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as e:
-            raise CalibrationError(f"cannot write --json {args.json}: {e.strerror or e}") from None
+        write_json(args.json, report, f"--json {args.json}")
     return 0
 
 

@@ -37,7 +37,6 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,6 +46,7 @@ from calibration.data import (good_train_samples, holdout as take_holdout, is_pl
 from calibration.errors import CalibrationError
 from runtime.backends import DEVICES, REGISTRY, create_backend, select_backend
 from runtime.errors import cli_exit
+from runtime.files import write_json
 from runtime.manifest import (Normalization, Threshold, ThresholdProvenance, load_manifest, verify_artifact,
                               write_manifest)
 
@@ -313,13 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_json(path: str, data: Dict[str, Any]) -> None:
-    try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as e:
-        raise CalibrationError(f"cannot write --json {path}: {e.strerror or e}") from None
-
-
 def _run(args: argparse.Namespace) -> int:
     res = calibrate_threshold(
         args.model, args.data, args.category, target_fpr=args.target_fpr, f1=args.f1, val=args.val,
@@ -333,7 +326,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"images: {t.data}")
     print(f"manifest: {res['manifest']}" if res["manifest"] else "manifest not written (--dry-run)")
     if args.json:
-        _write_json(args.json, {
+        write_json(args.json, what=f"--json {args.json}", data={
             "threshold": {"value": t.value, "rule": t.rule, "target_fpr": t.target_fpr, "images": t.images,
                           "data": t.data, "date": t.date,
                           "normalization": {"good_mean": t.normalization.good_mean,

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from export import trt_timing_cache
 from export.errors import ExportError
 from runtime import cuda_runtime, trt_version
+from runtime.files import atomic_write
 
 Shape = Tuple[int, ...]
 
@@ -134,7 +135,7 @@ def build_engine(
                           f"above); try a larger --workspace or a smaller --batch max")
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(engine_path, bytes(serialized))
+    atomic_write(engine_path, bytes(serialized))
     cache_written = trt_timing_cache.save(config, cache_path)
     return BuildResult(
         engine_path=engine_path, tensorrt_version=str(trt.__version__), gpu=gpu, compute_capability=cc,
@@ -184,13 +185,6 @@ def _pin_layer_precisions(network, trt) -> int:
                 layer.set_output_type(k, dtype)
             pinned += 1
     return pinned
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 __all__ = ["build_engine", "BuildResult", "gpu_info"]

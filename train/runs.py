@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from runtime.files import atomic_write
 from train.config import RunConfig
 from train.errors import ConfigError, RunError
 from train.graph import InspectionGraph
@@ -31,15 +32,6 @@ CKPT_META = "checkpoint.json"
 MAP_STATS = "map_stats.safetensors"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -49,7 +41,7 @@ def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: 
 
 
 def save_config(run_dir: Path, config: RunConfig) -> None:
-    atomic_write_text(Path(run_dir) / CONFIG, config.to_json() + "\n")
+    atomic_write(Path(run_dir) / CONFIG, config.to_json() + "\n")
 
 
 def load_config(run_dir: Path) -> RunConfig:
@@ -173,7 +165,7 @@ def truncate_history(run_dir: Path, last_step: int) -> None:
     if not path.is_file():
         return
     keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    atomic_write(path, "".join(ln + "\n" for ln in keep))
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch.Generator, step: int) -> None:
@@ -199,7 +191,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch
                       if not callable(v) and k not in ("lr_lambdas", "milestones")},
     }
     atomic_save_tensors(Path(run_dir) / CKPT_TENSORS, tensors)
-    atomic_write_text(Path(run_dir) / CKPT_META, json.dumps(meta, default=_json_default))
+    atomic_write(Path(run_dir) / CKPT_META, json.dumps(meta, default=_json_default))
 
 
 def _json_default(obj):

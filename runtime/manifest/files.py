@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Optional, Union
 
 from runtime.errors import ArtifactMismatch, ManifestError
+from runtime.files import atomic_write
 from runtime.manifest.document import Manifest
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -71,20 +71,7 @@ def write_manifest(artifact_path: PathLike, manifest: Manifest) -> str:
         manifest.sha256 = sha256_file(apath)
     mpath = manifest_path_for(apath)
     manifest.validate(where=mpath)
-    text = manifest.to_json() + "\n"
-    folder = os.path.dirname(os.path.abspath(mpath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, mpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(mpath, manifest.to_json() + "\n")
     return mpath
 
 

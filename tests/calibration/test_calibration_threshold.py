@@ -231,8 +231,9 @@ def test_cli_refuses_a_backend_that_cannot_run_the_artifact_and_an_unwritable_js
                          "--dry-run", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: ") and "tensorrt backend runs engines" in err[-1]
+    (tmp_path / "a_file").write_text("x")  # a folder that cannot be made: a file of that name is there
     rc = threshold_main(["--model", model, "--data", folder, "--target-fpr", "0.1", "--dry-run", "--no-progress",
-                         "--json", str(tmp_path / "missing" / "thr.json")])
+                         "--json", str(tmp_path / "a_file" / "thr.json")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: cannot write --json")
 

@@ -1,0 +1,42 @@
+"""Writing output files: atomically (a reader never sees half a file, a crash leaves the old one), and JSON
+reports with one error on an unwritable path. The one implementation for manifests, run files, engines and
+every command's --json. Stdlib only."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Optional, Union
+
+from runtime.errors import writing
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
+    """Write `data` (text as UTF-8) to a temporary file beside `path`, flush it to disk, then rename it over
+    `path`; the folder is created when missing. On failure the temporary file is removed and the error raised."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: PathLike, data: Any, what: Optional[str] = None) -> None:
+    """`data` as indented JSON at `path`, atomically; an OSError becomes an OutputError naming `what`
+    (default: the path), e.g. `write_json(args.json, report, f"--json {args.json}")`."""
+    with writing(what or os.fspath(path)):
+        atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+__all__ = ["atomic_write", "write_json"]

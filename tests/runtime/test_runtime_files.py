@@ -1,0 +1,34 @@
+"""runtime.files: atomic writes (text and bytes, folders made, nothing left behind on failure) and write_json's
+one error on an unwritable path."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from runtime.errors import OutputError
+from runtime.files import atomic_write, write_json
+
+
+def test_atomic_write_text_and_bytes_into_a_new_folder(tmp_path):
+    atomic_write(tmp_path / "a" / "b.txt", "héllo\n")
+    atomic_write(tmp_path / "a" / "c.bin", b"\x00\x01")
+    assert (tmp_path / "a" / "b.txt").read_text(encoding="utf-8") == "héllo\n"
+    assert (tmp_path / "a" / "c.bin").read_bytes() == b"\x00\x01"
+    assert sorted(os.listdir(tmp_path / "a")) == ["b.txt", "c.bin"]  # no temporary file left
+
+
+def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    (tmp_path / "target").mkdir()  # os.replace of a file over a folder fails
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "target", "x")
+    assert sorted(os.listdir(tmp_path)) == ["target"] and (tmp_path / "target").is_dir()
+
+
+def test_write_json_round_trips_and_names_what_it_could_not_write(tmp_path):
+    write_json(tmp_path / "r.json", {"auroc": 0.5, "rows": [1, 2]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"auroc": 0.5, "rows": [1, 2]}
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match=r"^cannot write --json .*: .*choose a writable path"):
+        write_json(tmp_path / "f" / "r.json", {}, f"--json {tmp_path / 'f' / 'r.json'}")
