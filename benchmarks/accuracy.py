@@ -32,6 +32,7 @@ from calibration.evaluate import evaluate, json_ready
 from runtime.backends import DEVICES, REGISTRY, create_backend, select_backend
 from runtime.errors import cli_exit, writing
 from runtime.files import write_json
+from runtime.frames import rgb_to_model_order
 from runtime.manifest import load_manifest, model_label, verify_artifact
 from train.config import option_argument
 from train.errors import ConfigError
@@ -83,9 +84,8 @@ def open_backend(args: argparse.Namespace) -> Tuple[Any, Any, Dict[str, Any]]:
 
 def frame_feeder(backend: Any) -> InferFn:
     """`backend.infer` fed in the model's channel order (the test images are read as RGB)."""
-    if backend.manifest.input.channel_order == "BGR":
-        return lambda batch: backend.infer(batch[..., ::-1])
-    return backend.infer
+    order = backend.manifest.input.channel_order
+    return lambda batch: backend.infer(rgb_to_model_order(batch, order))
 
 
 # ------------------------------------------------------------------------------------------- command line

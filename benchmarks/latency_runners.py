@@ -95,11 +95,13 @@ def open_runner(job: Dict[str, Any]):
 
 def row_accuracy(job: Dict[str, Any], runner) -> Dict[str, Any]:
     from calibration.evaluate import evaluate
+    from runtime.frames import rgb_to_model_order
     from train.data import find_samples, load_images, load_masks
 
     size = tuple(job["image_size"])
     samples = find_samples(job["data"], job.get("category"), "test")
-    frames = load_images(samples, size, progress=False)
+    # the data readers return RGB; the backend takes the model's channel order
+    frames = rgb_to_model_order(load_images(samples, size, progress=False), runner.manifest.input.channel_order)
     masks = load_masks(samples, size)
     labels = np.asarray([s.label for s in samples], dtype=np.int64)
     res = evaluate(runner.infer, frames, labels, masks, [s.defect_type for s in samples],

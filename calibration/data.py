@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from calibration.errors import CalibrationError, TestSplitRefused
+from runtime.frames import rgb_to_model_order
 from train.data import find_samples, list_categories, list_images, load_images
 from train.data.samples import DEFECT, GOOD, Sample
 from train.data.subsets import split_holdout, spread as spread_samples
@@ -150,9 +151,12 @@ def labelled_folder_samples(val: "str | os.PathLike", val_category: Optional[str
     return root, sorted(samples, key=lambda s: s.path)
 
 
-def load_frames(samples: Sequence[Sample], size_hw: Tuple[int, int], progress: bool = True) -> np.ndarray:
-    """uint8 (N, H, W, 3) RGB frames at the graph's input size, resized on the host as the runtime does."""
-    return load_images(list(samples), (int(size_hw[0]), int(size_hw[1])), progress=progress)
+def load_frames(samples: Sequence[Sample], size_hw: Tuple[int, int], channel_order: str,
+                progress: bool = True) -> np.ndarray:
+    """uint8 (N, H, W, 3) frames at the graph's input size, resized on the host as the runtime does, in the
+    model's `channel_order` (its manifest's `input.channel_order`): what its backend's `infer` takes."""
+    frames = load_images(list(samples), (int(size_hw[0]), int(size_hw[1])), progress=progress)
+    return rgb_to_model_order(frames, channel_order)
 
 
 def relative_paths(samples: Sequence[Sample], root: "str | os.PathLike") -> List[str]:

@@ -61,11 +61,11 @@ def _check_paths(fp32_path: str, out_path: str) -> None:
         raise CalibrationError(f"--out {out_path} must end in .onnx")
 
 
-def _eval_set(eval_data, eval_category, calib_data, category, size_hw, map_hw, progress, say: Log):
+def _eval_set(eval_data, eval_category, calib_data, category, size_hw, map_hw, channel_order, progress, say: Log):
     """The test split FP32 and INT8 are compared on; (None, why) when --data is a plain folder of good images."""
     e_data, e_cat = (eval_data, eval_category or category) if eval_data is not None else (calib_data, category)
     try:
-        return EvalSet(os.fspath(e_data), e_cat, size_hw, map_hw, progress), ""
+        return EvalSet(os.fspath(e_data), e_cat, size_hw, map_hw, channel_order, progress), ""
     except InspectError as e:  # no test split is normal for a plain folder of good images
         if eval_data is not None:
             raise
@@ -128,7 +128,7 @@ def quantize_onnx(
     chosen = spread(samples, images)
     say(f"calibration: {len(chosen)} of {len(samples)} good training images from {calib_data}"
         + (f" ({category})" if category else "") + f", {method}, at {size_hw[0]}x{size_hw[1]}, {placement} placement")
-    frames = load_frames(chosen, size_hw, progress)
+    frames = load_frames(chosen, size_hw, manifest.input.channel_order, progress)
 
     model = onnx.load(fp32_path)
     parts = manifest.graph_parts.to_dict() if manifest.graph_parts is not None else None
@@ -142,7 +142,8 @@ def quantize_onnx(
             raise CalibrationError(f"--keep {k} matches no node of the network ({', '.join(net_prefixes)}); give a "
                                    f"prefix such as {next(iter(qdq.blocks(model, net_prefixes)), net_prefixes[0])}")
     qdq.materialize_identity_initializers(model)
-    eval_set, eval_note = _eval_set(eval_data, eval_category, calib_data, category, size_hw, map_hw, progress, say)
+    eval_set, eval_note = _eval_set(eval_data, eval_category, calib_data, category, size_hw, map_hw,
+                                    manifest.input.channel_order, progress, say)
 
     with tempfile.TemporaryDirectory(prefix="calibration-int8-") as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")

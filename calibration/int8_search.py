@@ -67,12 +67,12 @@ class EvalSet:
     """Test-split frames, labels, masks and defect types for the FP32 vs INT8 comparison."""
 
     def __init__(self, data: str, category: Optional[str], size_hw: Tuple[int, int], map_hw: Tuple[int, int],
-                 progress: bool):
+                 channel_order: str, progress: bool):
         from train.data import find_samples, load_masks  # noqa: PLC0415
 
         samples = find_samples(data, category, "test")
         self.data, self.category = os.path.abspath(data), category
-        self.frames = load_frames(samples, size_hw, progress)
+        self.frames = load_frames(samples, size_hw, channel_order, progress)
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         self.types = [s.defect_type for s in samples]
         self.masks = load_masks(samples, map_hw) if any(s.mask_path for s in samples) else None

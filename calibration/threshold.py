@@ -210,8 +210,9 @@ def calibrate_threshold(
     options = {"threads": threads} if threads is not None else {}
     with create_backend(choice.name, path, manifest, device=choice.device, **options) as scorer:
         say(f"scoring {len(goods)} good images ({good_desc['selection']}) on {scorer.describe()}")
-        good_scores = scorer.infer(load_frames(goods, size_hw, progress))[1].astype(np.float64)
-        val_scores = (scorer.infer(load_frames(val_samples, size_hw, progress))[1].astype(np.float64)
+        order = manifest.input.channel_order  # the backend takes frames in the model's channel order
+        good_scores = scorer.infer(load_frames(goods, size_hw, order, progress))[1].astype(np.float64)
+        val_scores = (scorer.infer(load_frames(val_samples, size_hw, order, progress))[1].astype(np.float64)
                       if f1 else None)
         scored_by = f"{_library_version(choice.name)}: {scorer.describe()}"
     mean, std = normalization(good_scores)

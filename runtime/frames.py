@@ -84,6 +84,17 @@ def check_frame(frame: Any) -> Tuple[np.ndarray, bool]:
     raise FrameError(f"frame shape {frame.shape} is not (H, W, 3), (H, W, 4), (H, W) or (H, W, 1)")
 
 
+def rgb_to_model_order(frames_rgb: np.ndarray, channel_order: str) -> np.ndarray:
+    """RGB frames (…, 3), as the data readers return them, in a model's input channel order (the manifest's
+    `input.channel_order`), C-contiguous: what `Backend.infer` takes. The one place tools that read image
+    files (calibration, accuracy, latency) turn them into the order a BGR-exported model expects."""
+    if channel_order == "RGB":
+        return frames_rgb
+    if channel_order != "BGR":
+        raise FrameError(f"channel order {channel_order!r}: expected 'RGB' or 'BGR'")
+    return np.ascontiguousarray(frames_rgb[..., ::-1])
+
+
 class FramePreparer:
     """Turns callers' frames into the graph's input batch: (N, H, W, 3) uint8 at `size_hw` in `channel_order`."""
 

@@ -148,7 +148,7 @@ def test_int8_runs_in_onnxruntime_and_maps_are_close(setup):
     manifest = load_manifest(setup["int8"])
     from calibration.data import good_train_samples, load_frames
 
-    frames = load_frames(good_train_samples(setup["data"], "tex")[-6:], (SIZE, SIZE), progress=False)
+    frames = load_frames(good_train_samples(setup["data"], "tex")[-6:], (SIZE, SIZE), "RGB", progress=False)
     with open_backend(setup["fp32"], load_manifest(setup["fp32"]), threads=1) as fp32:
         m32, s32 = fp32.infer(frames)
     with open_backend(setup["int8"], manifest, threads=1) as int8:

@@ -250,3 +250,25 @@ def test_help_works_without_torch(module):
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr
     assert "usage: python -m " + module in out.stdout and "--model" in out.stdout
+
+
+def test_a_bgr_model_is_scored_in_its_own_channel_order(tmp_path):
+    """The score statistics calibration computes are the ones the deployed Inspector gives on the same image
+    files: for a model exported for BGR frames the good images are fed to it in BGR."""
+    from runtime import Inspector
+    from tests.helpers.tiny_models import make_model
+
+    os.makedirs(tmp_path / "m")
+    model = make_model(str(tmp_path / "m"), channel_order="BGR")  # channel-sensitive 3x3 conv, 32x48
+    rng = np.random.default_rng(11)
+    frames = np.clip(rng.normal(128, 40, (10, 32, 48, 3)), 0, 255).astype(np.uint8)
+    frames[..., 0] //= 3  # make the channels differ, so that a swapped order gives other scores
+    folder = str(tmp_path / "good")
+    write_frames(folder, frames)
+    res = calibrate_threshold(model, folder, target_fpr=0.1, write=False, progress=False)
+    insp = Inspector(model, backend="onnxruntime")
+    files = sorted(os.listdir(folder))
+    scores = np.array([insp.inspect(cv2.imread(os.path.join(folder, f)), frame_order="BGR").score for f in files])
+    assert res["provenance"]["scores"]["good_mean"] == pytest.approx(float(scores.mean()), rel=1e-6)
+    swapped = np.array([insp.inspect(cv2.imread(os.path.join(folder, f)), frame_order="RGB").score for f in files])
+    assert abs(float(swapped.mean()) - float(scores.mean())) > 1e-3  # the test can see a wrong order
