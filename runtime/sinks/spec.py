@@ -58,6 +58,9 @@ def parse_sink(text: str) -> Sink:
     if scheme not in SCHEMES or not url.hostname:
         raise SinkError(f"sink {redact(text)!r} is not a sink URL: use mqtt://HOST:1883/PREFIX, opcua://HOST:4840, "
                         f"opcua-client://HOST:4840?ns=2&prefix=P or http://HOST/PATH")
+    if url.fragment or "#" in text:
+        raise SinkError(f"sink {redact(text)}: '#' has no place in a sink URL (MQTT wildcards are for subscribers, "
+                        f"not a topic prefix)")
     host = url.hostname
     if scheme == "mqtt":
         from runtime.sinks.mqtt import MqttSink  # noqa: PLC0415
