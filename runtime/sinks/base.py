@@ -37,7 +37,7 @@ class SinkError(RuntimeInspectError):
     """A sink is misconfigured (bad URL, missing library, port in use): one line with what to change."""
 
 
-class Retry(Exception):
+class Retry(RuntimeInspectError):
     """Raised by `_deliver` when the receiver is away: the message is tried again after a back-off."""
 
 
