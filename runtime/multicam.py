@@ -140,12 +140,13 @@ class Line:
                 insp.reserve(self.batch_size)
                 if self.batch_size > 1:
                     insp.runner.warmup(iterations=1, batch=self.batch_size)
+            self.sinks = make_sinks(list(spec.sinks) + list(sinks))
+            start_sinks(self.sinks)
+            # the cameras last: a live source's watchdog runs from its opening, and the sinks may take seconds
             for cam in self.cameras:
                 cam.source = open_source(cam.spec.source, reconnect=reconnect, on_event=self._event_sink(cam),
                                          **source_options)
                 cam.reader = _Reader(cam.source, queue_size, self._ready)
-            self.sinks = make_sinks(list(spec.sinks) + list(sinks))
-            start_sinks(self.sinks)
         except BaseException:
             self.close()
             raise

@@ -68,6 +68,16 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        async def cancel_all() -> None:  # asyncua's session loops: ended here, not destroyed pending
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.call(cancel_all(), timeout=2.0)
+        except Exception:  # noqa: BLE001 - a loop that cannot finish them in time is stopped anyway
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2.0)
         if not self.thread.is_alive():
