@@ -125,3 +125,31 @@ def test_the_command_line_runs_a_line_file_and_writes_every_cameras_results(mode
     bad = subprocess.run([sys.executable, "-m", "runtime", "--line", line, "--source", video], capture_output=True,
                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=os.getcwd()))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: ") and "not both" in bad.stderr
+
+
+def test_the_live_view_of_a_line_shows_every_camera(model, tmp_path):
+    import urllib.request
+
+    from runtime.serve_line import LineView
+
+    video = str(tmp_path / "v.avi")
+    w = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (48, 32))
+    for i in range(4):
+        w.write(np.full((32, 48, 3), i * 30, np.uint8))
+    w.release()
+    line = Line(line_from_sources([video, video, video], model, batch=2))
+    view = LineView(0, line)
+    try:
+        with line:
+            for name, r in line:
+                view.on_result(name, r)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        page = opener.open(view.url, timeout=5).read().decode()
+        state = json.loads(opener.open(view.url + "state.json", timeout=5).read())
+        frame = opener.open(view.servers["cam2"].url + "frame.jpg", timeout=5).read()
+    finally:
+        view.close()
+    assert all(view.servers[n].url in page for n in ("cam1", "cam2", "cam3"))
+    assert {n: s["counts"]["ok"] + s["counts"]["anomalous"] for n, s in state["cameras"].items()} == {
+        "cam1": 4, "cam2": 4, "cam3": 4}
+    assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR).shape == (32, 48, 3)
