@@ -41,6 +41,9 @@ VARIABLES = (("Score", "Double", "score"), ("Verdict", "String", "verdict"), ("I
              ("Threshold", "Double", "threshold"), ("ModelVersion", "String", "model_version"),
              ("CountGood", "UInt64", None), ("CountAnomalous", "UInt64", None), ("CountUnknown", "UInt64", None))
 EVENT_FIELDS = (("Camera", "String"), ("Score", "Double"), ("FrameIndex", "Int64"), ("FrameReadTime", "Double"))
+#: status codes that mean the connection or session is gone, not that this write was refused
+CONNECTION_STATUS = ("BadSession", "BadSecureChannel", "BadConnection", "BadServer", "BadCommunication", "BadTimeout",
+                     "BadShutdown", "BadTcp", "BadNotConnected", "BadDisconnect")
 COUNTER = {"good": "CountGood", "anomalous": "CountAnomalous", "unknown": "CountUnknown"}
 
 
@@ -239,12 +242,14 @@ class OpcUaClientSink(Sink):
         except (OSError, asyncio.TimeoutError, ConnectionError) as e:
             self._drop()
             raise Retry(f"OPC UA server {self.url} unreachable ({type(e).__name__}: {e})") from None
-        except Exception as e:  # asyncua's UaStatusCodeError: a node missing or of another type
-            if type(e).__name__.startswith("BadNodeId") or "BadNodeId" in str(e) or "BadTypeMismatch" in str(e):
-                raise SinkError(f"{self.url}: {e} (create the node ns={self.nsidx};s={self.prefix}"
-                                f"<camera>.<Variable> with the type docs/plant-floor.md lists)") from None
-            self._drop()
-            raise Retry(f"OPC UA server {self.url}: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - asyncua's status codes (UaStatusCodeError subclasses) by name
+            name = type(e).__name__
+            if name.startswith(CONNECTION_STATUS) or not name.startswith("Bad"):
+                self._drop()  # the session is gone (server restarted): reconnect and write again
+                raise Retry(f"OPC UA server {self.url}: {name}: {e}") from None
+            raise SinkError(f"{self.url} refused the write ({name}): create the node ns={self.nsidx};s="
+                            f"{self.prefix}<camera>.<Variable>, writable, with the type docs/plant-floor.md lists"
+                            ) from None
         return True
 
     def _drop(self) -> None:

@@ -107,9 +107,11 @@ def test_the_opcua_client_sink_writes_into_an_existing_servers_nodes():
     try:
         for i, verdict in enumerate(["good", "anomalous", "good"]):
             sink.put(_msg(i, "cam1", verdict))
+        sink.put(_msg(0, "cam9", "good"))  # no such nodes on the PLC: counted failed, with the node to create
     finally:
         sink.close()
         stop.append(True)
         t.join(10)
     assert seen == {"Score": 2.5, "Verdict": "good", "CountGood": 2, "CountAnomalous": 1}
-    assert sink.stats()["delivered"] == 3 and sink.stats()["failed"] == 0
+    st = sink.stats()
+    assert st["delivered"] == 3 and st["failed"] == 1 and "s=L1.<camera>.<Variable>" in st["last_error"]
