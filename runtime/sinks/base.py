@@ -148,7 +148,10 @@ class Sink:
                     if deadline is not None and time.monotonic() + delay > deadline:
                         self._lost(item, f"undelivered at close: {e}")
                         break
-                    self._closing.wait(delay) if deadline is None else time.sleep(delay)
+                    if deadline is None:
+                        self._closing.wait(delay)  # close() cuts the back-off short, then the drain decides
+                    else:
+                        time.sleep(delay)
                     delay = min(delay * 2.0, self.retry_max_s)
                 except Exception as e:  # noqa: BLE001 - a receiver's refusal must not end the worker
                     self._lost(item, f"{type(e).__name__}: {e}")

@@ -47,7 +47,7 @@ class MqttSink(Sink):
         self._client: Any = None
         self._pending: Dict[int, Optional[Item]] = {}  # mid -> message awaiting PUBACK (None: a status)
         self._early: Set[int] = set()  # PUBACKs that came before `publish` returned the mid
-        self._room = threading.Condition(self._cond)
+        self._room = self._cond  # the same lock and condition: a PUBACK wakes a worker waiting for room
         self._connected = threading.Event()
         self.disconnects = 0
         self._counts: Dict[str, Dict[str, int]] = {}
