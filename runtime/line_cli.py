@@ -24,6 +24,8 @@ def wants_line(args: argparse.Namespace) -> bool:
 
 
 def _spec(args: argparse.Namespace) -> Any:
+    if args.show:
+        raise LineError("--show shows one camera: with several cameras, a line file or sinks use --serve PORT")
     if args.line:
         if args.source:
             raise LineError("give the cameras either with --line FILE or with --source, not both")
@@ -31,6 +33,9 @@ def _spec(args: argparse.Namespace) -> Any:
         if args.model:
             for cam in spec.cameras:
                 cam.model = cam.model or args.model
+        if args.threshold is not None:  # the command line wins over the file, for every camera
+            for cam in spec.cameras:
+                cam.threshold = args.threshold
         spec.sinks.extend(args.sink)
         if args.batch != 1:
             spec.batch = args.batch

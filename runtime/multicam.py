@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from runtime.errors import RuntimeInspectError
-from runtime.line import CameraSpec, LineSpec
+from runtime.line import CameraSpec, LineSpec, check_line
 from runtime.reader import FrameReader
 from runtime.sinks import Sink, make_sinks, start_sinks, verdict_message
 from runtime.sinks.base import percentile_ms
@@ -117,7 +117,7 @@ class Line:
         from runtime.inspector import Inspector  # noqa: PLC0415
         from runtime.sources import open_source  # noqa: PLC0415
 
-        self.spec = spec
+        self.spec = check_line(spec)
         self.batch_size = int(spec.batch)
         self.max_frames = max_frames
         self._user_event = on_event

@@ -153,3 +153,14 @@ def test_the_live_view_of_a_line_shows_every_camera(model, tmp_path):
     assert {n: s["counts"]["ok"] + s["counts"]["anomalous"] for n, s in state["cameras"].items()} == {
         "cam1": 4, "cam2": 4, "cam3": 4}
     assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR).shape == (32, 48, 3)
+
+
+def test_line_flags_that_do_not_fit_say_so(model, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    line = _line_file(tmp_path, {"model": model, "cameras": [{"name": "a", "source": "x.avi"}]})
+    for argv, words in ((["--line", line, "--show"], "--serve PORT"),
+                        (["--source", "a.avi", "--source", "b.avi"], "--model is needed"),
+                        (["--model", model, "--source", "a.avi", "--sink", "ftp://x"], "is not a sink URL")):
+        r = subprocess.run([sys.executable, "-m", "runtime", *argv], capture_output=True, text=True, timeout=60,
+                           env=env)
+        assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and words in r.stderr, (argv, r.stderr)
