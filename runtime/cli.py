@@ -4,6 +4,9 @@
                       [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton]
                       [--device auto|cpu|cuda] [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
                       [--serve PORT] [--no-progress]
+    python -m runtime --model MODEL --source A --source B ... | --line LINE.json  [--sink URL ...]
+
+Several sources, a line file or a sink run the multi-camera path (`runtime.line_cli`, docs/plant-floor.md).
 
 Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
 anomalies, drops, backend). With --out: overlays as PNG (`--save all|anomalous|none`) and `inspect.jsonl`

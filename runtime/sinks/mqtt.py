@@ -1,5 +1,5 @@
 """MQTT sink (paho-mqtt): one QoS 1 message per verdict on `PREFIX/CAMERA/result`, a retained status per camera
-on `PREFIX/CAMERA/status` (at most once a second, and at start and end), and a retained `PREFIX/status`
+on `PREFIX/CAMERA/status` (with the first verdict, then at most once a second), and a retained `PREFIX/status`
 ("online", "offline" as the broker's last will when the process dies).
 
 QoS 1 is delivered at least once: paho keeps every message until the broker's PUBACK, across a lost connection
