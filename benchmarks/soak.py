@@ -9,7 +9,8 @@ The frames are split over two equal rounds (memory is compared between the end o
 end of round 2); each round runs the phases folder (45 %, with file faults and the model swap halfway),
 video (20 %, plus a truncated copy), camera (25 %, dropped for --drop-seconds and brought back) and arrays
 (10 %, with array faults). After the rounds, `python -m runtime --out` runs on a fault folder of its own and
-its inspect.jsonl must name every file (phase "cli", round 3). Every input frame must come out as a result or
+its inspect.jsonl must name every file (phase "cli", round 3); phase "sinks" (round 3, `benchmarks.soak_sinks`)
+sends the camera's verdicts to sinks under faults, and a verdict neither received nor counted is lost too. Every input frame must come out as a result or
 as a reported skip (an event); what is neither is "lost without a reason". The model is copied to a temporary folder first: the swap never
 touches the user's files. A benchmark, not a test: the goals are printed as met / not met.
 """
@@ -31,6 +32,7 @@ from benchmarks.mjpeg_camera import make_camera
 from benchmarks.soak_phases import (Phase, Soak, swap_model, reopen_probe, run_arrays, run_camera, run_cli, run_folder,
                                     run_video)
 from benchmarks.soak_report import evaluate_goals, plot_soak, print_report
+from benchmarks.soak_sinks import run_sinks
 from runtime.cli_flags import add_backend, add_no_progress
 from runtime.errors import cli_exit, writing
 from train.errors import ConfigError
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     p.add_argument("--plot", default=None, help="write a PNG of memory and latency over the run here")
     p.add_argument("--workdir", default=None, help="folder for the generated inputs (default: a temporary one)")
+    p.add_argument("--no-sinks", action="store_true",
+                   help="leave out the sink phase (verdicts to MQTT with a broker restart, a failing webhook, a "
+                        "blocking callback)")
     add_no_progress(p, "no progress bar")
     return p
 
@@ -133,6 +138,11 @@ def _run(args: argparse.Namespace) -> Dict[str, Any]:
             gc.collect()
             mem["middle" if rnd == 1 else "end"] = soak.sample()
             soak.mark(f"end of round {rnd}")
+        if not args.no_sinks:  # verdicts to MQTT (broker restarted), a failing webhook and a blocking callback
+            soak.mark("sinks")
+            ph = Phase("sinks", 3)
+            run_sinks(soak, ph, camera, max(n["camera"], 60))
+            phases.append(ph.d)
     finally:
         progress.close()
         camera.close()

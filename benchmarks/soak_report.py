@@ -63,6 +63,12 @@ def print_report(result: Dict[str, Any]) -> None:
     for s in result["swaps"]:
         print(f"model swap to {s.get('to')}: torn pair -> {s.get('torn')}; complete pair -> {s.get('complete')}; "
               f"running inspector unchanged: {s.get('running_inspector_unchanged')}")
+    for p in result["phases"]:
+        for name, s in (p.get("sinks") or {}).items():
+            print(f"sink {name}: " + (s if isinstance(s, str) else
+                  f"{s['received']}/{s['offered']} received, {s['dropped']} dropped and {s['failed']} failed "
+                  f"(counted), {s['late']} late, {s['lost_unreported']} lost without a count, read-to-delivered "
+                  f"p50 {s['latency_p50_ms']} ms p99 {s['latency_p99_ms']} ms"))
     m = result["memory_mib"]
     print(f"memory (RSS MiB): start {m.get('start')}, middle {m.get('middle')}, end {m.get('end')}")
     probe = result.get("reopen_probe") or {}

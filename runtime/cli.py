@@ -4,6 +4,9 @@
                       [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton]
                       [--device auto|cpu|cuda] [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
                       [--serve PORT] [--no-progress]
+    python -m runtime --model MODEL --source A --source B ... | --line LINE.json  [--sink URL ...]
+
+Several sources, a line file or a sink run the multi-camera path (`runtime.line_cli`, docs/plant-floor.md).
 
 Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
 anomalies, drops, backend). With --out: overlays as PNG (`--save all|anomalous|none`) and `inspect.jsonl`
@@ -43,10 +46,21 @@ def backend_option(text: str) -> tuple:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime", description="Inspect frames with an exported anomaly model.")
-    p.add_argument("--model", required=True, help="MODEL.onnx / MODEL.engine / MODEL.plan (with MODEL.json beside it)")
-    p.add_argument("--source", required=True,
+    p.add_argument("--model", default=None,
+                   help="MODEL.onnx / MODEL.engine / MODEL.plan (with MODEL.json beside it); needed unless a --line "
+                        "file names the models")
+    p.add_argument("--source", action="append", default=[],
                    help="camera index (0), video file, image file, image folder, rtsp:// or http:// URL, "
-                        "or a GStreamer pipeline (contains '!')")
+                        "or a GStreamer pipeline (contains '!'); repeat it for several cameras in one process "
+                        "(named cam1, cam2, ...; their frames are batched together)")
+    p.add_argument("--line", default=None, metavar="FILE",
+                   help="a line file (JSON): cameras with their sources, models and thresholds, and sinks; see "
+                        "docs/plant-floor.md")
+    p.add_argument("--sink", action="append", default=[], metavar="URL",
+                   help="send every verdict there too, repeatable: mqtt://HOST:1883/PREFIX (QoS 1, topic "
+                        "PREFIX/CAMERA/result), opcua://HOST:4840 (an OPC UA server of ours), "
+                        "opcua-client://HOST:4840?ns=2&prefix=P (write into a PLC's server), http://HOST/PATH "
+                        "(webhook, POST JSON)")
     p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -103,7 +117,14 @@ def _check_args(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     _check_args(args)
+    from runtime.line_cli import run_line, wants_line  # noqa: PLC0415
+
     try:
+        if wants_line(args):  # several cameras, a line file or sinks
+            return run_line(args)
+        if not args.model or not args.source:
+            raise RuntimeInspectError("give --model and --source (or a --line file)")
+        args.source = args.source[0]
         return _inspect(args)
     except KeyboardInterrupt:  # before the stream ran (loading, connecting): nothing to summarise
         print("error: interrupted", file=sys.stderr)

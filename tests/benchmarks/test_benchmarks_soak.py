@@ -104,7 +104,14 @@ def test_short_soak_accounts_for_every_frame(tmp_path, capsys):
         assert f"goal {goal}: " in text
     r = json.loads(out.read_text())
     assert plot.stat().st_size > 0 and r["backend"] == "onnxruntime" and r["camera"].startswith("http.server")
-    assert [p["phase"] for p in r["phases"]] == ["folder", "video", "video_truncated", "camera", "arrays"] * 2 + ["cli"]
+    assert [p["phase"] for p in r["phases"]] == (["folder", "video", "video_truncated", "camera", "arrays"] * 2 +
+                                                 ["sinks", "cli"])
+    sinks = next(p for p in r["phases"] if p["phase"] == "sinks")["sinks"]
+    assert sinks["webhook"]["answered_500"] > 0 and sinks["webhook"]["retries"] > 0
+    assert sinks["callback"]["offered"] > 0
+    for name, s in sinks.items():  # every verdict arrived or was counted by its sink
+        if isinstance(s, dict):
+            assert s["lost_unreported"] == 0 and s["received"] + s["dropped"] + s["failed"] == s["offered"], (name, s)
     cli = r["phases"][-1]
     assert cli["exit_status"] == 0 and cli["summary_written"] and cli["summary_line"]
     assert cli["lost_unreported"] == 0 and cli["skipped"] > 0 and cli["results"] > 0
