@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import collections
 import http.server
-import json
 import threading
 import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
 import numpy as np
 
+from runtime import strict_json
 from runtime.errors import RuntimeInspectError
 from runtime.serve_page import page_with_state
 
@@ -215,7 +215,7 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
                 if path in ("/", "/index.html"):
                     self._send(page_with_state(state.snapshot()).encode("utf-8"), "text/html; charset=utf-8")
                 elif path == "/state.json":
-                    self._send(json.dumps(state.snapshot()).encode("utf-8"), "application/json")
+                    self._send(strict_json.dumps(state.snapshot()).encode("utf-8"), "application/json")
                 elif path == "/frame.jpg":
                     data = state.frame_jpeg()
                     self._send(data, "image/jpeg") if data else self._send(b"no frame yet", "text/plain", 404)
@@ -243,7 +243,7 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
                     self.wfile.write(b": keep-alive\n\n")
                 else:
                     seen = version
-                    self.wfile.write(b"data: " + json.dumps(state.snapshot()).encode("utf-8") + b"\n\n")
+                    self.wfile.write(b"data: " + strict_json.dumps(state.snapshot()).encode("utf-8") + b"\n\n")
                 self.wfile.flush()
                 time.sleep(period)
 
