@@ -54,8 +54,9 @@ class TritonError(RuntimeInspectError):
     """The server answered with an error, or with something that is not a v2 inference response."""
 
 
-class _Transient(Exception):
-    """A request that failed after a connection was made (closed, reset): worth a retry on a new connection."""
+class _Transient(TritonError):
+    """A request that failed after a connection was made (closed, reset): worth a retry on a new connection.
+    Internal: `_request_retrying` raises its `error` when the retries are spent."""
 
     def __init__(self, error: RuntimeInspectError):
         super().__init__(str(error))
