@@ -105,15 +105,39 @@ def _pnm(b: bytes) -> Optional[Size]:
         else None
 
 
-def _jp2(b: bytes) -> Optional[Size]:
+def _jp2(b: Any) -> Optional[Size]:
+    """The larger of the header box's size and the codestream's (the decoder allocates the codestream's)."""
     k = bytes(b[:4096]).find(b"ihdr")
     if k < 0 or k + 12 > len(b):
         return None
     h, w = struct.unpack(">II", b[k + 4:k + 12])
-    return w, h
+    siz = bytes(b).find(b"\xff\x4f\xff\x51")
+    if siz < 0:
+        return None
+    cw, ch = _j2k(b[siz:]) or (0, 0)
+    return max(w, cw), max(h, ch)
 
 
-def _j2k(b: bytes) -> Optional[Size]:
+def _gif(b: Any) -> Optional[Size]:
+    """The logical screen, grown to cover the first image's descriptor (it may claim more than the screen)."""
+    if len(b) < 13:
+        return None
+    w, h = struct.unpack("<HH", b[6:10])
+    i = 13 + (3 << ((b[10] & 7) + 1) if b[10] & 0x80 else 0)
+    while i < len(b):
+        if b[i] == 0x2C and i + 9 <= len(b):  # image descriptor: left, top, width, height
+            left, top, iw, ih = struct.unpack("<HHHH", b[i + 1:i + 9])
+            return max(w, left + iw), max(h, top + ih)
+        if b[i] != 0x21 or i + 2 >= len(b):  # anything but an extension before the first image
+            return None
+        i += 2
+        while i < len(b) and b[i]:  # the extension's sub-blocks
+            i += 1 + b[i]
+        i += 1
+    return None
+
+
+def _j2k(b: Any) -> Optional[Size]:
     if len(b) < 24:
         return None
     x, y, x0, y0 = struct.unpack(">IIII", b[8:24])
@@ -141,7 +165,7 @@ _FORMATS: List[Tuple[Callable[[bytes], bool], Callable[[Any], Optional[Size]]]] 
     (lambda b: b.startswith(b"BM"), _bmp),
     (lambda b: b[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), _tiff),
     (lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP", _webp),
-    (lambda b: b[:6] in (b"GIF87a", b"GIF89a"), lambda b: struct.unpack("<HH", b[6:10]) if len(b) >= 10 else None),
+    (lambda b: b[:6] in (b"GIF87a", b"GIF89a"), _gif),
     (lambda b: len(b) > 2 and b[:1] == b"P" and b[1:2] in b"1234567" and b[2:3].isspace(), _pnm),
     (lambda b: b[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n", _jp2),
     (lambda b: b[:4] == b"\xff\x4f\xff\x51", _j2k),

@@ -197,7 +197,7 @@ def test_tiff_and_padded_jpeg_bombs_are_refused_before_decoding(tmp_path, monkey
 
 def test_formats_whose_size_cannot_be_read_are_refused_and_the_usual_ones_decode(tmp_path):
     img = frames(1)[0]
-    for ext in (".png", ".jpg", ".bmp", ".tif", ".webp", ".ppm", ".jp2"):
+    for ext in (".png", ".jpg", ".bmp", ".tif", ".webp", ".ppm", ".jp2", ".gif", ".ras", ".pfm"):
         ok, buf = cv2.imencode(ext, img)
         if ok:
             (tmp_path / f"a{ext}").write_bytes(buf.tobytes())
