@@ -190,7 +190,8 @@ class Inspector:
 
     def inspect(self, frame: np.ndarray, extra: Optional[Mapping[str, np.ndarray]] = None,
                 frame_order: Optional[str] = None) -> Result:
-        """One frame -> Result (FrameError on an empty, non-uint8 or mis-shaped frame)."""
+        """One frame -> Result (FrameError on an empty, non-uint8 or mis-shaped frame, and when the model returns
+        a non-finite score or map: that is never a verdict)."""
         return self.inspect_batch([frame], extra=extra, frame_order=frame_order)[0]
 
     def inspect_batch(self, frames: Union[np.ndarray, Sequence[np.ndarray]],
