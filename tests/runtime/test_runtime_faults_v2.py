@@ -82,7 +82,7 @@ def test_live_view_and_json_files_are_strict_json_even_with_a_nan_score(tmp_path
 
     state = LiveState(threshold=0.5)
     state.add_result(Result(float("nan"), 0.5, float("nan"), np.zeros((4, 4), np.float32),
-                            np.zeros((4, 4, 3), np.uint8), "BGR", float("inf"), 0, time.time()))
+                            np.zeros((4, 4, 3), np.uint8), "BGR", 1.0, 0, time.time()))
     from runtime import strict_json
 
     snap = strict_loads(strict_json.dumps(state.snapshot()))
