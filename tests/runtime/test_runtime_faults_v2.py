@@ -1,4 +1,4 @@
-"""Faults of the second fault-injection pass, runtime side: a non-finite score is never a pass and every JSON
+"""Runtime faults: a non-finite score is never a pass and every JSON
 stays strict; no abort at exit after a failed open; decoder bombs of every format refused before decoding;
 a FIFO in an image folder skipped; implausible thresholds and oversized manifests. Loops are bounded and
 threads joined with timeouts, so nothing here can hang."""
