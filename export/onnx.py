@@ -30,7 +30,9 @@ import torch
 from export.errors import ExportError
 from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
+from export.overwrite import carry_calibration, previous_export
 from runtime.errors import cli_exit, writing
+from runtime.manifest import load_manifest
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
@@ -147,6 +149,7 @@ def export_onnx(
         raise ExportError(f"batch {batch!r} is neither 'dynamic' nor a positive integer")
     if not 13 <= int(opset) <= 20:
         raise ExportError(f"opset {opset} is outside 13..20; 17 is what TensorRT 8.5 to 11 all read")
+    previous = previous_export(out_path)  # before any work: refuse to overwrite what is not ours
     extras = method_extra_inputs(config) if noise_input else {}
     if noise_input and not extras:
         raise ExportError(f"--noise-input: method {config.method!r} has no optional inputs; drop the flag")
@@ -180,13 +183,13 @@ def export_onnx(
 
         model = convert_fp16(model, parts["fp16"])
         extra_versions += ("onnxconverter_common",)
-    save_onnx(model, out_path)
-
     manifest = build_manifest(
         config, graph, precision=precision, batch=batch_spec(batch, profile), source_run=source_run,
         extra_inputs=extras, graph_parts=parts, versions=toolkit_versions(*extra_versions),
         notes=list(notes or []) + [f"opset {int(opset)}; exported with torch.onnx (TorchScript exporter)"],
     )
+    carry_calibration(previous, manifest, model.SerializeToString(), out_path)  # before the old graph is replaced
+    save_onnx(model, out_path)
     write(out_path, manifest)
     return out_path
 
@@ -259,6 +262,10 @@ def _run(args: argparse.Namespace) -> int:
                       precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
     size_mb = out.stat().st_size / 2**20
     print(f"wrote {out} ({size_mb:.1f} MiB) and {out.with_suffix('.json')}")
+    kept = load_manifest(out).threshold
+    if kept is not None:
+        print(f"kept the calibrated threshold {kept.value:g} ({kept.rule}, {kept.date or 'undated'}): the graph is "
+              f"byte-identical to the one it was calibrated for")
     return 0
 
 

@@ -160,7 +160,9 @@ class CaptureSource(FrameSource):
                     return io
                 if item[1]:
                     log.debug("opening %s failed: %s", self.description, item[1])
-                break
+                io.abandon()
+                io.thread.join(CLOSE_WAIT)  # it is only releasing the failed capture: let it finish first
+                return None
         except BaseException:  # Ctrl-C while connecting: the capture thread must not be left holding the capture
             io.abandon()
             raise

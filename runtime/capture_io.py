@@ -7,9 +7,14 @@ capture: it waits for this thread's items with a timeout (the frame watchdog) an
 stopped or when the camera stalls. Walking away is `abandon()`: the capture thread notices after its current
 call returns (bounded by OpenCV's open/read timeouts where the backend honours them), releases the capture
 itself and ends. Items: ("opened", None), ("open_failed", why), ("frame", image), ("read_failed", None).
+
+Interpreter exit waits (up to EXIT_WAIT_S) for capture threads still releasing a capture: a VideoCapture torn
+down under a daemon thread at exit aborts the process ("terminate called without an active exception", exit
+134) after the command already printed its result.
 """
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -19,6 +24,8 @@ Item = Tuple[str, Any]
 
 _LIVE: List["CaptureThread"] = []  # started and not yet ended, for `wait_for_capture_threads`
 _LIVE_LOCK = threading.Lock()
+#: seconds interpreter exit waits for capture threads to release their captures (bounded by OpenCV's timeouts)
+EXIT_WAIT_S = 5.0
 
 
 class CaptureThread:
@@ -110,6 +117,11 @@ def wait_for_capture_threads(timeout: float) -> int:
             return 0
         threads[0].thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
     return live_capture_threads()
+
+
+@atexit.register
+def _wait_at_exit() -> None:
+    wait_for_capture_threads(EXIT_WAIT_S)
 
 
 __all__ = ["CaptureThread", "live_capture_threads", "wait_for_capture_threads"]

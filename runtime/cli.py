@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any, Deque, Dict, Optional, Sequence
 
+from runtime import strict_json
 from runtime.cli_flags import add_backend, add_device, add_no_progress
 from runtime.errors import RuntimeInspectError, cli_exit, writing
 
@@ -159,7 +160,7 @@ def _inspect(args: argparse.Namespace) -> int:
     def write(record: Dict[str, Any]) -> None:
         if log_file is not None:
             with writing(log_file.name):
-                log_file.write(json.dumps(record) + "\n")
+                log_file.write(strict_json.dumps(record) + "\n")  # a NaN would make the line unparseable
                 log_file.flush()
 
     live = None  # the --serve live view (runtime.serve.LiveView), made once the Inspector exists

@@ -38,6 +38,7 @@ from runtime.result import Result
 from runtime.source_base import Frame
 from runtime.sources import FrameSource
 from runtime.stream import Stream
+from runtime.threshold_check import implausible_threshold
 
 log = logging.getLogger("runtime.inspector")
 
@@ -48,6 +49,14 @@ def _kind_of(path: str) -> Optional[str]:
         if ext in exts:
             return kind
     return None
+
+
+def _finite_outputs(maps: np.ndarray, scores: np.ndarray) -> List[bool]:
+    """Per frame of a batch: True when its score and every value of its map are finite."""
+    ok = np.isfinite(scores)
+    if np.isfinite(maps).all():
+        return ok.tolist()
+    return (ok & np.isfinite(maps.reshape(maps.shape[0], -1)).all(axis=1)).tolist()
 
 
 class Inspector:
@@ -101,6 +110,10 @@ class Inspector:
         self._backend.load()
         self.threshold: Optional[float] = (float(threshold) if threshold is not None else
                                            (float(self.manifest.threshold.value) if self.manifest.threshold else None))
+        if self.threshold is not None:
+            doubt = implausible_threshold(self.threshold, self.manifest)
+            if doubt:
+                log.warning("%s: %s", self.manifest_path, doubt)
         norm = self.manifest.normalization
         self._good_mean: Optional[float] = None
         if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
@@ -158,7 +171,15 @@ class Inspector:
         if self._good_mean is not None:
             vmin, vmax = self._good_mean, self.threshold
         results = []
+        finite = _finite_outputs(maps, scores)
         for j, i in enumerate(kept):
+            if not finite[j]:  # never a verdict: NaN >= threshold is False, which would read as "good"
+                err = FrameError(f"the model returned a non-finite score or map for frame {indices[i]} (score "
+                                 f"{float(scores[j])}): no verdict; check the model (an FP16 overflow?) or the server")
+                if report is None:
+                    raise err
+                report(i, err)
+                continue
             score = float(scores[j])
             norm = None
             if self._good_mean is not None and self.threshold is not None:
@@ -169,7 +190,8 @@ class Inspector:
 
     def inspect(self, frame: np.ndarray, extra: Optional[Mapping[str, np.ndarray]] = None,
                 frame_order: Optional[str] = None) -> Result:
-        """One frame -> Result (FrameError on an empty, non-uint8 or mis-shaped frame)."""
+        """One frame -> Result (FrameError on an empty, non-uint8 or mis-shaped frame, and when the model returns
+        a non-finite score or map: that is never a verdict)."""
         return self.inspect_batch([frame], extra=extra, frame_order=frame_order)[0]
 
     def inspect_batch(self, frames: Union[np.ndarray, Sequence[np.ndarray]],

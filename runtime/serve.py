@@ -1,6 +1,9 @@
 """A live view of the line in a browser: `python -m runtime --model M --source S --serve 8080`.
 
-Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1. Endpoints:
+Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1; it answers only requests
+addressed to that address or `localhost` (`runtime.serve_guard`: a DNS-rebinding page cannot read the frames),
+serves at most MAX_CONNECTIONS connections at once and drops a request not sent within REQUEST_TIMEOUT_S.
+Endpoints:
 
 - ``/``             the page (HTML + a little JavaScript, no external resources), with the current state in it;
 - ``/events``       server-sent events: one JSON state per update (at most 10 a second), see `LiveState.snapshot`;
@@ -10,31 +13,42 @@ Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1. E
 - ``/thumb/N.jpg``  the overlay of a recent anomalous frame N.
 
 Recording a result is cheap (a few appends under a lock); overlays are drawn and JPEG-encoded only when a client
-asks, at most once per frame, so a slow browser never slows the inspection.
+asks, at most once per frame (however many clients ask, and events between frames do not redraw it), so a slow
+browser never slows the inspection. The FPS counts frames of the last FPS_WINDOW_S seconds up to now: it falls
+during a stall instead of keeping its last value.
 """
 from __future__ import annotations
 
 import collections
 import http.server
-import json
+import re
 import threading
 import time
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import numpy as np
 
+from runtime import strict_json
 from runtime.errors import RuntimeInspectError
+from runtime.serve_guard import BoundedThreadingServer, exposure_warning, refuse_foreign_host
 from runtime.serve_page import page_with_state
 
 MAX_UPDATES_PER_S = 10.0
 SKIP_EVENTS = ("bad_frame", "corrupt")
+#: seconds a client may take to send its request (idle half-sent requests are dropped after it)
+REQUEST_TIMEOUT_S = 10.0
+#: connections served at once (a page holds two or three); more are closed on arrival
+MAX_CONNECTIONS = 32
+#: the FPS is the frame rate over this many seconds up to now
+FPS_WINDOW_S = 2.0
+_THUMB_PATH = re.compile(r"/thumb/([0-9]{1,12})\.jpg", re.ASCII)
 
 
 class LiveState:
     """What the page shows, updated by the inspection loop and read by the HTTP threads."""
 
     def __init__(self, threshold: Optional[float], backend: str = "", source: str = "", trace: int = 300,
-                 thumbs: int = 6, window: int = 1000):
+                 thumbs: int = 6, window: int = 1000, clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
         self.backend = backend
         self.source = source
@@ -46,10 +60,13 @@ class LiveState:
         self._thumbs: Deque[Any] = collections.deque(maxlen=thumbs)  # Results of recent anomalous frames
         self._events: Deque[Dict[str, Any]] = collections.deque(maxlen=8)
         self._latest: Any = None
-        self._jpeg: Tuple[int, Optional[bytes]] = (-1, None)  # (version it was drawn for, bytes)
+        self._jpeg: Tuple[int, Optional[bytes]] = (-1, None)  # (frame it was drawn for, bytes)
         self._thumb_jpegs: Dict[int, bytes] = {}
         self.version = 0
+        self._frames_added = 0  # what the overlay cache is keyed on: events and status do not change the frame
+        self._clock = clock
         self._cond = threading.Condition()
+        self._encoding = threading.Lock()  # one encoder at a time: each frame is drawn once, however many ask
 
     # -- writers (the inspection loop) ---------------------------------------------------------------
     def add_result(self, result: Any, drops: int = 0) -> None:
@@ -59,8 +76,9 @@ class LiveState:
             self.counts["dropped"] = int(drops)
             self._trace.append((int(result.frame_index), float(result.score)))
             self._latency.append(float(result.latency_ms))
-            self._times.append(time.monotonic())
+            self._times.append(self._clock())
             self._latest = result
+            self._frames_added += 1
             if result.is_anomalous:
                 self._thumbs.append(result)
                 keep = {int(r.frame_index) for r in self._thumbs}
@@ -98,10 +116,7 @@ class LiveState:
             lat = np.asarray(self._latency, dtype=np.float64)
             times = list(self._times)
             r = self._latest
-            span = times[-1] - times[0] if len(times) > 1 else 0.0
-            recent = [t for t in times if t >= times[-1] - 2.0] if times else []
-            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else (
-                (len(times) - 1) / span if span > 0 else 0.0)
+            fps = _fps(times, self._clock())
             return {
                 "version": self.version, "status": self.status, "backend": self.backend, "source": self.source,
                 "threshold": self.threshold, "counts": dict(self.counts), "fps": round(fps, 2),
@@ -116,29 +131,44 @@ class LiveState:
             }
 
     def frame_jpeg(self) -> Optional[bytes]:
-        """The current overlay as JPEG, drawn once per new frame."""
-        with self._cond:
-            r, version = self._latest, self.version
-            cached_version, cached = self._jpeg
-        if r is None:
-            return None
-        if cached is not None and cached_version == version:
-            return cached
-        data = _encode(r.overlay(), r.frame_order)
-        with self._cond:
-            self._jpeg = (version, data)
-        return data
+        """The current overlay as JPEG, drawn once per new frame (the inspection loop never waits for it)."""
+        with self._encoding:
+            with self._cond:
+                r, frame = self._latest, self._frames_added
+                cached_frame, cached = self._jpeg
+            if r is None:
+                return None
+            if cached is not None and cached_frame == frame:
+                return cached
+            data = _encode(r.overlay(), r.frame_order)
+            with self._cond:
+                self._jpeg = (frame, data)
+            return data
 
     def thumb_jpeg(self, index: int) -> Optional[bytes]:
-        with self._cond:
-            hit = self._thumb_jpegs.get(index)
-            r = next((t for t in self._thumbs if int(t.frame_index) == index), None)
-        if hit is not None or r is None:
-            return hit
-        data = _encode(r.overlay(), r.frame_order, width=160)
-        with self._cond:
-            self._thumb_jpegs[index] = data
-        return data
+        with self._encoding:
+            with self._cond:
+                hit = self._thumb_jpegs.get(index)
+                r = next((t for t in self._thumbs if int(t.frame_index) == index), None)
+            if hit is not None or r is None:
+                return hit
+            data = _encode(r.overlay(), r.frame_order, width=160)
+            with self._cond:
+                self._thumb_jpegs[index] = data
+            return data
+
+
+def _fps(times: Any, now: float) -> float:
+    """Frames per second over the last FPS_WINDOW_S seconds up to `now`; for a slower line, one over the
+    mean frame interval, or over the time since the last frame when that is longer (a stall lowers it)."""
+    if not times:
+        return 0.0
+    recent = [t for t in times if t >= now - FPS_WINDOW_S]
+    if len(recent) > 1:  # intervals between them, and the time since the last one counts too
+        return (len(recent) - 1) / (now - recent[0]) if now > recent[0] else 0.0
+    interval = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
+    wait = max(interval, now - times[-1])
+    return 1.0 / wait if wait > 0 else 0.0
 
 
 def _encode(image: np.ndarray, order: str, width: Optional[int] = None) -> bytes:
@@ -155,21 +185,21 @@ def _encode(image: np.ndarray, order: str, width: Optional[int] = None) -> bytes
     return buf.tobytes()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 class LiveServer:
-    """The HTTP server of a LiveState on 127.0.0.1:`port` (0 = any free port; `url` says which)."""
+    """The HTTP server of a LiveState on 127.0.0.1:`port` (0 = any free port; `url` says which). `host` other
+    than 127.0.0.1 is the caller's choice; 0.0.0.0 is warned about. Requests must name the bound address,
+    `localhost` or a name of `allowed_hosts` in their Host header (DNS rebinding)."""
 
-    def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1"):
+    def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1", allowed_hosts: Tuple[str, ...] = (),
+                 request_timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
         if not 0 <= int(port) <= 65535:
             raise RuntimeInspectError(f"--serve port must be 0..65535, got {port}")
+        exposure_warning(host)
         self.state = state
         self._closing = threading.Event()
+        handler = _handler(state, self._closing, host, tuple(allowed_hosts), float(request_timeout))
         try:
-            self._server = _Server((host, int(port)), _handler(state, self._closing))
+            self._server = BoundedThreadingServer((host, int(port)), handler, max_connections)
         except OSError as e:
             raise RuntimeInspectError(f"cannot serve the live view on {host}:{port} ({e.strerror or e}): choose "
                                       f"another --serve PORT") from None
@@ -192,11 +222,13 @@ class LiveServer:
         self._thread.join(2.0)
 
 
-def _handler(state: LiveState, closing: threading.Event) -> type:
+def _handler(state: LiveState, closing: threading.Event, host: str, allowed_hosts: Tuple[str, ...],
+             request_timeout: float) -> type:
     period = 1.0 / MAX_UPDATES_PER_S
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "edge-inspect-live"
+        timeout = request_timeout  # the socket's: an idle or half-sent request gives its thread back
 
         def log_message(self, *args: Any) -> None:  # the CLI's stdout is for verdicts
             pass
@@ -211,16 +243,19 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?", 1)[0]
+            thumb = _THUMB_PATH.fullmatch(path)
             try:
+                if refuse_foreign_host(self, host, allowed_hosts):
+                    return
                 if path in ("/", "/index.html"):
                     self._send(page_with_state(state.snapshot()).encode("utf-8"), "text/html; charset=utf-8")
                 elif path == "/state.json":
-                    self._send(json.dumps(state.snapshot()).encode("utf-8"), "application/json")
+                    self._send(strict_json.dumps(state.snapshot()).encode("utf-8"), "application/json")
                 elif path == "/frame.jpg":
                     data = state.frame_jpeg()
                     self._send(data, "image/jpeg") if data else self._send(b"no frame yet", "text/plain", 404)
-                elif path.startswith("/thumb/") and path.endswith(".jpg") and path[7:-4].isdigit():
-                    data = state.thumb_jpeg(int(path[7:-4]))
+                elif thumb is not None:
+                    data = state.thumb_jpeg(int(thumb.group(1)))
                     self._send(data, "image/jpeg") if data else self._send(b"no such thumbnail", "text/plain", 404)
                 elif path == "/events":
                     self._events()
@@ -228,8 +263,8 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
                     self._mjpeg()
                 else:
                     self._send(b"not found", "text/plain", 404)
-            except (BrokenPipeError, ConnectionResetError):  # the browser went away
-                pass
+            except OSError:  # the browser went away, or a send outlasted the timeout
+                self.close_connection = True
 
         def _events(self) -> None:
             self.send_response(200)
@@ -243,7 +278,7 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
                     self.wfile.write(b": keep-alive\n\n")
                 else:
                     seen = version
-                    self.wfile.write(b"data: " + json.dumps(state.snapshot()).encode("utf-8") + b"\n\n")
+                    self.wfile.write(b"data: " + strict_json.dumps(state.snapshot()).encode("utf-8") + b"\n\n")
                 self.wfile.flush()
                 time.sleep(period)
 

@@ -4,7 +4,7 @@ draws the score trace with the threshold line on a canvas, and shows the recent 
 the time of the request is written into the page (`page_with_state`), so the first paint already shows it."""
 from __future__ import annotations
 
-import json
+from runtime import strict_json
 from typing import Any, Dict
 
 PAGE = r"""<!DOCTYPE html>
@@ -122,7 +122,7 @@ es.onerror = () => { $("status").textContent = "disconnected (retrying)"; };
 
 def page_with_state(state: Dict[str, Any]) -> str:
     """The page with `state` rendered on load; every '<' escaped so no text in it can close the script."""
-    return PAGE.replace("/*INITIAL*/null", json.dumps(state).replace("<", "\\u003c"))
+    return PAGE.replace("/*INITIAL*/null", strict_json.dumps(state).replace("<", "\\u003c"))
 
 
 __all__ = ["PAGE", "page_with_state"]

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 import re
-import struct
+import stat
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from runtime.capture import CaptureSource
 from runtime.errors import SourceError
+from runtime.image_header import announced_size
 from runtime.reader import FrameReader
 from runtime.source_base import EventSink, Frame, FrameSource, emit, redact
 
@@ -52,30 +53,9 @@ def is_gstreamer_pipeline(text: str) -> bool:
 
 
 def image_size_from_header(data: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(width, height) from a PNG, JPEG or BMP header without decoding; None for other formats."""
-    b = data[:65536].tobytes()
-    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24:
-        return struct.unpack(">II", b[16:24])
-    if b.startswith(b"BM") and len(b) >= 26:
-        w, h = struct.unpack("<ii", b[18:26])
-        return abs(w), abs(h)
-    if b.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 <= len(b):
-            if b[i] != 0xFF:
-                return None
-            marker = b[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-                h, w = struct.unpack(">HH", b[i + 5:i + 9])
-                return w, h
-            if marker in (0x01,) or 0xD0 <= marker <= 0xD9:
-                i += 2
-                continue
-            i += 2 + struct.unpack(">H", b[i + 2:i + 4])[0]
-    return None
+    """(width, height) an encoded image announces, read without decoding (`runtime.image_header`); None for a
+    format whose header cannot be read (such a file is refused, never decoded blind)."""
+    return announced_size(data)
 
 
 class FolderSource(FrameSource):
@@ -96,13 +76,18 @@ class FolderSource(FrameSource):
         import cv2  # noqa: PLC0415
 
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block the read forever
+                return None, f"it is {_kind_of_file(path)}, not a regular file"
             data = np.fromfile(path, dtype=np.uint8)  # imdecode: also reads non-ASCII paths
         except OSError as e:
             return None, str(e)
         if not data.size:
             return None, "empty file"
         size = image_size_from_header(data)
-        if size is not None and size[0] * size[1] > self.max_pixels:
+        if size is None:  # cv2.imdecode would allocate whatever the file says before anyone could refuse it
+            return None, ("its image format is not one whose size can be checked before decoding (or its header "
+                          "is damaged); convert it to PNG or JPEG")
+        if size[0] * size[1] > self.max_pixels:
             return None, (f"it is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, above the cap of {self.max_pixels} "
                           f"(a decompression bomb or a wrong file; pass max_pixels= if it is real)")
         try:
@@ -126,8 +111,23 @@ class FolderSource(FrameSource):
         return self._next(image, name=path)
 
 
+def _kind_of_file(path: str) -> str:
+    """What a path that is not a regular file is, in words ("a FIFO", "a device", ...)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "unreadable (a broken link?)"
+    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
 def scan_folder(folder: str) -> Tuple[List[str], List[str], List[str]]:
-    """(image files, subfolders, other files) of `folder`, sorted by name; hidden entries are ignored."""
+    """(image files, subfolders, other files) of `folder`, sorted by name; hidden entries are ignored. Names
+    that are not regular files (a FIFO, a socket, a device, a broken link: reading one would block or fail)
+    are among the others, with what they are in brackets."""
     images, subfolders, others = [], [], []
     for n in sorted(os.listdir(folder)):
         if n.startswith("."):
@@ -135,6 +135,8 @@ def scan_folder(folder: str) -> Tuple[List[str], List[str], List[str]]:
         full = os.path.join(folder, n)
         if os.path.isdir(full):
             subfolders.append(n)
+        elif not os.path.isfile(full):
+            others.append(f"{n} ({_kind_of_file(full)}, not read)")
         elif n.lower().endswith(IMAGE_EXTS):
             images.append(full)
         else:

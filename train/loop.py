@@ -165,6 +165,8 @@ def train(
     ddp.barrier()  # every rank has checked the folder and read the checkpoint before rank 0 writes
     if ddp.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            runs.start_fresh(out)  # what an interrupted earlier run left: no repeated steps in the history
         runs.save_config(out, config)  # a resumed run may extend --steps
 
     data = torch.from_numpy(images)  # uint8 (N, h, w, 3); converted per batch to keep memory low

@@ -1,6 +1,11 @@
 """Run folders: config.json, model.safetensors, history.jsonl and a resumable checkpoint, all written
 atomically (temporary file + os.replace) so an interrupted run never leaves a half-written file.
 
+The checkpoint is one file, checkpoint.safetensors: the tensors, and the step, optimiser scalars and schedule
+as JSON in its metadata, so no interruption can pair tensors of one step with the state of another (runs of
+earlier versions kept that state in checkpoint.json; they still resume, after a step cross-check). A damaged
+or truncated run file is one RunError naming it, never a traceback.
+
 Nothing here uses pickle: weights and optimiser tensors go to safetensors, the rest to JSON.
 """
 from __future__ import annotations
@@ -14,9 +19,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from runtime.errors import one_line
 from runtime.files import atomic_write
 from train.config import RunConfig
 from train.errors import ConfigError, RunError
@@ -28,7 +34,8 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 HISTORY = "history.jsonl"
 CKPT_TENSORS = "checkpoint.safetensors"
-CKPT_META = "checkpoint.json"
+CKPT_META = "checkpoint.json"  # the state of checkpoints written by earlier versions (now inside CKPT_TENSORS)
+CKPT_KEY = "checkpoint"  # the metadata key of checkpoint.safetensors that holds the state as JSON
 MAP_STATS = "map_stats.safetensors"
 
 
@@ -38,6 +45,24 @@ def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: 
     os.close(fd)
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
     os.replace(tmp, path)
+
+
+def read_tensors(path: Path, what: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """The tensors and metadata of a safetensors run file; RunError when it is damaged or truncated (`what`:
+    what to do then)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise RunError(f"{path} is damaged or truncated ({one_line(e)}): {what}") from None
+
+
+def _parse_json(text: str, path: Path, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # truncated, or nested too deeply to be ours
+        raise RunError(f"{path} is damaged or truncated (not the JSON this toolkit writes): {what}") from None
 
 
 def save_config(run_dir: Path, config: RunConfig) -> None:
@@ -50,7 +75,9 @@ def load_config(run_dir: Path) -> RunConfig:
         raise RunError(f"no {CONFIG} in run folder {run_dir}; train one with `python -m train ... --out {run_dir}`")
     try:
         return RunConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as e:
+    except RecursionError:
+        raise RunError(f"{path} is nested too deeply to be a run config; retrain or fix the file") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RunError(f"{path} is not a valid run config ({e}); retrain or fix the file") from None
 
 
@@ -88,8 +115,9 @@ def load_model(run_dir, device: str = "cpu",
     label = get_method(config.method).label(config.c)
     # Buffers whose size depends on the data (a memory bank's rows) are resized by the model's own
     # `_load_from_state_dict`; any other shape mismatch is a real one.
+    state, _ = read_tensors(weights, f"retrain the run, or resume it with --resume to write {WEIGHTS} again")
     try:
-        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise RunError(f"{weights} does not fit {label}: {str(e).splitlines()[-1].strip()[:200]}; "
                        f"was the run made by another version?") from None
@@ -130,13 +158,14 @@ def load_standardizer(run_dir, config: RunConfig) -> Optional[MapStandardizer]:
     path = Path(run_dir) / MAP_STATS
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        mean, std = f.get_tensor("mean"), f.get_tensor("std")
     refit = f"refit them with `python -m train.map_stats --run {run_dir}`"
+    stats, meta = read_tensors(path, refit)
+    if "mean" not in stats or "std" not in stats:
+        raise RunError(f"{path} lacks the mean or std map: {refit}")
+    mean, std = stats["mean"], stats["std"]
     if meta.get("weights_sha256") != _weights_digest(run_dir):
         raise RunError(f"{path} was fitted for other weights than {WEIGHTS} (training went on?): {refit}")
-    fitted, now = json.loads(meta.get("scoring", "{}")), _scoring_of(config)
+    fitted, now = _parse_json(meta.get("scoring", "{}"), path, refit), _scoring_of(config)
     if fitted != now:
         raise RunError(f"{path} was fitted with scoring options {fitted}, not {now}: {refit}, or leave the map "
                        f"statistics out (benchmarks.accuracy --no-map-stats)")
@@ -159,13 +188,31 @@ def append_history(run_dir: Path, record: Dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def start_fresh(run_dir: Path) -> None:
+    """A new run (not --resume) in a folder an interrupted one left: its history and checkpoint go, so the new
+    run's history does not repeat steps and a later --resume cannot pick up the old run's state."""
+    for name in (HISTORY, CKPT_TENSORS, CKPT_META):
+        path = Path(run_dir) / name
+        if path.exists():
+            path.unlink()
+
+
 def truncate_history(run_dir: Path, last_step: int) -> None:
     """On resume, drop log lines written after the checkpoint so the history has no duplicates."""
     path = Path(run_dir) / HISTORY
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
+    keep = [ln for ln in path.read_text().splitlines() if _history_step(ln) <= last_step]
     atomic_write(path, "".join(ln + "\n" for ln in keep))
+
+
+def _history_step(line: str) -> float:
+    """The step of a history line; +inf (dropped) for a line a kill cut short or that is not a record."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return float("inf")
+    return record.get("step", 0) if isinstance(record, dict) else float("inf")
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch.Generator, step: int) -> None:
@@ -190,8 +237,12 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch
         "scheduler": {k: v for k, v in scheduler.state_dict().items()
                       if not callable(v) and k not in ("lr_lambdas", "milestones")},
     }
-    atomic_save_tensors(Path(run_dir) / CKPT_TENSORS, tensors)
-    atomic_write(Path(run_dir) / CKPT_META, json.dumps(meta, default=_json_default))
+    # One file, replaced atomically: the tensors and the state of the same step, whatever interrupts the run.
+    atomic_save_tensors(Path(run_dir) / CKPT_TENSORS, tensors,
+                        metadata={CKPT_KEY: json.dumps(meta, default=_json_default)})
+    legacy = Path(run_dir) / CKPT_META
+    if legacy.exists():  # an earlier version's state file: stale now
+        legacy.unlink()
 
 
 def _json_default(obj):
@@ -200,13 +251,35 @@ def _json_default(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
 
 
+def _checkpoint_state(run_dir: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """The checkpoint's tensors and state; RunError when a file is damaged or (earlier versions' two files)
+    the state is of another step than the tensors."""
+    fresh = f"start a new run without --resume (or in another --out); the last {WEIGHTS} is still there"
+    path = run_dir / CKPT_TENSORS
+    tensors, file_meta = read_tensors(path, fresh)
+    if CKPT_KEY in file_meta:
+        meta = _parse_json(file_meta[CKPT_KEY], path, fresh)
+    else:  # an earlier version's checkpoint: the state in checkpoint.json, written after the tensors
+        legacy = run_dir / CKPT_META
+        if not legacy.is_file():
+            raise RunError(f"--resume: {path} has no state and there is no {CKPT_META} beside it: {fresh}")
+        meta = _parse_json(legacy.read_text(), legacy, fresh)
+        steps = {int(v.reshape(-1)[0]) for k, v in tensors.items() if k.startswith("optim.") and k.endswith(".step")
+                 and v.numel() == 1}
+        if isinstance(meta, dict) and steps and steps != {meta.get("step")}:
+            raise RunError(f"--resume: {path} is of step {sorted(steps)[0]} but {CKPT_META} of step "
+                           f"{meta.get('step')} (the run was interrupted between the two): {fresh}")
+    if not isinstance(meta, dict) or not {"step", "optim_scalars", "param_groups", "scheduler"} <= set(meta):
+        raise RunError(f"--resume: the checkpoint state in {run_dir} is incomplete: {fresh}")
+    return tensors, meta
+
+
 def load_checkpoint(run_dir: Path, model, optimizer, scheduler, generator: torch.Generator) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
     run_dir = Path(run_dir)
-    if not (run_dir / CKPT_TENSORS).is_file() or not (run_dir / CKPT_META).is_file():
+    if not (run_dir / CKPT_TENSORS).is_file():
         raise RunError(f"--resume: no checkpoint in {run_dir}; start a new run without --resume")
-    tensors = load_file(str(run_dir / CKPT_TENSORS))
-    meta = json.loads((run_dir / CKPT_META).read_text())
+    tensors, meta = _checkpoint_state(run_dir)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state: Dict[int, Dict[str, Any]] = {}
     for k, v in tensors.items():

@@ -12,10 +12,20 @@ Request:  POST /v2/models/NAME[/versions/V]/infer, header `Inference-Header-Cont
           followed by the raw little-endian tensors in the order of `inputs`.
 Response: the same framing: a JSON header whose `outputs` give name, datatype, shape and binary_data_size,
           then the tensors in that order; without the length header the body is JSON with `data` lists.
+
+Faults: `timeout_s` (default 30) bounds the whole request, connecting to the last byte of the reply (a reply
+trickling in is cut off). A connection the server closed or reset, and HTTP 500/502/503/504, are retried on a
+new connection with back-off (`retries`, default 3: 0.2, 0.4, 0.8 s), as camera sources reconnect; any other
+HTTP status is reported with its number. A reply that is not a v2 response, or whose map is not the manifest's
+size, is refused as a protocol error. "No Triton server answers" is said only when no connection could be made.
 """
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import threading
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -32,8 +42,25 @@ DATATYPES: Dict[str, str] = {"BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "
 _NP_TO_V2 = {np.dtype(v): k for k, v in DATATYPES.items()}
 
 
+log = logging.getLogger("runtime.backends.triton")
+
+#: HTTP statuses worth another try: the server or a proxy in front of it is restarting or overloaded
+TRANSIENT_STATUS = (500, 502, 503, 504)
+BACKOFF_S = 0.2
+BACKOFF_MAX_S = 2.0
+
+
 class TritonError(RuntimeInspectError):
     """The server answered with an error, or with something that is not a v2 inference response."""
+
+
+class _Transient(TritonError):
+    """A request that failed after a connection was made (closed, reset): worth a retry on a new connection.
+    Internal: `_request_retrying` raises its `error` when the retries are spent."""
+
+    def __init__(self, error: RuntimeInspectError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def encode_request(inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> Tuple[bytes, Dict[str, str]]:
@@ -59,10 +86,22 @@ def decode_response(body: bytes, header_length: Optional[int]) -> Dict[str, np.n
     head_bytes = body if header_length is None else body[:header_length]
     try:
         head = json.loads(head_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise TritonError("the server's reply is not a v2 inference response (no JSON header)") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TritonError("protocol error: the server's reply is not a v2 inference response (no JSON header)") \
+            from None
+    if not isinstance(head, dict):
+        raise TritonError(f"protocol error: the server's reply is a JSON {type(head).__name__}, not a v2 inference "
+                          f"response object: is this a Triton (KServe v2) server?")
     if "error" in head:
         raise TritonError(f"Triton: {head['error']}")
+    try:
+        return _outputs(head, body, header_length)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise TritonError(f"protocol error: the server's reply has malformed outputs ({type(e).__name__}: "
+                          f"{e}): is this a Triton (KServe v2) server?") from None
+
+
+def _outputs(head: Dict[str, Any], body: bytes, header_length: Optional[int]) -> Dict[str, np.ndarray]:
     offset = 0 if header_length is None else int(header_length)
     out: Dict[str, np.ndarray] = {}
     for item in head.get("outputs", []):
@@ -95,7 +134,7 @@ def model_name_of(artifact_path: str) -> str:
 class TritonBackend(Backend):
     name = "triton"
     package = ""  # the standard library speaks the protocol
-    option_names = ("url", "model_name", "model_version", "timeout_s")
+    option_names = ("url", "model_name", "model_version", "timeout_s", "retries")
     # the local artifact describes the server's model (`export.triton`: onnxruntime_onnx or tensorrt_plan);
     # the server computes it, so this client needs no GPU and has no compute modes or INT8 placement of its own
     artifact_kinds = ("onnx", "tensorrt-engine")
@@ -120,26 +159,97 @@ class TritonBackend(Backend):
         version = self.options.get("model_version")
         self._path = f"/v2/models/{self._model}" + (f"/versions/{int(version)}" if version else "")
         self._conn: Any = None
+        self._timeout = float(self.options.get("timeout_s") or 30)
+        self._retries = int(self.options.get("retries", 3))
+        if self._timeout <= 0 or self._retries < 0:
+            raise RuntimeInspectError(f"backend options timeout_s={self._timeout} and retries={self._retries}: "
+                                      f"expected seconds > 0 and a count >= 0")
 
     def _request(self, method: str, path: str, body: Optional[bytes] = None,
                  headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+        """One request within `timeout_s` from connecting to the reply's last byte. Raises BackendUnavailable
+        when no connection can be made, TritonError when the deadline passed, _Transient when the connection
+        was closed or reset (a retry on a new one may succeed)."""
         import http.client  # noqa: PLC0415
 
         if self._conn is None:
             cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=float(self.options.get("timeout_s") or 30))
+            self._conn = cls(self._host, self._port, timeout=self._timeout)
+        conn = self._conn
+        expired = threading.Event()
+        sockets: List[Any] = []  # the connection's socket (http.client drops its own reference while reading)
+
+        def expire() -> None:  # the socket's own timeout is per receive: a trickling reply would reset it
+            expired.set()
+            for sock in sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self._timeout, expire)
+        timer.daemon = True
+        timer.start()
+        connected = False
         try:
-            self._conn.request(method, path, body=body, headers=headers or {})
-            resp = self._conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+            if conn.sock is None:
+                conn.connect()
+            connected = True
+            sockets.append(conn.sock)
+            if expired.is_set():  # the connect itself took the whole time
+                raise socket.timeout("timed out")
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            reply = resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         except (OSError, http.client.HTTPException) as e:
-            self._conn.close()
+            conn.close()
             self._conn = None
-            raise BackendUnavailable("triton", None, detail=f"no Triton server answers at {self._url} ({e})",
-                                     hint="start it with `tritonserver --model-repository REPO`") from None
+            if expired.is_set():
+                raise TritonError(f"Triton at {self._url} sent no complete reply within timeout_s={self._timeout:g} "
+                                  f"s: the server is overloaded or the network is slow; raise backend option "
+                                  f"timeout_s") from None
+            if not connected:
+                raise BackendUnavailable("triton", None, detail=f"no Triton server answers at {self._url} ({e})",
+                                         hint="start it with `tritonserver --model-repository REPO`") from None
+            raise _Transient(TritonError(f"Triton at {self._url} closed or reset the connection mid-request "
+                                         f"({type(e).__name__}: {e})")) from None
+        finally:
+            timer.cancel()
+        if expired.is_set():  # finished just as the timer fired: the socket may be shut; do not reuse it
+            conn.close()
+            self._conn = None
+        return reply
+
+    def _request_retrying(self, method: str, path: str, body: Optional[bytes] = None,
+                          headers: Optional[Dict[str, str]] = None,
+                          refused_is_final: bool = False) -> Tuple[int, Dict[str, str], bytes]:
+        """`_request`, tried again on a new connection with back-off after a closed connection, a transient
+        HTTP status (TRANSIENT_STATUS) or (unless `refused_is_final`: loading) a refused connection (a server
+        restarting), at most `retries` times."""
+        for attempt in range(self._retries + 1):
+            try:
+                reply = self._request(method, path, body, headers)
+                if reply[0] not in TRANSIENT_STATUS:
+                    return reply
+                failure = f"HTTP {reply[0]}"
+            except _Transient as e:
+                if attempt == self._retries:
+                    raise e.error from None
+                failure = str(e)
+            except BackendUnavailable as e:
+                if refused_is_final or attempt == self._retries:
+                    raise
+                failure = str(e)
+            if attempt == self._retries:
+                return reply
+            wait = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** attempt)
+            log.warning("Triton at %s: %s; retry %d of %d in %.1f s", self._url, failure, attempt + 1,
+                        self._retries, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _load(self) -> None:
-        status, _, body = self._request("GET", self._path + "/ready")
+        status, _, body = self._request_retrying("GET", self._path + "/ready", refused_is_final=True)
         if status != 200:
             raise RuntimeInspectError(f"Triton at {self._url} has no ready model {self._model!r} (HTTP {status}): "
                                       f"check the server log and its --model-repository")
@@ -148,20 +258,46 @@ class TritonBackend(Backend):
         inputs = {self.input_name: frames}
         inputs.update(extra)
         body, headers = encode_request(inputs, [self.map_name, self.score_name])
-        status, reply_headers, reply = self._request("POST", self._path + "/infer", body, headers)
-        length = reply_headers.get(HEADER_LENGTH.lower())
-        outputs = decode_response(reply, int(length) if length is not None else None)
+        status, reply_headers, reply = self._request_retrying("POST", self._path + "/infer", body, headers)
         if status != 200:
-            raise TritonError(f"Triton answered HTTP {status} for model {self._model!r}")
+            raise TritonError(f"Triton at {self._url} answered HTTP {status} for model {self._model!r}"
+                              f"{_error_text(reply)}: check the server log")
+        length = reply_headers.get(HEADER_LENGTH.lower())
+        try:
+            header_length = int(length) if length is not None else None
+        except ValueError:
+            raise TritonError(f"protocol error: header {HEADER_LENGTH} is {length!r}, not a length") from None
+        outputs = decode_response(reply, header_length)
         missing = [n for n in (self.map_name, self.score_name) if n not in outputs]
         if missing:
             raise TritonError(f"Triton's reply lacks output(s) {missing}: is {self._model!r} this manifest's model?")
-        return outputs[self.map_name], outputs[self.score_name]
+        maps, scores = outputs[self.map_name], outputs[self.score_name]
+        self._check_map_size(maps)
+        return maps, scores
+
+    def _check_map_size(self, maps: np.ndarray) -> None:
+        """The server's map must have the manifest's size: another model's map would be scaled up silently."""
+        outputs = self.manifest.outputs
+        want = [int(d) for d in outputs.anomaly_map.shape[-2:]] if outputs is not None else []
+        got = [int(d) for d in maps.shape[-2:]] if maps.ndim >= 2 else []
+        if len(want) == 2 and min(want) > 0 and got != want:
+            raise TritonError(f"protocol error: Triton's map for model {self._model!r} is "
+                              f"{'x'.join(map(str, got)) or 'not 2-D'}, but the manifest says {want[0]}x{want[1]}: "
+                              f"the server holds another model than this manifest describes")
 
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _error_text(body: bytes) -> str:
+    """': <the server's error message>' from an error reply's JSON, or '' when it has none."""
+    try:
+        head = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    return f": {str(head['error'])[:300]}" if isinstance(head, dict) and "error" in head else ""
 
 
 __all__ = ["TritonBackend", "TritonError", "encode_request", "decode_response", "model_name_of", "DATATYPES"]

@@ -50,7 +50,7 @@ Files: `section.py` (the Section base and its checks), `sections.py` (how to run
 from __future__ import annotations
 
 from runtime.manifest.document import ARTIFACT_KINDS, FORMAT, MANIFEST_KEYS, PRECISIONS, SCHEMA_VERSION, Manifest
-from runtime.manifest.files import (artifact_path_for, load_manifest, manifest_path_for, model_label, rebuild_command,
+from runtime.manifest.files import (MAX_MANIFEST_BYTES, artifact_path_for, load_manifest, manifest_path_for, model_label, rebuild_command,
                                     sha256_file, verify_artifact, write_manifest)
 from runtime.manifest.records import (EngineBuild, GraphParts, Quantization, SourceArtifact, SourceOnnx,
                                       ThresholdProvenance)
@@ -65,6 +65,6 @@ __all__ = [
     "Section", "Manifest", "InputSpec", "ExtraInput", "OutputSpec", "Outputs", "BatchSpec", "Normalization",
     "Threshold", "TensorRTInfo", "EngineProfile",
     "GraphParts", "ThresholdProvenance", "Quantization", "SourceArtifact", "SourceOnnx", "EngineBuild",
-    "load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for",
+    "MAX_MANIFEST_BYTES", "load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for",
     "model_label", "rebuild_command", "verify_artifact",
 ]

@@ -12,6 +12,8 @@ from runtime.files import atomic_write
 from runtime.manifest.document import Manifest
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: the largest manifest read: the toolkit's are kilobytes (an INT8 report with its calibration cache: well under 1 MiB)
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 def manifest_path_for(artifact_path: PathLike) -> str:
@@ -39,6 +41,10 @@ def load_manifest(artifact_path: PathLike) -> Manifest:
         raise ManifestError(f"no manifest {mpath} beside {os.fspath(artifact_path)}: export the model with "
                             f"`python -m export.onnx --run RUN --out MODEL.onnx` (it writes MODEL.json beside it)")
     try:
+        size = os.path.getsize(mpath)
+        if size > MAX_MANIFEST_BYTES:  # parsing a huge one would stall the start for minutes
+            raise ManifestError(f"manifest {mpath} is {size} bytes, above the cap of {MAX_MANIFEST_BYTES}: it is "
+                                f"not a manifest the toolkit wrote; re-export the model")
         with open(mpath, "r", encoding="utf-8") as f:
             d = json.load(f)
     except (OSError, UnicodeDecodeError) as e:
@@ -114,5 +120,5 @@ def verify_artifact(artifact_path: PathLike, manifest: Manifest) -> None:
                                rebuild_command(manifest, apath))
 
 
-__all__ = ["load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for", "model_label",
+__all__ = ["MAX_MANIFEST_BYTES", "load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for", "model_label",
            "rebuild_command", "verify_artifact"]

@@ -16,7 +16,8 @@ from runtime.manifest import ExtraInput, InputSpec, Manifest, Normalization, Thr
 
 
 def make_onnx(path: str, size: Tuple[int, int] = (32, 48), with_noise: bool = False, seed: int = 0,
-              static_batch: Optional[int] = None) -> str:
+              static_batch: Optional[int] = None, bias: float = 0.1) -> str:
+    """`bias` is added to every map pixel: float("nan") makes a graph whose every output is NaN."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -27,7 +28,7 @@ def make_onnx(path: str, size: Tuple[int, int] = (32, 48), with_noise: bool = Fa
     inits = [
         numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), "scale"),
         numpy_helper.from_array(weight, "weight"),
-        numpy_helper.from_array(np.array([0.1], np.float32), "bias"),
+        numpy_helper.from_array(np.array([bias], np.float32), "bias"),
     ]
     nodes = [
         helper.make_node("Cast", ["frame"], ["f"], to=TensorProto.FLOAT),
@@ -57,9 +58,11 @@ def make_onnx(path: str, size: Tuple[int, int] = (32, 48), with_noise: bool = Fa
 
 def make_model(folder: str, name: str = "tiny", size: Tuple[int, int] = (32, 48), channel_order: str = "RGB",
                threshold: Optional[float] = None, normalization: Optional[Tuple[float, float]] = None,
-               with_noise: bool = False, static_batch: Optional[int] = None, batch_max: int = 8) -> str:
+               with_noise: bool = False, static_batch: Optional[int] = None, batch_max: int = 8,
+               bias: float = 0.1) -> str:
     """Write NAME.onnx + NAME.json into `folder`; returns the .onnx path."""
-    path = make_onnx(os.path.join(folder, name + ".onnx"), size, with_noise=with_noise, static_batch=static_batch)
+    path = make_onnx(os.path.join(folder, name + ".onnx"), size, with_noise=with_noise, static_batch=static_batch,
+                     bias=bias)
     thr = None
     if threshold is not None:
         norm = Normalization(*normalization) if normalization else None

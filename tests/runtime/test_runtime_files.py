@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -32,3 +33,21 @@ def test_write_json_round_trips_and_names_what_it_could_not_write(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match=r"^cannot write --json .*: .*choose a writable path"):
         write_json(tmp_path / "f" / "r.json", {}, f"--json {tmp_path / 'f' / 'r.json'}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="no POSIX modes on this platform")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask_not_0600(tmp_path, umask, mode):
+    from runtime.manifest import load_manifest, write_manifest
+    from tests.helpers.tiny_models import make_model
+
+    model = make_model(str(tmp_path))
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.bin", b"x")
+        write_json(tmp_path / "b.json", {"a": 1})
+        write_manifest(model, load_manifest(model))  # a manifest, as export and calibration write them
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.json", "tiny.json"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
