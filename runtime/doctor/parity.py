@@ -72,12 +72,26 @@ def _timing(backend: Any, frame: np.ndarray, iters: int, max_seconds: float) -> 
     return {"p50_ms": round(stats["p50_ms"], 3), "mean_ms": round(stats["mean_ms"], 3), "iters": stats["iters"]}
 
 
+def measure(backend: Any, frames: np.ndarray, iters: int, max_seconds: float
+            ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """Outputs of a loaded backend on `frames` (by role), and its batch-1 latency."""
+    outputs = _infer_all(backend, frames)
+    return outputs, {"describe": backend.describe(), "latency_batch1": _timing(backend, frames[:1], iters,
+                                                                               max_seconds)}
+
+
+def judge(ref_out: Dict[str, np.ndarray], out: Dict[str, np.ndarray], precision: str, backend: str,
+          info: Dict[str, Any]) -> Dict[str, Any]:
+    """A leg's record: pass/fail under the tolerances of the precision it computes in, errors, timing."""
+    result = cmp.compare(ref_out, out, cmp.tolerances_for(precision))
+    return {"status": "pass" if result["passed"] else "fail", "backend": backend, "compute": precision,
+            **info, **result}
+
+
 def _run_leg(path: str, manifest: Manifest, backend: str, device: str, options: Dict[str, Any],
              frames: np.ndarray, iters: int, max_seconds: float) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     with create_backend(backend, path, manifest, device=device, **options) as b:
-        outputs = _infer_all(b, frames)
-        info = {"describe": b.describe(), "latency_batch1": _timing(b, frames[:1], iters, max_seconds)}
-    return outputs, info
+        return measure(b, frames, iters, max_seconds)
 
 
 def _availability(name: str) -> Optional[str]:
@@ -170,9 +184,7 @@ def _checked_leg(path: str, manifest: Manifest, backend: str, device: str, optio
         return {"status": "skipped", "backend": backend, "reason": str(e)}
     except (InspectError, Exception) as e:  # a library's own failure is a finding of the doctor, not a crash
         return {"status": "error", "backend": backend, "reason": one_line(e)}
-    result = cmp.compare(ref_out, out, cmp.tolerances_for(precision))
-    return {"status": "pass" if result["passed"] else "fail", "backend": backend, "compute": precision,
-            **info, **result}
+    return judge(ref_out, out, precision, backend, info)
 
 
 def _source_onnx(engine: str, manifest: Manifest) -> str:
@@ -215,4 +227,4 @@ def _tensorrt_leg(path: str, manifest: Manifest, engine_path: Optional[str], fra
     return leg
 
 
-__all__ = ["check_model", "synthetic_frames", "real_frames", "onnx_legs"]
+__all__ = ["check_model", "synthetic_frames", "real_frames", "onnx_legs", "measure", "judge"]
