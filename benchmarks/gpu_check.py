@@ -1,6 +1,6 @@
 """One command that proves the GPU path: tests, engines, parity and latency, into one folder.
 
-    python -m benchmarks.gpu_check [--out DIR] [--cpu-only] [--models fair:32 fair:64 fair:128 patchcore padim]
+    python -m benchmarks.gpu_check [--out DIR] [--cpu-only] [--methods fair:32 fair:64 fair:128 patchcore padim]
         [--precision fp32 fp16 int8] [--image-size 256] [--batch 1 8] [--iters 30] [--budget 570]
     scripts/gpu_check.sh [same options]
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "into one folder, with what was skipped and why.")
     p.add_argument("--out", default=None, help="result folder (default gpu_check_YYYYmmdd_HHMMSS)")
     p.add_argument("--cpu-only", action="store_true", help="do not touch the GPU even if one is present")
-    p.add_argument("--models", nargs="+", type=_model, default=list(MODELS),
+    p.add_argument("--methods", nargs="+", type=_model, default=list(MODELS),
                    help=f"METHOD or METHOD:C (default {' '.join(MODELS)})")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="engine precisions (default fp32 fp16 int8)")
@@ -144,9 +144,9 @@ def _run(args: argparse.Namespace) -> int:
     if "tests" in args.steps:
         steps.step_tests(check, args.tests)
     if "parity" in args.steps:
-        steps.step_parity(check, args.models, args.image_size, args.precision, args.iters, profile)
+        steps.step_parity(check, args.methods, args.image_size, args.precision, args.iters, profile)
     if "latency" in args.steps:
-        steps.step_latency(check, args.models, args.image_size, args.precision, args.batch, args.iters)
+        steps.step_latency(check, args.methods, args.image_size, args.precision, args.batch, args.iters)
     info = machine_info()
     results = {"created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
                "gpu": info["gpu"] if check.gpu else f"none used ({gpu_reason})", "machine": info,

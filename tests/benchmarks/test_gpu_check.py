@@ -31,7 +31,7 @@ def test_junit_summary_counts_and_reasons(tmp_path):
 @pytest.mark.slow  # exports a FAIR c=8 graph and runs the doctor and one test file (~40 s on 2 cores)
 def test_cpu_only_mode_end_to_end(tmp_path):
     out = tmp_path / "check"
-    proc = subprocess.run([str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-only", "--out", str(out), "--models",
+    proc = subprocess.run([str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-only", "--out", str(out), "--methods",
                            "fair:8", "--image-size", "32", "--iters", "2", "--tests",
                            "tests/runtime/test_runtime_trt.py"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
@@ -57,6 +57,6 @@ def test_cpu_only_mode_end_to_end(tmp_path):
 
 
 def test_bad_model_spec_is_refused():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--models", "fair:x"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--methods", "fair:x"], cwd=ROOT,
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2 and "expected METHOD or METHOD:C" in proc.stderr
