@@ -4,7 +4,8 @@
   smoke build);
 - `tests`: every test file that holds `gpu`/`trt` tests or skips without TensorRT/a GPU (`GPU_TEST_FILES`, plus
   any file that uses the markers), with pytest's skip reasons;
-- `parity`: per model, the FP32 ONNX (seeded random weights, `export.artifacts`) on ONNX Runtime as the
+- `parity`: per model, the FP32 ONNX (seeded random weights, `export.artifacts`; PatchCore and PaDiM fitted on
+  the generated demo images, since their memory bank / Gaussians are data) on ONNX Runtime as the
   reference, against OpenVINO and PyTorch on the CPU, PyTorch on CUDA, and TensorRT engines of the FP32, FP16
   and Q/DQ INT8 graphs (each against ONNX Runtime on the graph it was built from, with and without a CUDA graph);
 - `latency`: `benchmarks/latency.py`'s `tensorrt` and torch-CUDA rows.
@@ -146,6 +147,25 @@ def demo_data(check: Check, category: str = "brick") -> Tuple[str, str]:
     return str(root), category
 
 
+def fitted_run(check: Check, method: str, image_size: int) -> Optional[str]:
+    """For a method that learns in one pass over good images (PatchCore, PaDiM: `training == "fit"`), a run
+    fitted on the demo images (its memory bank or Gaussians are data, not random weights); None for a method
+    trained by gradient descent, whose seeded random weights are enough for parity and timing."""
+    from train.methods import get_method
+
+    if get_method(method).training != "fit":
+        return None
+    run = check.out / "runs" / f"{method}_{image_size}"
+    if not (run / "model.safetensors").is_file():
+        data, category = demo_data(check)
+        rc, _ = check.run(f"fit_{method}", [sys.executable, "-m", "train", "--method", method, "--data", data,
+                                            "--category", category, "--image-size", str(image_size), "--out",
+                                            str(run), "--device", "cuda" if check.gpu else "cpu"])
+        if rc != 0:
+            raise RuntimeError(f"fitting {method} on the demo images failed (logs/fit_{method}.log)")
+    return str(run)
+
+
 def model_parity(check: Check, spec: str, image_size: int, precisions: Sequence[str], iters: int,
                  profile: Tuple[int, int, int]) -> Dict[str, Any]:
     """One model: its FP32 ONNX on ONNX Runtime (the reference) against every other leg that runs here."""
@@ -155,8 +175,9 @@ def model_parity(check: Check, spec: str, image_size: int, precisions: Sequence[
     from runtime.doctor import parity
 
     method, _, width = spec.partition(":")
-    source = GraphSource(method=method, c=int(width) if width else None, image_size=image_size)
-    data, category = demo_data(check) if "int8" in precisions and check.gpu else (None, None)
+    run = fitted_run(check, method, image_size)
+    source = GraphSource(method=method, c=int(width) if width else None, image_size=image_size, run=run)
+    data, category = demo_data(check) if "int8" in precisions and check.gpu else (None, None)  # INT8 calibration
     art = ModelArtifacts(check.out / "engines" / spec.replace(":", "_c"), spec.replace(":", "_c"), source,
                          calibration=Calibration(data, category, images=16, auto_keep=False, progress=False)
                          if data else None)
@@ -236,8 +257,10 @@ def step_latency(check: Check, models: Sequence[str], image_size: int, precision
             check.skip(f"latency {method}", "the check's time budget ran out")
             continue
         data, category = demo_data(check)
+        fitted = fitted_run(check, method, image_size)
+        which = ["--runs", fitted] if fitted else (["--c", *widths] if widths else [])
         json_out = check.out / f"latency_{method}.json"
-        cmd = [sys.executable, "benchmarks/latency.py", "--method", method, *(["--c", *widths] if widths else []),
+        cmd = [sys.executable, "benchmarks/latency.py", "--method", method, *which,
                "--backend", "tensorrt", "torch", "--device", "cuda", "--precision", *precisions,
                "--batch", *map(str, batches), "--image-size", str(image_size), "--data", data, "--category",
                category, "--calib-images", "16", "--iters", str(iters), "--warmup", "5", "--max-seconds", "10",
