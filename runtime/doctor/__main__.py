@@ -50,6 +50,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.model and not os.path.isfile(args.model):
         raise RuntimeInspectError(f"--model {args.model}: no such file")
+    if args.model:
+        from runtime.manifest import load_manifest  # noqa: PLC0415
+
+        load_manifest(args.model)  # a missing or invalid manifest is bad input (exit 2), not a finding
     if args.real and not args.model:
         raise RuntimeInspectError("--real needs --model: the real frames are run through that model")
     for path in args.real:

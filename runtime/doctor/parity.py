@@ -18,7 +18,7 @@ import numpy as np
 
 from runtime.backends import backend_class, create_backend
 from runtime.doctor import compare as cmp
-from runtime.errors import BackendUnavailable, InspectError, RuntimeInspectError, SourceError, one_line
+from runtime.errors import BackendUnavailable, RuntimeInspectError, SourceError, one_line
 from runtime.frames import FramePreparer
 from runtime.manifest import Manifest, load_manifest, verify_artifact
 from runtime.timing import latency_stats, time_infer
@@ -182,7 +182,7 @@ def _checked_leg(path: str, manifest: Manifest, backend: str, device: str, optio
         out, info = _run_leg(path, manifest, backend, device, options, frames, iters, max_seconds)
     except BackendUnavailable as e:
         return {"status": "skipped", "backend": backend, "reason": str(e)}
-    except (InspectError, Exception) as e:  # a library's own failure is a finding of the doctor, not a crash
+    except Exception as e:  # a library's own failure is a finding of the doctor, not a crash
         return {"status": "error", "backend": backend, "reason": one_line(e)}
     return judge(ref_out, out, precision, backend, info)
 

@@ -100,6 +100,24 @@ def test_tensorrt_older_than_the_floor(monkeypatch):
     assert info["available"] is False and "8.4.1.5 is older than 8.5" in info["reason"]
 
 
+def test_tensorrt_without_a_usable_gpu(monkeypatch, tmp_path):
+    """TensorRT imports (a module of a supported version) but libcudart cannot be loaded: the report's
+    TensorRT section is available, CUDA says why not, the pair is flagged, and the self-test's TensorRT leg is
+    skipped with the CUDA reason instead of building anything."""
+    trt = type(sys)("tensorrt")
+    trt.__version__ = "10.3.0"
+    monkeypatch.setattr(trt_version, "_TRT", None)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(cuda_runtime, "_CUDA", None)
+    monkeypatch.setattr(cuda_runtime, "candidate_libraries", lambda *a, **k: [str(tmp_path / "libcudart.so.12")])
+    info, cuda = gpu.tensorrt_info(), gpu.cuda_info()
+    assert info["available"] and info["version"] == "10.3.0" and info["capabilities"]["strongly_typed_flag"]
+    assert info["max_onnx_opset"] == 20 and not cuda["available"]
+    assert "engines can neither be built nor run" in gpu.gpu_warnings(cuda, info)[0]
+    leg = check_model(report.SELFTEST_MODEL, iters=2)["legs"]["tensorrt"]
+    assert leg["status"] == "skipped" and "libcudart" in leg["reason"]
+
+
 def test_no_openvino(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     b = backend_probe.backend_report("openvino")
@@ -243,6 +261,10 @@ def test_bad_input_is_one_error_line(tmp_path):
                                                                  f"no such file"
     out = _cli("--real", str(tmp_path))
     assert out.returncode == 2 and "--real needs --model" in out.stderr
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes((ROOT / "runtime" / "doctor" / "selftest.onnx").read_bytes())  # no manifest beside it
+    out = _cli("--model", str(bare))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "bare.json" in out.stderr.splitlines()[0]
 
 
 # -- a trained model: ONNX Runtime, OpenVINO and torch agree --------------------------------------------------
