@@ -134,7 +134,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"gpu_check_{stamp}")
     with writing(f"--out {out}"):
         out.mkdir(parents=True, exist_ok=True)
-    gpu_reason: Optional[str] = "--cpu-only was given" if args.cpu_only else steps.gpu_status()
+    gpu_reason = steps.gpu_status()
+    if args.cpu_only:  # say what the GPU path would have been, too
+        gpu_reason = f"--cpu-only was given (without it: {gpu_reason or 'a GPU and TensorRT are present'})"
     check = steps.Check(out, args.budget, gpu_reason)
     t0 = time.monotonic()
     profile = (1, max(args.batch), max(args.batch))
