@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from runtime import cuda_runtime, trt_version
 from runtime.errors import BackendUnavailable
@@ -18,19 +18,23 @@ TRT_CAPABILITIES_USED = ("named_io_tensors", "uint8_io", "explicit_batch_flag_re
                          "device_memory_size_v2", "onnx_dft")
 
 
-def _smi_memory_gib() -> Optional[float]:
-    """Total memory of GPU 0 from nvidia-smi (None where there is no nvidia-smi, e.g. most Jetsons, whose GPU
-    shares the system memory)."""
+def _smi_facts() -> Dict[str, Any]:
+    """GPU 0's total memory (GiB) and the driver's version from nvidia-smi; None each where there is no
+    nvidia-smi (most Jetsons: their GPU shares the system memory, see the CPU line)."""
+    out: Dict[str, Any] = {"memory_gib": None, "driver": None}
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return None
+        return out
     try:
-        out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-        first = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-        return round(float(first) / 1024, 1) if first else None
+        proc = subprocess.run([smi, "--query-gpu=memory.total,driver_version", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=10)
+        first = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+        if first:
+            memory, _, driver = first.partition(",")
+            out.update(memory_gib=round(float(memory) / 1024, 1), driver=driver.strip() or None)
     except (OSError, ValueError, subprocess.SubprocessError):
-        return None
+        pass
+    return out
 
 
 def cuda_info() -> Dict[str, Any]:
@@ -53,7 +57,7 @@ def cuda_info() -> Dict[str, Any]:
         return out
     out["available"] = True
     out["gpu"] = {"index": dev.index, "name": dev.name, "compute_capability": dev.compute_capability,
-                  "memory_gib": _smi_memory_gib()}
+                  **_smi_facts()}
     return out
 
 

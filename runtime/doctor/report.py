@@ -98,7 +98,8 @@ def _gpu_lines(r: Dict[str, Any]) -> List[str]:
     cuda, trt, jet = r["cuda"], r["tensorrt"], r["jetson"]
     if cuda["available"]:
         g = cuda["gpu"]
-        mem = f", {g['memory_gib']} GiB" if g.get("memory_gib") else ""
+        mem = (f", {g['memory_gib']} GiB" if g.get("memory_gib") else "") + \
+            (f", driver {g['driver']}" if g.get("driver") else "")
         lines = [f"CUDA        runtime {cuda['runtime_version']}, driver supports {cuda['driver_version']} "
                  f"({cuda['library']})", f"GPU         {g['name']} (compute capability {g['compute_capability']}{mem})"]
     else:

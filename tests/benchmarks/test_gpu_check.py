@@ -28,6 +28,20 @@ def test_junit_summary_counts_and_reasons(tmp_path):
     assert "tests/export/test_export_trt.py" in files and "tests/runtime/test_runtime_trt.py" in files
 
 
+def test_parity_table_rows_for_engines_and_errors():
+    from benchmarks.gpu_check import parity_table
+
+    leg = {"status": "pass", "outputs": {"anomaly_map": {"max_abs": 1e-3}, "score": {"max_abs": 2e-4}},
+           "latency_batch1": {"p50_ms": 1.25}, "latency_batch1_cuda_graph": {"p50_ms": 0.75}}
+    rows = parity_table({"models": [{"model": "fair:32", "legs": {"tensorrt fp16": leg,
+                                                                  "tensorrt int8": {"status": "error",
+                                                                                    "reason": "build failed"}}},
+                                    {"model": "patchcore", "legs": {}, "error": "fit failed"}]})
+    assert rows[2] == "| fair:32 | tensorrt fp16 | pass | 1.00e-03 | 2.00e-04 | 1.250 | 0.750 |"
+    assert rows[3].startswith("| fair:32 | tensorrt int8 | error: build failed |")
+    assert rows[4].startswith("| patchcore | | error | fit failed |")
+
+
 @pytest.mark.slow  # exports a FAIR c=8 graph and runs the doctor and one test file (~40 s on 2 cores)
 def test_cpu_only_mode_end_to_end(tmp_path):
     out = tmp_path / "check"

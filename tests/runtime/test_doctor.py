@@ -299,3 +299,24 @@ def test_trained_model_agrees_on_onnxruntime_openvino_and_torch(tmp_path):
         for o in p["legs"][leg]["outputs"].values():
             assert o["failing_fraction"] == 0.0 and o["shape"][0] == 6
     assert "torch" in out.stdout and "PASS" in out.stdout
+
+
+def test_text_of_a_gpu_machine(full_report):
+    """The text lines for sections only a GPU machine fills (the values are a Jetson's, as its probes return
+    them), so the first run on a GPU does not meet untried formatting code."""
+    r = json.loads(json.dumps(full_report))
+    r["cuda"] = {"available": True, "reason": None, "library": "/usr/local/cuda/lib64/libcudart.so.12",
+                 "runtime_version": "12.6", "driver_version": "12.6",
+                 "gpu": {"index": 0, "name": "Orin", "compute_capability": "8.7", "memory_gib": None, "driver": None}}
+    r["tensorrt"] = {"available": True, "reason": None, "version": "10.3.0", "max_onnx_opset": 20,
+                     "capabilities": {"named_io_tensors": True, "strongly_typed_flag": True, "onnx_dft": False}}
+    r["jetson"] = {"is_jetson": True, "l4t": "36.4.3", "jetpack": "6.1 / 6.2", "jetpack_tensorrt": "10.3",
+                   "jetpack_python": "3.10", "power_mode": "NV Power Mode: MAXN\n0", "notes": []}
+    leg = dict(r["selftest"]["legs"]["openvino"], backend="tensorrt",
+               latency_batch1_cuda_graph={"p50_ms": 0.05, "mean_ms": 0.05, "iters": 3})
+    r["selftest"]["legs"]["tensorrt"] = leg
+    text = report.format_text(r)
+    assert "GPU         Orin (compute capability 8.7)" in text
+    assert "TensorRT    10.3.0 (ONNX opset <= 20; named_io_tensors, strongly_typed_flag)" in text
+    assert "L4T 36.4.3 = JetPack 6.1 / 6.2 (ships TensorRT 10.3, Python 3.10); power mode: NV Power Mode: MAXN" in text
+    assert "(CUDA graph 0.050 ms)" in text
