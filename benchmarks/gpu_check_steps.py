@@ -173,12 +173,17 @@ def model_parity(check: Check, spec: str, image_size: int, precisions: Sequence[
     from export.manifest import graph_manifest
     from runtime.backends import backend_class, create_backend
     from runtime.doctor import parity
+    from runtime.manifest import model_label
 
     method, _, width = spec.partition(":")
     run = fitted_run(check, method, image_size)
     source = GraphSource(method=method, c=int(width) if width else None, image_size=image_size, run=run)
     data, category = demo_data(check) if "int8" in precisions and check.gpu else (None, None)  # INT8 calibration
-    art = ModelArtifacts(check.out / "engines" / spec.replace(":", "_c"), spec.replace(":", "_c"), source,
+    # the folder benchmarks/latency.py uses for the same model under the same --work-dir: its engines reuse
+    # this folder's TensorRT timing cache, so the latency step's builds take seconds
+    label = model_label(method, source.c)
+    folder = check.out / "engines" / f"{label}_{image_size}x{image_size}_{'run' if run else 'random'}"
+    art = ModelArtifacts(folder, label, source,
                          calibration=Calibration(data, category, images=16, auto_keep=False, progress=False)
                          if data else None)
     onnx = art.onnx("fp32")
@@ -264,7 +269,7 @@ def step_latency(check: Check, models: Sequence[str], image_size: int, precision
                "--backend", "tensorrt", "torch", "--device", "cuda", "--precision", *precisions,
                "--batch", *map(str, batches), "--image-size", str(image_size), "--data", data, "--category",
                category, "--calib-images", "16", "--iters", str(iters), "--warmup", "5", "--max-seconds", "10",
-               "--work-dir", str(check.out / "engines" / f"latency_{method}"), "--json", str(json_out),
+               "--work-dir", str(check.out / "engines"), "--json", str(json_out),
                "--markdown", str(check.out / f"latency_{method}.md"), "--no-progress"]
         rc, _ = check.run(f"latency_{method}", cmd)
         runs[method] = {"rc": rc, "json": json_out.name if json_out.is_file() else None}
