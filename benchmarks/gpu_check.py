@@ -24,22 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from runtime.cli_flags import positive_int
 from runtime.errors import cli_exit, writing
 from runtime.files import atomic_write, write_json
 
 MODELS = ("fair:32", "fair:64", "fair:128", "patchcore", "padim")
 PRECISIONS = ("fp32", "fp16", "int8")
 STEPS = ("doctor", "tests", "parity", "latency")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _model(text: str) -> str:
@@ -60,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"METHOD or METHOD:C (default {' '.join(MODELS)})")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="engine precisions (default fp32 fp16 int8)")
-    p.add_argument("--image-size", type=_positive, default=256, help="model input side (default 256)")
-    p.add_argument("--batch", nargs="+", type=_positive, default=[1, 8], help="latency batch sizes (default 1 8); "
+    p.add_argument("--image-size", type=positive_int, default=256, help="model input side (default 256)")
+    p.add_argument("--batch", nargs="+", type=positive_int, default=[1, 8], help="latency batch sizes (default 1 8); "
                                                                               "engines are built for 1..max")
-    p.add_argument("--iters", type=_positive, default=30, help="timed runs per leg and row (default 30)")
-    p.add_argument("--budget", type=_positive, default=570, help="seconds for the whole check (default 570)")
+    p.add_argument("--iters", type=positive_int, default=30, help="timed runs per leg and row (default 30)")
+    p.add_argument("--budget", type=positive_int, default=570, help="seconds for the whole check (default 570)")
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="steps to run (default all)")
     p.add_argument("--tests", nargs="+", default=None, metavar="FILE",
                    help="test files to run (default: every file with gpu/trt tests)")

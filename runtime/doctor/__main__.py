@@ -12,18 +12,9 @@ import os
 import sys
 from typing import List, Optional
 
+from runtime.cli_flags import positive_int
 from runtime.errors import RuntimeInspectError, cli_exit
 from runtime.files import write_json
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image files or folders of them to run --model on besides the synthetic frames (at most 8)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-': print JSON instead "
                                                  "of text) for a bug report")
-    p.add_argument("--iters", type=_positive, default=20, help="timed runs per backend (default 20)")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed runs per backend (default 20)")
     p.add_argument("--no-selftest", action="store_true",
                    help="skip the bundled self-test model (and the TensorRT smoke build)")
     p.add_argument("--keep-engines", metavar="DIR",
