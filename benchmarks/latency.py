@@ -33,6 +33,7 @@ from typing import Optional, Sequence  # noqa: E402
 from benchmarks.latency_rows import CALIBRATION_IMAGES, ROW_TIMEOUT_S, Settings, row_precisions  # noqa: E402
 from benchmarks.latency_suite import BenchmarkError, benchmark  # noqa: E402
 from benchmarks.machine import cpu_has_bf16  # noqa: E402,F401  (tests of the runtime ask it here)
+from runtime.cli_flags import positive_int  # noqa: E402
 from train.config import option_argument  # noqa: E402  (torch-free)
 
 #: the short names the README's commands use, still accepted (not shown in --help)
@@ -61,16 +62,6 @@ def _precision(text: str) -> str:
     return t
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def _non_negative(text: str) -> int:
     try:
         v = int(text)
@@ -89,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Latency / FPS / size / memory (and accuracy with --runs) of inspection graphs per backend "
                     "and precision. Timed: the whole graph, uint8 frames in, map + score out.")
     p.add_argument("--method", default="fair", help="registered method (default fair)")
-    p.add_argument("--c", type=_positive, nargs="+", default=None,
+    p.add_argument("--c", type=positive_int, nargs="+", default=None,
                    help="base widths (FAIR: 32 64 128); default the method's (32), or only the widths of --runs "
                         "when given; methods without a width (e.g. patchcore) refuse it")
     p.add_argument("--backend", type=_backend_name, choices=backend_names(), nargs="+", default=DEFAULT_BACKENDS,
@@ -102,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", type=_precision, nargs="+", default=["fp32"],
                    help="fp32, fp16 (FP16 ONNX), int8 (Q/DQ ONNX; needs --data for calibration), bf16 (the FP32 "
                         "graph computed in bf16: openvino, torch; CPUs with AMX/AVX512-BF16)")
-    p.add_argument("--batch", type=_positive, nargs="+", default=[1], help="batch sizes (default 1)")
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
     p.add_argument("--image-size", default="256",
                    help="N or HxW, multiples of the method's size multiple (16 for fair; default 256)")
     p.add_argument("--runs", nargs="*", default=[], metavar="RUN",
@@ -110,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data root (MVTec layout): test split for accuracy, train split for INT8 "
                                   "calibration")
     p.add_argument("--category", help="category inside --data")
-    p.add_argument("--calib-images", type=_positive, default=CALIBRATION_IMAGES,
+    p.add_argument("--calib-images", type=positive_int, default=CALIBRATION_IMAGES,
                    help=f"INT8 calibration images from the train split (default {CALIBRATION_IMAGES})")
     p.add_argument("--warmup", type=_non_negative, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--iters", type=_positive, default=30, help="timed runs (default 30)")
+    p.add_argument("--iters", type=positive_int, default=30, help="timed runs (default 30)")
     p.add_argument("--max-seconds", type=float, default=120.0,
                    help="stop timing a row after this many seconds (at least 3 runs; default 120)")
-    p.add_argument("--threads", type=_positive, help="CPU threads (default: physical cores)")
-    p.add_argument("--passes", type=_positive, default=1,
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
+    p.add_argument("--passes", type=positive_int, default=1,
                    help="time every row this many times, one pass over all rows after another, and keep each "
                         "row's pass with the lowest p50 (for a shared, noisy machine; default 1)")
     p.add_argument("--option", type=option_argument, action="append", default=[], metavar="KEY=VALUE",

@@ -200,22 +200,13 @@ class ModelArtifacts:
 
     def _make_engine(self, key: str, profile: Tuple[int, int, int], tag: str, workspace_mb: Optional[int],
                      verbose: bool):
-        from export.manifest import batch_spec, derive, write
-        from export.trt_build import build_engine
-        from runtime.manifest import TensorRTInfo, load_manifest
+        from export.trt_build import build_engine_with_manifest
 
-        src = self.onnx(key)
         precision = key.partition(":")[0]
         engine = self.dir / f"{self.stem}_{precision}{tag}.engine"
-        res = build_engine(src, engine, precision=precision, batch=profile, workspace_mb=workspace_mb,
-                           timing_cache=self.dir / "timing.cache", verbose=verbose)
-        base = load_manifest(src)
-        info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
-                            profile=res.profile)
-        write(engine, derive(base, artifact_kind="tensorrt-engine", tensorrt=info, batch=batch_spec("dynamic", profile),
-                             source_onnx={"file": src.name, "sha256": base.sha256},
-                             build={"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
-                                    "seconds": res.seconds, "workspace_mb": workspace_mb, "tf32": res.tf32}))
+        res = build_engine_with_manifest(self.onnx(key), engine, precision=precision, batch=profile,
+                                         workspace_mb=workspace_mb, timing_cache=self.dir / "timing.cache",
+                                         verbose=verbose)
         return engine, res
 
 

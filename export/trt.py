@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from export.errors import ExportError
+from runtime.cli_flags import positive_int
 
 EXIT_NO_TENSORRT = 3
 INSTALL_HINT = "`pip install tensorrt` on x86, JetPack (python3-libnvinfer) on Jetson"
@@ -43,16 +44,6 @@ def parse_profile(text: str) -> Tuple[int, int, int]:
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
         raise ExportError(f"--batch {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:8:32)")
     return vals[0], vals[1], vals[2]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def newest_run(method: str, c: Optional[int], root="runs") -> Optional[Path]:
@@ -99,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the method's optional extra inputs (noise2norm: a run-time noise field)")
     p.add_argument("--data", help="INT8: data root (MVTec layout) whose good training images calibrate")
     p.add_argument("--category", help="INT8: category inside --data")
-    p.add_argument("--images", type=_positive, default=64, help="INT8: number of calibration images (default 64)")
+    p.add_argument("--images", type=positive_int, default=64, help="INT8: number of calibration images (default 64)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (INT8 calibration)")
     return p

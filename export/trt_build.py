@@ -146,6 +146,28 @@ def build_engine(
     )
 
 
+def build_engine_with_manifest(onnx_path, engine_path, *, precision: str, batch: Tuple[int, int, int],
+                               workspace_mb: Optional[int] = None, timing_cache: Optional[os.PathLike] = None,
+                               verbose: bool = False) -> BuildResult:
+    """`build_engine`, then the engine's manifest beside it: the ONNX's manifest with the TensorRT version, GPU,
+    compute capability, batch profile and build settings (what the TensorRT backend checks before it loads).
+    The one way an engine and its manifest are made (`export.artifacts`, the doctor's smoke build)."""
+    from export.manifest import batch_spec, derive, write  # noqa: PLC0415 - manifest helpers, torch-free
+    from runtime.manifest import TensorRTInfo, load_manifest  # noqa: PLC0415
+
+    base = load_manifest(onnx_path)
+    res = build_engine(onnx_path, engine_path, precision=precision, batch=batch, workspace_mb=workspace_mb,
+                       timing_cache=timing_cache, verbose=verbose)
+    info = TensorRTInfo(version=res.tensorrt_version, gpu=res.gpu, compute_capability=res.compute_capability,
+                        profile=res.profile)
+    write(engine_path, derive(base, artifact_kind="tensorrt-engine", tensorrt=info,
+                              batch=batch_spec("dynamic", tuple(batch)),
+                              source_onnx={"file": Path(onnx_path).name, "sha256": base.sha256},
+                              build={"strongly_typed": res.strongly_typed, "builder_flags": res.builder_flags,
+                                     "seconds": res.seconds, "workspace_mb": workspace_mb, "tf32": res.tf32}))
+    return res
+
+
 def _set_precision_flags(config, network, trt, caps, precision: str, strongly_typed: bool, tf32: bool) -> List[str]:
     """Set the builder flags a weakly typed build needs for `precision` and clear TF32 unless `tf32`; returns
     the names of the flags set (for the manifest)."""
@@ -187,4 +209,4 @@ def _pin_layer_precisions(network, trt) -> int:
     return pinned
 
 
-__all__ = ["build_engine", "BuildResult", "gpu_info"]
+__all__ = ["build_engine", "build_engine_with_manifest", "BuildResult", "gpu_info"]

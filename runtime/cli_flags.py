@@ -16,6 +16,17 @@ from runtime.backends import DEVICES, REGISTRY  # cheap: the registry imports no
 _TORCH_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+def positive_int(text: str) -> int:
+    """argparse `type` for a count (images, iterations, batch sizes, seconds): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def backend_choices(auto: bool = True) -> List[str]:
     """The runtime's backend names (`runtime.backends.REGISTRY`), "auto" first when the command can pick."""
     return (["auto"] if auto else []) + list(REGISTRY)
