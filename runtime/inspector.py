@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from runtime.backends import BackendChoice, create_backend, select_backend
+from runtime.drift import DriftBand, frame_alert
 from runtime.errors import BatchFrameError, FrameError, ManifestError, RuntimeInspectError
 from runtime.frames import FRAME_ORDERS, FramePreparer
 from runtime.manifest import (ARTIFACT_KINDS, Manifest, artifact_path_for, load_manifest, manifest_path_for,
@@ -38,6 +39,7 @@ from runtime.result import Result
 from runtime.source_base import Frame
 from runtime.sources import FrameSource
 from runtime.stream import Stream
+from runtime.swap import SwapGate, rollback_model, swap_model
 
 log = logging.getLogger("runtime.inspector")
 
@@ -106,6 +108,14 @@ class Inspector:
         if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
             self._good_mean = float(norm.good_mean)
         self._frames = FramePreparer(self.input_size, self.manifest.input.channel_order)
+        self._band = DriftBand.from_manifest(self.manifest, self.threshold)  # blank / out-of-range frames
+        # Model versions (runtime.swap): what a swap loads the next version with, the gate that keeps a batch on
+        # one version, the version that ran before (for rollback).
+        self._load_args = {"backend": backend, "device": device, "frame_order": frame_order,
+                           "backend_options": backend_options}
+        self._gate = SwapGate()
+        self._swap_lock = threading.Lock()
+        self._previous: Optional[Dict[str, Any]] = None
         self._lock = threading.Lock()  # the frame counter, `_closed`, the stream set
         self._count = 0
         self._closed = False
@@ -118,6 +128,11 @@ class Inspector:
     def input_size(self) -> Tuple[int, int]:
         """(height, width) of the frames the model takes; other sizes are resized on the host."""
         return self.manifest.input_size
+
+    @property
+    def drift_band(self) -> DriftBand:
+        """The running version's good-score band (`runtime.drift`): streams compare their rolling scores with it."""
+        return self._band
 
     @property
     def backend_description(self) -> str:
@@ -139,6 +154,12 @@ class Inspector:
              on_bad: Optional[Callable[[int, FrameError], None]] = None) -> List[Result]:
         if self._closed:
             raise RuntimeInspectError(f"this Inspector ({self.artifact_path}) is closed: create a new one")
+        with self._gate.reading():  # one version from the frames to the Results (runtime.swap)
+            return self._run_version(frames, order, indices, stamps, names, extra, on_bad)
+
+    def _run_version(self, frames: Sequence[Any], order: str, indices: Sequence[int], stamps: Sequence[float],
+                     names: Sequence[str], extra: Optional[Mapping[str, np.ndarray]],
+                     on_bad: Optional[Callable[[int, FrameError], None]]) -> List[Result]:
         t0 = time.perf_counter()
         report = None if on_bad is None else (lambda i, e: on_bad(indices[i], e))
         batch, kept = self._frames.stack(frames, order, report)
@@ -163,8 +184,13 @@ class Inspector:
             norm = None
             if self._good_mean is not None and self.threshold is not None:
                 norm = (score - self._good_mean) / (self.threshold - self._good_mean)
-            results.append(Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i],
-                                  stamps[i], names[i], vmin, vmax))
+            r = Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i], stamps[i],
+                       names[i], vmin, vmax)
+            r.model_sha256 = self.manifest.sha256
+            alert = frame_alert(np.asarray(frames[i]), score, self._band)
+            if alert is not None:  # blank or far below every good part: never a silent pass
+                r.set_alert(*alert)
+            results.append(r)
         return results
 
     def inspect(self, frame: np.ndarray, extra: Optional[Mapping[str, np.ndarray]] = None,
@@ -241,6 +267,24 @@ class Inspector:
             self._streams.add(st)
         return st
 
+    # -- model versions ---------------------------------------------------------------------------------
+    def swap(self, model: Union[str, "os.PathLike[str]"], key: Optional[bytes] = None) -> Dict[str, Any]:
+        """Serve the new version `model` from the next batch on, after checking it (`runtime.swap.swap_model`:
+        manifest, sha256, the signature when `key` is given); returns the `model_swapped` event. SwapRefused
+        when a check fails: the running version goes on."""
+        return swap_model(self, model, key)
+
+    def rollback(self) -> Dict[str, Any]:
+        """Serve the version that ran before the last swap again (`runtime.swap.rollback_model`)."""
+        return rollback_model(self)
+
+    def _emit(self, event: Dict[str, Any]) -> None:
+        """Send an Inspector event (a swap) to every open stream's events and sink."""
+        with self._lock:
+            streams = list(self._streams)
+        for st in streams:
+            st._record(event)
+
     # -- lifecycle ----------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -254,6 +298,8 @@ class Inspector:
         for st in streams:
             st.stop()
         self._backend.close()
+        if self._previous is not None:  # the version kept for rollback
+            self._previous["_backend"].close()
 
     def __enter__(self) -> "Inspector":
         return self

@@ -56,7 +56,8 @@ def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
         assert key in summary[0]
     assert summary[0]["anomalies"] == sum(x["is_anomalous"] for x in results)
     for x in results:
-        assert x["is_anomalous"] == (x["score"] >= 3.0)
+        # the flat frames score far below the manifest's good scores (mean 2.0, std 0.2): blank, never a pass
+        assert x["is_anomalous"] == (x["score"] >= 3.0 or x["alert"] == "blank")
         assert x["normalized_score"] == pytest.approx((x["score"] - 2.0) / (3.0 - 2.0), rel=1e-6)
         png = cv2.imread(str(out / x["overlay"]))
         assert png is not None and png.shape == (48, 64, 3)
