@@ -24,8 +24,10 @@ The band (`DriftBand.from_manifest`), in order of what the manifest has:
    good_std.
 3. neither: no drift band (stated in `DriftBand.source`); blank frames are still caught.
 
-Share above the threshold: at most max(2 p, p + 3 sqrt(p (1 - p) / window)) with p the calibration's good share
-at or above the threshold (``good_fraction_at_or_above``), else its target FPR, else 1 %. Floor:
+Share above the threshold: at most max(2 p, p + 4 sqrt(p (1 - p) (1 / n + 1 / m))) with p the calibration's good
+share at or above the threshold (``good_fraction_at_or_above``), else its target FPR, else 1 %; n the frames in
+the window, m the calibration's good images (the threshold is itself an estimate from them); 4 standard errors
+because the test repeats on every frame. Floor:
 median - 6 sigma of the good scores; a frame below it is "out-of-range".
 """
 from __future__ import annotations
@@ -61,6 +63,7 @@ class DriftBand:
     expected_share: float
     threshold: Optional[float]
     source: str
+    calibration_images: int = 0
 
     @classmethod
     def from_manifest(cls, manifest: Any, threshold: Optional[float]) -> "DriftBand":
@@ -71,26 +74,28 @@ class DriftBand:
         if share is None and thr_rec is not None and thr_rec.target_fpr:
             share = float(thr_rec.target_fpr)
         share = float(share) if share else DEFAULT_ALARM_SHARE
+        m = int(thr_rec.images) if thr_rec is not None and thr_rec.images else 0
         if all(k in scores for k in ("good_q05", "good_q50", "good_q95")):
             q05, q50, q95 = float(scores["good_q05"]), float(scores["good_q50"]), float(scores["good_q95"])
             sigma = max(q95 - q05, 1e-12) / _Q05_Q95_SIGMAS
             return cls(q05, q95, q50 - FLOOR_SIGMAS * sigma, share, threshold,
-                       "calibration good-score quantiles (good_q05..good_q95)")
+                       "calibration good-score quantiles (good_q05..good_q95)", m)
         norm = getattr(thr_rec, "normalization", None)
         if norm is not None and float(norm.good_std) > 0:
-            m, sd = float(norm.good_mean), float(norm.good_std)
-            return cls(m - 2 * sd, m + 2 * sd, m - FLOOR_SIGMAS * sd, share, threshold,
-                       "threshold normalisation (good_mean +- 2 good_std)")
+            mean, sd = float(norm.good_mean), float(norm.good_std)
+            return cls(mean - 2 * sd, mean + 2 * sd, mean - FLOOR_SIGMAS * sd, share, threshold,
+                       "threshold normalisation (good_mean +- 2 good_std)", m)
         return cls(None, None, None, share, threshold, "none: the manifest records no good-score distribution "
-                                                       "(calibrate with `python -m calibration.threshold`)")
+                                                       "(calibrate with `python -m calibration.threshold`)", m)
 
     def share_limit(self, n: int) -> float:
         p = self.expected_share
-        return max(2 * p, p + 3 * math.sqrt(p * (1 - p) / max(n, 1)))
+        spread = 1.0 / max(n, 1) + (1.0 / self.calibration_images if self.calibration_images else 0.0)
+        return max(2 * p, p + 4 * math.sqrt(p * (1 - p) * spread))
 
     def to_dict(self) -> Dict[str, Any]:
         return {"low": self.low, "high": self.high, "floor": self.floor, "expected_share": self.expected_share,
-                "threshold": self.threshold, "source": self.source}
+                "threshold": self.threshold, "calibration_images": self.calibration_images, "source": self.source}
 
 
 def frame_alert(frame: np.ndarray, score: float, band: Optional[DriftBand]) -> Optional[Tuple[str, str]]:

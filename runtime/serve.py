@@ -7,7 +7,9 @@ Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1. E
 - ``/state.json``   the same state once;
 - ``/frame.jpg``    the current frame with its heat-map overlay (JPEG);
 - ``/stream.mjpg``  the overlays as an MJPEG stream (for players that are not browsers);
-- ``/thumb/N.jpg``  the overlay of a recent anomalous frame N.
+- ``/thumb/N.jpg``  the overlay of a recent anomalous frame N;
+- POST ``/feedback``, ``/model/swap``, ``/model/rollback`` only when editing is enabled (`runtime.serve_feedback`:
+  token, Host check); otherwise the view is read-only (405).
 
 Recording a result is cheap (a few appends under a lock); overlays are drawn and JPEG-encoded only when a client
 asks, at most once per frame, so a slow browser never slows the inspection.
@@ -49,6 +51,8 @@ class LiveState:
         self._jpeg: Tuple[int, Optional[bytes]] = (-1, None)  # (version it was drawn for, bytes)
         self._thumb_jpegs: Dict[int, bytes] = {}
         self.version = 0
+        self.drift: Optional[Dict[str, Any]] = None  # the stream's DriftMonitor.status() (runtime.drift)
+        self.editable = False  # corrections enabled (runtime.serve_feedback)
         self._cond = threading.Condition()
 
     # -- writers (the inspection loop) ---------------------------------------------------------------
@@ -112,7 +116,7 @@ class LiveState:
                                                  "normalized_score": r.normalized_score},
                 "trace": [[i, round(s, 6)] for i, s in self._trace],
                 "thumbs": [{"index": int(t.frame_index), "score": round(float(t.score), 6)} for t in self._thumbs],
-                "events": list(self._events),
+                "events": list(self._events), "drift": self.drift, "editable": self.editable,
             }
 
     def frame_jpeg(self) -> Optional[bytes]:
@@ -163,17 +167,19 @@ class _Server(http.server.ThreadingHTTPServer):
 class LiveServer:
     """The HTTP server of a LiveState on 127.0.0.1:`port` (0 = any free port; `url` says which)."""
 
-    def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1"):
+    def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1", edits: Any = None):
         if not 0 <= int(port) <= 65535:
             raise RuntimeInspectError(f"--serve port must be 0..65535, got {port}")
         self.state = state
         self._closing = threading.Event()
         try:
-            self._server = _Server((host, int(port)), _handler(state, self._closing))
+            self._server = _Server((host, int(port)), _handler(state, self._closing, edits))
         except OSError as e:
             raise RuntimeInspectError(f"cannot serve the live view on {host}:{port} ({e.strerror or e}): choose "
                                       f"another --serve PORT") from None
         self.port = int(self._server.server_address[1])
+        if edits is not None:
+            edits.port = self.port
         self.url = f"http://{host}:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="live-view", daemon=True)
@@ -192,7 +198,7 @@ class LiveServer:
         self._thread.join(2.0)
 
 
-def _handler(state: LiveState, closing: threading.Event) -> type:
+def _handler(state: LiveState, closing: threading.Event, edits: Any = None) -> type:
     period = 1.0 / MAX_UPDATES_PER_S
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -230,6 +236,15 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
                     self._send(b"not found", "text/plain", 404)
             except (BrokenPipeError, ConnectionResetError):  # the browser went away
                 pass
+
+        def do_POST(self) -> None:  # noqa: N802 - corrections and swaps, when enabled (runtime.serve_feedback)
+            from runtime.serve_feedback import read_body  # noqa: PLC0415
+
+            body = read_body(self.headers, self.rfile) if edits is not None else None
+            code, answer = ((405, {"error": "read-only live view: start it with --feedback-dir to edit"})
+                            if edits is None else (413, {"error": "body missing or too large"}) if body is None
+                            else edits.handle(self.path.split("?", 1)[0], self.headers, body))
+            self._send(json.dumps(answer).encode("utf-8"), "application/json", code)
 
         def _events(self) -> None:
             self.send_response(200)
@@ -269,16 +284,23 @@ def _handler(state: LiveState, closing: threading.Event) -> type:
 class LiveView:
     """What `python -m runtime --serve PORT` drives: a LiveState and its LiveServer."""
 
-    def __init__(self, port: int, inspector: Any, source: str):
+    def __init__(self, port: int, inspector: Any, source: str, edits: Any = None):
         self.state = LiveState(inspector.threshold, backend=f"{inspector.backend} ({inspector.device})",
                                source=str(source))
-        self.server = LiveServer(self.state, port).start()
+        self.state.editable = edits is not None
+        self.edits = edits
+        self.server = LiveServer(self.state, port, edits=edits).start()
         self.url = self.server.url
 
     def on_result(self, result: Any, stream: Any) -> None:
+        self.state.drift = stream.drift.status() if getattr(stream, "drift", None) is not None else None
+        if self.edits is not None:
+            self.edits.remember(result)
         self.state.add_result(result, drops=getattr(stream, "drops", 0))
 
     def on_event(self, event: Dict[str, Any]) -> None:
+        if event.get("event") in ("model_swapped", "model_rolled_back"):  # the version's own threshold
+            self.state.threshold = event.get("threshold")
         self.state.add_event(event)
 
     def serve_until_interrupted(self, status: str, message: str = "") -> None:
