@@ -130,7 +130,7 @@ class DriftMonitor:
         self.min_frames = int(min_frames) if min_frames is not None else max(2, self.window // 2)
         self.band = band_for()
         self._scores: Deque[float] = collections.deque(maxlen=self.window)
-        self._model: Optional[str] = None
+        self._model: Optional[Tuple[Optional[str], Optional[float]]] = None
         self.drifting = False
         self._calm = 0
         self.drift_events = 0
@@ -141,7 +141,7 @@ class DriftMonitor:
     def observe(self, result: Any) -> List[Dict[str, Any]]:
         """Take one Result; returns the events it causes (alert, drift, drift_cleared)."""
         events: List[Dict[str, Any]] = []
-        model = getattr(result, "model_sha256", None)
+        model = (getattr(result, "model_sha256", None), result.threshold)  # a recalibration is a version too
         if model != self._model:  # first frame, or a swapped version: its own band, a fresh window
             if self._model is not None:
                 self.band = self._band_for()
