@@ -123,3 +123,26 @@ def test_cli_writes_drift_and_blank_events_to_the_log(calibrated, tmp_path):
     assert kinds.count("blank") == 1 and kinds.count("drift") == 1
     summary = records[-1]
     assert summary["type"] == "summary" and summary["drift_events"] == 1 and summary["alerts"]["blank"] == 1
+
+
+def test_live_view_state_carries_the_band_and_the_rolling_quantiles(calibrated, tmp_path):
+    import urllib.request
+
+    from runtime.serve import LiveView
+
+    _, model = calibrated
+    src = write_frames(str(tmp_path / "live"), good_frames(np.random.default_rng(5), 40))
+    with Inspector(model, backend="onnxruntime") as insp:
+        live = LiveView(0, insp, src)
+        try:
+            st = insp.stream(src, drift_window=20)
+            for r in st:
+                live.on_result(r, st)
+            with urllib.request.urlopen(live.url + "state.json", timeout=30) as resp:
+                state = json.loads(resp.read())
+        finally:
+            live.close()
+    drift = state["drift"]
+    assert drift["band"]["low"] == insp.drift_band.low and drift["window"] == 20 and not drift["drifting"]
+    assert len(drift["trace"]) == 40 - 10 + 1 and drift["trace"][-1][0] == 39  # (frame, q10, q50, q90, share)
+    assert state["editable"] is False

@@ -16,10 +16,10 @@ import pytest
 
 from runtime import Inspector
 from runtime.feedback import FeedbackError, main as feedback_main, read_feedback, record_result
+from runtime.manifest import load_manifest, write_manifest
 from runtime.serve import LiveServer, LiveState
 from runtime.serve_feedback import LiveEdits, host_allowed
 from tests.helpers.tiny_models import make_model, make_onnx
-from runtime.manifest import load_manifest, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "t" * 24

@@ -69,9 +69,9 @@ def _fit(method_name, images, **options):
 @needs_lite0
 def test_padim_update_equals_a_fit_over_old_and_new_images():
     images = _uint8(tiny_images(18, seed=3))
-    method, opts, model, facts = _fit("padim", images[:12])
+    method, opts, model, facts = _fit("padim", images[:12], channels=16)
     method.update(model, images[12:], opts, torch.device("cpu"), False, _context("padim", facts))
-    _, _, refit, _ = _fit("padim", images)
+    _, _, refit, _ = _fit("padim", images, channels=16)
     probe = torch.from_numpy(_uint8(tiny_images(2, seed=9))).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         got, want = model(probe)[0], refit(probe)[0]
@@ -83,8 +83,8 @@ def test_padim_update_equals_a_fit_over_old_and_new_images():
 def test_patchcore_update_grows_the_bank_by_the_coreset_rule_and_lowers_the_corrected_score():
     images = _uint8(tiny_images(12, seed=4))
     method, opts, model, facts = _fit("patchcore", images, coreset_ratio=0.25)
-    odd = np.ascontiguousarray(np.clip(images[:1].astype(int) * 0 + np.indices((64, 64))[1][None, :, :, None] * 4,
-                                       0, 255).astype(np.uint8).repeat(1, axis=0))  # a stripe pattern: a false alarm
+    stripes = (np.indices(SIZE)[1] * 4 % 256).astype(np.uint8)  # a pattern the fit never saw: a false alarm
+    odd = np.ascontiguousarray(np.repeat(stripes[None, :, :, None], 3, axis=3))
     as_tensor = torch.from_numpy(odd).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         before = float(model(as_tensor)[1][0])
@@ -105,11 +105,11 @@ def test_a_gradient_method_fine_tunes_a_bounded_number_of_steps_and_a_fit_method
 
     method = get_method("fair")
     opts = method.options({})
-    model = method.build_model(8, (32, 32), opts)
+    model = method.build_model(8, (16, 16), opts)
     before = [p.detach().clone() for p in model.parameters()]
-    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    facts = method.update(model, images, opts, torch.device("cpu"), False, _context("fair", None, steps=2))
-    assert facts["fine_tune_steps"] == 2 and facts["images_added"] == 4
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    facts = method.update(model, images, opts, torch.device("cpu"), False, _context("fair", None, steps=1))
+    assert facts["fine_tune_steps"] == 1 and facts["images_added"] == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
     class FitOnly(Method):
