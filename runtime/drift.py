@@ -137,6 +137,8 @@ class DriftMonitor:
         self.alerts: Dict[str, int] = {"blank": 0, "out-of-range": 0}
         self.last: Dict[str, Any] = {}
         self._trace: Deque[List[float]] = collections.deque(maxlen=TRACE_KEPT)
+        self._trace_every = max(1, self.window // 20)  # the chart spans about 6 windows
+        self._judged = 0
 
     def observe(self, result: Any) -> List[Dict[str, Any]]:
         """Take one Result; returns the events it causes (alert, drift, drift_cleared)."""
@@ -172,7 +174,9 @@ class DriftMonitor:
             out.append(f"{share:.1%} of frames at or above the threshold (limit {limit:.1%})")
         self.last = {"frames": len(s), "q10": q10, "q50": q50, "q90": q90, "share_above": share,
                      "share_limit": limit, "index": int(result.frame_index)}
-        self._trace.append([int(result.frame_index), round(q10, 6), round(q50, 6), round(q90, 6), round(share, 4)])
+        if self._judged % self._trace_every == 0:
+            self._trace.append([int(result.frame_index), round(q10, 6), round(q50, 6), round(q90, 6), round(share, 4)])
+        self._judged += 1
         numbers = dict(self.last, band=self.band.to_dict(), window=self.window)
         if out and not self.drifting:
             self.drifting, self._calm = True, 0
@@ -192,7 +196,7 @@ class DriftMonitor:
 
     def status(self) -> Dict[str, Any]:
         """For the live view and summaries: the band, the latest rolling numbers, the trace of (frame, q10, q50,
-        q90, share above) and the counts."""
+        q90, share above) every window/20 frames (the last TRACE_KEPT of them) and the counts."""
         return {"band": self.band.to_dict(), "window": self.window, "drifting": self.drifting,
                 "last": dict(self.last), "trace": list(self._trace), "drift_events": self.drift_events,
                 "alerts": dict(self.alerts)}
