@@ -15,6 +15,10 @@ Threads: one Inspector may be shared by several threads. Each thread prepares it
 library allows it (ONNX Runtime; OpenVINO with one infer request per caller) or one at a time under a lock
 (TensorRT, torch). `close()` is final and safe from any thread: it stops the Inspector's streams, frees the
 model, and a later `inspect()` raises RuntimeInspectError instead of loading the model again.
+
+Versions (`runtime.swap`): `swap(path)` serves a checked new version from the next batch on and `rollback()` the
+previous one, without stopping; each Result names the version that judged it (`model_sha256`). A frame no good
+part looks like (blank, non-finite or far-below-good score: `runtime.drift.frame_alert`) is never a pass.
 """
 from __future__ import annotations
 

@@ -206,6 +206,9 @@ def swap_model(insp: "Inspector", model: PathLike, key: Optional[bytes] = None) 
             raise refused from None
         new_state = _state(loaded)
         loaded._closed = True  # its backend now belongs to `insp`; the shell must never close it
+        if insp.closed:  # closed while the new version loaded: nothing to serve it to
+            new_state["_backend"].close()
+            raise RuntimeInspectError("this Inspector was closed during the swap")
         old = _switch(insp, new_state)
         retired, insp._previous = insp._previous, old
         if retired is not None:
