@@ -54,7 +54,7 @@ PAGE = r"""<!DOCTYPE html>
   </div>
   <h2>score trace <span id="tracecount" class="dim"></span></h2>
   <canvas id="trace" width="1200" height="420"></canvas>
-  <h2>drift: rolling score quantiles against the calibrated band <span id="driftinfo" class="dim"></span></h2>
+  <h2>drift: rolling q10 / median / q90, green: where a good line keeps its median <span id="driftinfo" class="dim"></span></h2>
   <canvas id="drift" width="1200" height="300"></canvas>
   <h2>last anomalous frames</h2>
   <div id="edit"><input id="who" placeholder="your name"><input id="token" type="password" placeholder="edit token"><span id="editmsg" class="dim"></span></div>
@@ -96,16 +96,17 @@ function drawDrift(d) {
   g.clearRect(0, 0, W, H); g.fillStyle = "#242933"; g.fillRect(0, 0, W, H);
   if (!d) { $("driftinfo").textContent = ""; return; }
   const b = d.band, t = d.trace;
-  $("driftinfo").textContent = b.low === null ? "(no band: " + b.source + ")" :
+  const lo0 = b.median_low, hi0 = b.median_high, known = lo0 !== undefined;
+  $("driftinfo").textContent = !known ? "(no band: " + b.source + ")" :
     (d.drifting ? "DRIFT" : "in band") + " \u00b7 window " + d.window + " \u00b7 drift events " + d.drift_events +
     " \u00b7 blank " + (d.alerts.blank || 0) + " \u00b7 out-of-range " + (d.alerts["out-of-range"] || 0);
-  if (!t.length || b.low === null) return;
-  const ys = t.flatMap(p => [p[1], p[3]]).concat([b.low, b.high]);
+  if (!t.length || !known) return;
+  const ys = t.flatMap(p => [p[1], p[3]]).concat([lo0, hi0]);
   let lo = Math.min(...ys), hi = Math.max(...ys); const m = (hi - lo) * 0.1 || 1; lo -= m; hi += m;
   const x0 = t[0][0], x1 = Math.max(t[t.length - 1][0], x0 + 1);
   const X = i => pad + (W - pad - 12) * (i - x0) / (x1 - x0), Y = s => H - 20 - (H - 30) * (s - lo) / (hi - lo);
-  g.fillStyle = "rgba(31,138,76,0.25)"; g.fillRect(pad, Y(b.high), W - pad - 12, Y(b.low) - Y(b.high));
-  g.fillStyle = "#8b94a3"; g.font = "20px sans-serif"; g.fillText(b.high.toPrecision(3), 2, Y(b.high) + 6); g.fillText(b.low.toPrecision(3), 2, Y(b.low) + 6);
+  g.fillStyle = "rgba(31,138,76,0.25)"; g.fillRect(pad, Y(hi0), W - pad - 12, Y(lo0) - Y(hi0));
+  g.fillStyle = "#8b94a3"; g.font = "20px sans-serif"; g.fillText(hi0.toPrecision(3), 2, Y(hi0) + 6); g.fillText(lo0.toPrecision(3), 2, Y(lo0) + 6);
   [[1, "#4aa3ff", 1.5], [2, d.drifting ? "#ff5a5a" : "#e6e8eb", 3], [3, "#4aa3ff", 1.5]].forEach(([k, col, w]) => {
     g.strokeStyle = col; g.lineWidth = w; g.beginPath(); t.forEach((p, j) => j ? g.lineTo(X(p[0]), Y(p[k])) : g.moveTo(X(p[0]), Y(p[k]))); g.stroke(); });
 }

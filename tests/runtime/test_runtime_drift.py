@@ -53,8 +53,14 @@ def test_calibration_records_the_good_score_quantiles_the_band_is_built_on(calib
     scores = m.threshold_provenance.scores
     assert scores["good_q05"] < scores["good_q50"] < scores["good_q95"] <= scores["good_max"]
     band = DriftBand.from_manifest(m, m.threshold.value)
-    assert (band.low, band.high) == (scores["good_q05"], scores["good_q95"]) and "quantiles" in band.source
-    assert band.floor < band.low
+    assert "quantiles" in band.source and band.calibration_images == 200
+    assert band.rank(scores["good_q50"]) == pytest.approx(0.5) and band.rank(scores["good_q90"]) == pytest.approx(0.9)
+    assert band.rank(scores["good_max"] + 1) == 1.0 and band.rank(scores["good_min"] - 1) == 0.0
+    low, high = band.median_range(200)
+    assert scores["good_q05"] < low < scores["good_q50"] < high < scores["good_q95"]
+    assert band.floor < scores["good_min"]
+    assert band.outside({0.5: scores["good_q50"], 0.1: scores["good_q10"]}, 200) == []
+    assert band.outside({0.1: scores["good_q50"]}, 200)  # a narrower spread: q10 where the median was
 
 
 def test_steady_stream_reports_no_drift_and_a_brightness_step_does(calibrated, tmp_path):
@@ -76,7 +82,7 @@ def test_steady_stream_reports_no_drift_and_a_brightness_step_does(calibrated, t
     assert len(drift) == 1, [e["event"] for e in st.events]
     e = drift[0]
     assert e["index"] >= 100  # after the step, not before
-    assert e["q50"] > e["band"]["high"] or e["share_above"] > e["share_limit"]
+    assert e["q50"] > e["band"]["median_high"] or e["share_above"] > e["share_limit"]
     assert st.summary()["drift_events"] == 1
 
 
@@ -143,6 +149,7 @@ def test_live_view_state_carries_the_band_and_the_rolling_quantiles(calibrated, 
         finally:
             live.close()
     drift = state["drift"]
-    assert drift["band"]["low"] == insp.drift_band.low and drift["window"] == 20 and not drift["drifting"]
+    assert (drift["band"]["median_low"], drift["band"]["median_high"]) == insp.drift_band.median_range(20)
+    assert drift["window"] == 20 and not drift["drifting"]
     assert len(drift["trace"]) == 40 - 10 + 1 and drift["trace"][-1][0] == 39  # (frame, q10, q50, q90, share)
     assert state["editable"] is False
