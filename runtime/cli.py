@@ -22,7 +22,7 @@ import time
 from typing import Any, Deque, Dict, Optional, Sequence
 
 from runtime.cli_flags import add_backend, add_device, add_no_progress
-from runtime.cli_line import add_line_flags, check_line_flags, start_line_tools
+from runtime.cli_line import add_line_flags, announce, check_line_flags, start_line_tools
 from runtime.errors import RuntimeInspectError, cli_exit, writing
 
 EXIT_INTERRUPTED = 130
@@ -148,6 +148,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     def on_event(event: Dict[str, Any]) -> None:
         write(dict(event, type="event"))
+        announce(event)
         if live is not None:
             live.on_event(event)
 

@@ -4,7 +4,8 @@ the command's own flow stays readable; `runtime.cli` calls `add_line_flags` and 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional, Tuple
+import sys
+from typing import Any, Dict, Optional, Tuple
 
 from runtime.drift import DEFAULT_WINDOW
 from runtime.errors import RuntimeInspectError
@@ -52,4 +53,14 @@ def start_line_tools(args: argparse.Namespace, inspector: Any) -> Tuple[Optional
     return edits, watcher
 
 
-__all__ = ["add_line_flags", "check_line_flags", "start_line_tools"]
+#: Events a person at the console should see as they happen (they are in inspect.jsonl and the live view too).
+ANNOUNCED = ("drift", "drift_cleared", "model_swapped", "model_rolled_back", "swap_refused")
+
+
+def announce(event: Dict[str, Any]) -> None:
+    """One stderr line for a drift or version event."""
+    if event.get("event") in ANNOUNCED:
+        print(f"warning: {event['event']}: {event.get('message', '')}", file=sys.stderr, flush=True)
+
+
+__all__ = ["add_line_flags", "announce", "check_line_flags", "start_line_tools"]

@@ -124,6 +124,7 @@ def test_cli_writes_drift_and_blank_events_to_the_log(calibrated, tmp_path):
                        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert any(line.startswith("frame     40") and "BLANK" in line for line in r.stdout.splitlines())
+    assert sum(line.startswith("warning: drift: ") for line in r.stderr.splitlines()) == 1
     records = [json.loads(x) for x in (out / "inspect.jsonl").read_text().splitlines()]
     kinds = [x["event"] for x in records if x["type"] == "event"]
     assert kinds.count("blank") == 1 and kinds.count("drift") == 1
