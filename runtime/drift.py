@@ -42,6 +42,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from runtime.errors import RuntimeInspectError
+
 DEFAULT_WINDOW = 200
 #: A frame whose pixels (sampled every 4th row and column) vary less than this (standard deviation, 0-255) is blank.
 BLANK_STD = 2.0
@@ -176,8 +178,8 @@ class DriftMonitor:
 
     def __init__(self, band_for: Callable[[], DriftBand], window: int = DEFAULT_WINDOW,
                  min_frames: Optional[int] = None):
-        if window < 2:
-            raise ValueError(f"drift window must be >= 2 frames, got {window}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+            raise RuntimeInspectError(f"drift_window must be an integer >= 2 frames, got {window!r}")
         self._band_for = band_for
         self.window = int(window)
         self.min_frames = int(min_frames) if min_frames is not None else max(2, self.window // 2)
