@@ -10,8 +10,9 @@ Two things, both numpy only:
   True when a threshold is known) and a stream reports an event of that name.
 - `DriftMonitor`: per stream, the last `window` scores (alerted frames left out). Once `min_frames` are in,
   their 10 %, 50 % and 90 % quantiles must stay where the good distribution puts them, and the share at or
-  above the threshold under its limit. Leaving the band is one `drift` event with the numbers; coming back (for
-  `window // 4` frames in a row) one `drift_cleared`. After a model swap the band is rebuilt from the new
+  above the threshold under its limit. Staying outside for `window // 10` frames in a row (a brief excursion at
+  the edge is not a drift) is one `drift` event with the numbers; coming back (for `window // 4` frames in a
+  row) one `drift_cleared`. After a model swap the band is rebuilt from the new
   version's manifest and the window restarts.
 
 The good distribution (`DriftBand.from_manifest`), in order of what the manifest has:
@@ -22,13 +23,15 @@ The good distribution (`DriftBand.from_manifest`), in order of what the manifest
 3. neither: no drift band (stated in `DriftBand.source`); only non-finite scores are caught.
 
 The test is distribution-free: a rolling quantile at level q of n frames from the good distribution has, in the
-good CDF, a rank within q +- 4 sqrt(q (1 - q) (1 / n + 1 / m)) (m: the calibration's good images, whose
-quantiles are estimates too; 4 standard errors because the test repeats on every frame). The rolling median's
+good CDF, a rank within q +- (4.5 sqrt(q (1 - q) (1 / n + 1 / m)) + 1 / n) (m: the calibration's good images,
+whose quantiles are estimates too; 4.5 standard errors because the test repeats on every frame; 1 / n because
+counts are whole frames). The rolling median's
 allowed range (`DriftBand.median_range(n)`) is what the live view draws. A change of level moves the median, a
 change of spread moves q10 or q90 first.
 
-Share above the threshold: at most max(2 p, p + 4 sqrt(p (1 - p) (1 / n + 1 / m))) with p the calibration's good
-share at or above the threshold (``good_fraction_at_or_above``), else its target FPR, else 1 %. Floor: the good
+Share above the threshold: at most max(2 p, p + 4.5 sqrt(p (1 - p) (1 / n + 1 / m)) + 1 / n) with p the
+calibration's good share at or above the threshold (``good_fraction_at_or_above``), else its target FPR, else
+1 %. Floor: the good
 median less 6 spreads (sigma = (good_q95 - good_q05) / 3.29, a normal's 5-95 % width, or good_std); a frame
 below it is "out-of-range".
 """
@@ -50,7 +53,7 @@ BLANK_STD = 2.0
 #: How many spreads (sigma) below the good median a score may lie before the frame is out of range.
 FLOOR_SIGMAS = 6.0
 #: Standard errors a rolling statistic may stray before it is drift.
-DRIFT_Z = 4.0
+DRIFT_Z = 4.5
 #: The normal distribution's 5-95 % width in standard deviations.
 _Q05_Q95_SIGMAS = 3.29
 #: The share above the threshold a band assumes when the manifest records none.
@@ -64,7 +67,10 @@ TRACE_KEPT = 120
 
 
 def _tolerance(q: float, n: int, m: int) -> float:
-    return DRIFT_Z * math.sqrt(q * (1 - q) * (1.0 / max(n, 1) + (1.0 / m if m else 0.0)))
+    """How far the share of n frames below (or above) a level-q point may stray: DRIFT_Z binomial standard errors
+    of the window and the calibration, plus one frame (the counts are whole frames)."""
+    n = max(n, 1)
+    return DRIFT_Z * math.sqrt(q * (1 - q) * (1.0 / n + (1.0 / m if m else 0.0))) + 1.0 / n
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,7 @@ class DriftBand:
 
     def share_limit(self, n: int) -> float:
         p = self.expected_share
-        spread = 1.0 / max(n, 1) + (1.0 / self.calibration_images if self.calibration_images else 0.0)
-        return max(2 * p, p + DRIFT_Z * math.sqrt(p * (1 - p) * spread))
+        return max(2 * p, p + _tolerance(p, n, self.calibration_images))
 
     def to_dict(self, n: Optional[int] = None) -> Dict[str, Any]:
         out: Dict[str, Any] = {"floor": self.floor, "expected_share": self.expected_share,
@@ -188,6 +193,8 @@ class DriftMonitor:
         self._model: Optional[Tuple[Optional[str], Optional[float]]] = None
         self.drifting = False
         self._calm = 0
+        self._out = 0  # judged frames in a row outside the band
+        self.confirm = max(1, self.window // 10)
         self.drift_events = 0
         self.alerts: Dict[str, int] = {"blank": 0, "out-of-range": 0}
         self.last: Dict[str, Any] = {}
@@ -203,7 +210,7 @@ class DriftMonitor:
             if self._model is not None:
                 self.band = self._band_for()
                 self._scores.clear()
-                self.drifting, self._calm = False, 0
+                self.drifting, self._calm, self._out = False, 0, 0
             self._model = model
         alert = getattr(result, "alert", None)
         if alert:
@@ -229,7 +236,8 @@ class DriftMonitor:
             self._trace.append([int(result.frame_index), round(q10, 6), round(q50, 6), round(q90, 6), round(share, 4)])
         self._judged += 1
         numbers = dict(self.last, band=self.band.to_dict(len(s)), window=self.window)
-        if out and not self.drifting:
+        self._out = self._out + 1 if out else 0
+        if out and not self.drifting and self._out >= self.confirm:
             self.drifting, self._calm = True, 0
             self.drift_events += 1
             events.append(dict(numbers, event="drift", time=time.time(),
@@ -241,7 +249,7 @@ class DriftMonitor:
                 self.drifting = False
                 events.append(dict(numbers, event="drift_cleared", time=time.time(),
                                    message=f"scores back in the calibrated band over the last {len(s)} frames"))
-        elif out:
+        elif out and self.drifting:
             self._calm = 0
         return events
 
