@@ -132,7 +132,8 @@ def read_feedback(folder: str, label: Optional[str] = None) -> List[Correction]:
             with open(path, "r", encoding="utf-8") as f:
                 record = json.load(f)
         except (OSError, ValueError) as e:
-            raise FeedbackError(f"feedback record {path} is unreadable ({type(e).__name__}): remove or fix it") from None
+            raise FeedbackError(f"feedback record {path} is unreadable ({type(e).__name__}): remove or fix "
+                                f"it") from None
         if not isinstance(record, dict) or record.get("label") not in LABELS:
             raise FeedbackError(f"feedback record {path} has no valid label")
         if label is None or record["label"] == label:

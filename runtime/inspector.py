@@ -259,8 +259,9 @@ class Inspector:
 
         Returns a Stream: iterate it for Results; it is a context manager and has `stop()`, `summary()`,
         `events`, `drops`, and `drift` (`runtime.drift.DriftMonitor`: `drift_window=` frames, default 200). The
-        source is opened now (SourceError when it cannot be). `source_options` go to `runtime.sources.open_source` (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=,
-        frame_timeout=: seconds without a frame before a live source is reported stalled and reopened).
+        source is opened now (SourceError when it cannot be). `source_options` go to `runtime.sources.open_source`
+        (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=, frame_timeout=: seconds without a frame
+        before a live source is reported stalled and reopened).
         `Inspector.close()` stops every stream still open; a stream that is dropped unfinished (`for r in
         insp.stream(url): break`) closes its source when its iterator is closed or collected."""
         if self._closed:

@@ -122,4 +122,5 @@ class ModelVersion(Section):
     date: str = ""
 
 
-__all__ = ["ModelVersion", "GraphParts", "ThresholdProvenance", "SourceArtifact", "Quantization", "SourceOnnx", "EngineBuild"]
+__all__ = ["ModelVersion", "GraphParts", "ThresholdProvenance", "SourceArtifact", "Quantization", "SourceOnnx",
+           "EngineBuild"]

@@ -97,7 +97,8 @@ def test_a_blank_frame_is_never_a_silent_pass(calibrated, tmp_path):
             assert r.to_dict()["alert"] == "blank"
         assert insp.inspect(good_frames(np.random.default_rng(2), 1)[0]).alert is None
         rng = np.random.default_rng(3)
-        folder = write_frames(str(tmp_path / "withblank"), list(good_frames(rng, 5)) + [black] + list(good_frames(rng, 5)))
+        frames = list(good_frames(rng, 5)) + [black] + list(good_frames(rng, 5))
+        folder = write_frames(str(tmp_path / "withblank"), frames)
         st = insp.stream(folder)
         results = list(st)
     assert [r.alert for r in results].count("blank") == 1 and results[5].is_anomalous is True
