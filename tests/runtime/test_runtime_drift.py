@@ -155,3 +155,12 @@ def test_live_view_state_carries_the_band_and_the_rolling_quantiles(calibrated, 
     assert drift["window"] == 20 and not drift["drifting"]
     assert len(drift["trace"]) == 40 - 10 + 1 and drift["trace"][-1][0] == 39  # (frame, q10, q50, q90, share)
     assert state["editable"] is False
+
+
+def test_band_falls_back_to_the_normalisation_and_then_to_none(tmp_path):
+    with_norm = load_manifest(make_model(str(tmp_path), name="norm", threshold=3.0, normalization=(2.0, 0.2)))
+    band = DriftBand.from_manifest(with_norm, 3.0)
+    assert "normalisation" in band.source and band.rank(2.0) == pytest.approx(0.5)
+    assert band.score_at(0.95) == pytest.approx(2.0 + 1.645 * 0.2) and band.floor == pytest.approx(2.0 - 6 * 0.2)
+    bare = DriftBand.from_manifest(load_manifest(make_model(str(tmp_path), name="bare")), None)
+    assert not bare.known and bare.source.startswith("none")
