@@ -98,6 +98,17 @@ def f1_threshold(scores: Sequence[float], labels: Sequence[int]) -> Dict[str, fl
     return {"value": float(value), "f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k])}
 
 
+#: Quantiles of the good scores kept in the provenance: the runtime's drift band (`runtime.drift`) is built on them.
+GOOD_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+
+
+def good_quantiles(good_scores: Sequence[float]) -> Dict[str, float]:
+    """{"good_q05": ..., "good_q50": ..., "good_q99": ...}: the good-score distribution the runtime compares a
+    running line with (`runtime.drift.DriftBand`)."""
+    s = np.asarray(good_scores, dtype=np.float64).reshape(-1)
+    return {f"good_q{round(q * 100):02d}": float(np.quantile(s, q)) for q in GOOD_QUANTILES}
+
+
 def normalization(good_scores: Sequence[float]) -> Tuple[float, float]:
     s = np.asarray(good_scores, dtype=np.float64).reshape(-1)
     return float(s.mean()), float(s.std(ddof=1)) if s.size > 1 else 0.0
@@ -257,7 +268,8 @@ def calibrate_threshold(
         "definition": definition + "; a frame is anomalous when score >= value",
         "scores": {"good_mean": mean, "good_std": std, "good_min": float(good_scores.min()),
                    "good_max": float(good_scores.max()),
-                   "good_fraction_at_or_above": float(np.mean(good_scores >= value))},
+                   "good_fraction_at_or_above": float(np.mean(good_scores >= value)),
+                   **good_quantiles(good_scores)},
         "backend": scored_by, "model_sha256": manifest.sha256, "date": date,
         "warnings": warnings,
     })

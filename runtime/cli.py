@@ -26,6 +26,7 @@ from typing import Any, Deque, Dict, Optional, Sequence
 
 from runtime import strict_json
 from runtime.cli_flags import add_backend, add_device, add_no_progress
+from runtime.cli_line import add_line_flags, announce, check_line_flags, start_line_tools
 from runtime.errors import RuntimeInspectError, cli_exit, writing
 
 EXIT_INTERRUPTED = 130
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve a live view on http://127.0.0.1:PORT/ (0 = any free port): frame with heat map, "
                         "verdict, score trace, counts, FPS, latency; after the source ends the last state stays "
                         "served until Ctrl-C")
+    add_line_flags(p)
     return p
 
 
@@ -113,6 +115,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise RuntimeInspectError(f"--max-reconnects must be >= 0, got {args.max_reconnects}")
     if args.batch < 1 or args.queue < 1:
         raise RuntimeInspectError(f"--batch and --queue must be >= 1, got {args.batch} and {args.queue}")
+    check_line_flags(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -167,6 +170,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     def on_event(event: Dict[str, Any]) -> None:
         write(dict(event, type="event"))
+        announce(event)
         if live is not None:
             live.on_event(event)
 
@@ -176,6 +180,7 @@ def _inspect(args: argparse.Namespace) -> int:
     interrupted = False
     failure: Optional[RuntimeInspectError] = None  # a source lost mid-stream: the summary is still written
     stream = None
+    watcher = None  # --swap-file (runtime.swap.SwapWatcher)
     try:
         insp = Inspector(args.model, backend=args.backend, device=args.device, threshold=args.threshold,
                          backend_options=dict(args.backend_option))
@@ -183,14 +188,16 @@ def _inspect(args: argparse.Namespace) -> int:
               f"{insp.backend_description}; input {insp.input_size[0]}x{insp.input_size[1]}; threshold "
               f"{insp.threshold if insp.threshold is not None else 'none (verdicts unknown)'}")
         with insp:
+            edits, watcher = start_line_tools(args, insp)
             if args.serve is not None:  # --serve: start the live view before the first frame
                 from runtime.serve import LiveView  # noqa: PLC0415
 
-                live = LiveView(args.serve, insp, args.source)
+                live = LiveView(args.serve, insp, args.source, edits)
                 print(f"live view: {live.url}", flush=True)
             stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
-                                 max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout)
+                                 max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout,
+                                 drift_window=args.drift_window)
             with stream:
                 try:
                     for r in stream:
@@ -198,7 +205,8 @@ def _inspect(args: argparse.Namespace) -> int:
                             live.on_result(r, stream)
                         latencies.append(r.latency_ms)
                         anomalies += int(bool(r.is_anomalous))
-                        verdict = {None: "-", True: "ANOMALY", False: "ok"}[r.is_anomalous]
+                        verdict = (r.alert.upper() if r.alert else  # blank / out-of-range: never "ok"
+                                   {None: "-", True: "ANOMALY", False: "ok"}[r.is_anomalous])
                         if not args.no_progress:
                             norm = f"  norm {r.normalized_score:.3f}" if r.normalized_score is not None else ""
                             print(f"frame {r.frame_index:6d}  score {r.score:.6g}{norm}  {verdict:7s}  "
@@ -238,6 +246,8 @@ def _inspect(args: argparse.Namespace) -> int:
         if failure is not None:
             raise failure
     finally:
+        if watcher is not None:
+            watcher.stop()
         if live is not None:
             live.close()
         if log_file is not None:

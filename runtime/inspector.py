@@ -15,6 +15,10 @@ Threads: one Inspector may be shared by several threads. Each thread prepares it
 library allows it (ONNX Runtime; OpenVINO with one infer request per caller) or one at a time under a lock
 (TensorRT, torch). `close()` is final and safe from any thread: it stops the Inspector's streams, frees the
 model, and a later `inspect()` raises RuntimeInspectError instead of loading the model again.
+
+Versions (`runtime.swap`): `swap(path)` serves a checked new version from the next batch on and `rollback()` the
+previous one, without stopping; each Result names the version that judged it (`model_sha256`). A frame no good
+part looks like (blank, non-finite or far-below-good score: `runtime.drift.frame_alert`) is never a pass.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from runtime.backends import BackendChoice, create_backend, select_backend
+from runtime.drift import DriftBand, frame_alert
 from runtime.errors import BatchFrameError, FrameError, ManifestError, RuntimeInspectError
 from runtime.frames import FRAME_ORDERS, FramePreparer
 from runtime.manifest import (ARTIFACT_KINDS, Manifest, artifact_path_for, load_manifest, manifest_path_for,
@@ -39,6 +44,7 @@ from runtime.source_base import Frame
 from runtime.sources import FrameSource
 from runtime.stream import Stream
 from runtime.threshold_check import implausible_threshold
+from runtime.swap import SwapGate, rollback_model, swap_model
 
 log = logging.getLogger("runtime.inspector")
 
@@ -119,6 +125,14 @@ class Inspector:
         if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
             self._good_mean = float(norm.good_mean)
         self._frames = FramePreparer(self.input_size, self.manifest.input.channel_order)
+        self._band = DriftBand.from_manifest(self.manifest, self.threshold)  # blank / out-of-range frames
+        # Model versions (runtime.swap): what a swap loads the next version with, the gate that keeps a batch on
+        # one version, the version that ran before (for rollback).
+        self._load_args = {"backend": backend, "device": device, "frame_order": frame_order,
+                           "backend_options": backend_options}
+        self._gate = SwapGate()
+        self._swap_lock = threading.Lock()
+        self._previous: Optional[Dict[str, Any]] = None
         self._lock = threading.Lock()  # the frame counter, `_closed`, the stream set
         self._count = 0
         self._closed = False
@@ -131,6 +145,11 @@ class Inspector:
     def input_size(self) -> Tuple[int, int]:
         """(height, width) of the frames the model takes; other sizes are resized on the host."""
         return self.manifest.input_size
+
+    @property
+    def drift_band(self) -> DriftBand:
+        """The running version's good-score band (`runtime.drift`): streams compare their rolling scores with it."""
+        return self._band
 
     @property
     def backend_description(self) -> str:
@@ -152,6 +171,12 @@ class Inspector:
              on_bad: Optional[Callable[[int, FrameError], None]] = None) -> List[Result]:
         if self._closed:
             raise RuntimeInspectError(f"this Inspector ({self.artifact_path}) is closed: create a new one")
+        with self._gate.reading():  # one version from the frames to the Results (runtime.swap)
+            return self._run_version(frames, order, indices, stamps, names, extra, on_bad)
+
+    def _run_version(self, frames: Sequence[Any], order: str, indices: Sequence[int], stamps: Sequence[float],
+                     names: Sequence[str], extra: Optional[Mapping[str, np.ndarray]],
+                     on_bad: Optional[Callable[[int, FrameError], None]]) -> List[Result]:
         t0 = time.perf_counter()
         report = None if on_bad is None else (lambda i, e: on_bad(indices[i], e))
         batch, kept = self._frames.stack(frames, order, report)
@@ -184,8 +209,13 @@ class Inspector:
             norm = None
             if self._good_mean is not None and self.threshold is not None:
                 norm = (score - self._good_mean) / (self.threshold - self._good_mean)
-            results.append(Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i],
-                                  stamps[i], names[i], vmin, vmax))
+            r = Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i], stamps[i],
+                       names[i], vmin, vmax)
+            r.model_sha256 = self.manifest.sha256
+            alert = frame_alert(np.asarray(frames[i]), score, self._band)
+            if alert is not None:  # blank or far below every good part: never a silent pass
+                r.set_alert(*alert)
+            results.append(r)
         return results
 
     def inspect(self, frame: np.ndarray, extra: Optional[Mapping[str, np.ndarray]] = None,
@@ -250,9 +280,10 @@ class Inspector:
         """Inspect frames from a camera index, URL, GStreamer pipeline, video file or image folder.
 
         Returns a Stream: iterate it for Results; it is a context manager and has `stop()`, `summary()`,
-        `events`, `drops`. The source is opened now (SourceError when it cannot be). `source_options` go to
-        `runtime.sources.open_source` (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=,
-        frame_timeout=: seconds without a frame before a live source is reported stalled and reopened).
+        `events`, `drops`, and `drift` (`runtime.drift.DriftMonitor`: `drift_window=` frames, default 200). The
+        source is opened now (SourceError when it cannot be). `source_options` go to `runtime.sources.open_source`
+        (capture_factory=, max_reconnects=, backoff_s=, backoff_max_s=, frame_timeout=: seconds without a frame
+        before a live source is reported stalled and reopened).
         `Inspector.close()` stops every stream still open; a stream that is dropped unfinished (`for r in
         insp.stream(url): break`) closes its source when its iterator is closed or collected."""
         if self._closed:
@@ -262,6 +293,24 @@ class Inspector:
         with self._lock:
             self._streams.add(st)
         return st
+
+    # -- model versions ---------------------------------------------------------------------------------
+    def swap(self, model: Union[str, "os.PathLike[str]"], key: Optional[bytes] = None) -> Dict[str, Any]:
+        """Serve the new version `model` from the next batch on, after checking it (`runtime.swap.swap_model`:
+        manifest, sha256, the signature when `key` is given); returns the `model_swapped` event. SwapRefused
+        when a check fails: the running version goes on."""
+        return swap_model(self, model, key)
+
+    def rollback(self) -> Dict[str, Any]:
+        """Serve the version that ran before the last swap again (`runtime.swap.rollback_model`)."""
+        return rollback_model(self)
+
+    def _emit(self, event: Dict[str, Any]) -> None:
+        """Send an Inspector event (a swap) to every open stream's events and sink."""
+        with self._lock:
+            streams = list(self._streams)
+        for st in streams:
+            st._record(event)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     @property
@@ -276,6 +325,8 @@ class Inspector:
         for st in streams:
             st.stop()
         self._backend.close()
+        if self._previous is not None:  # the version kept for rollback
+            self._previous["_backend"].close()
 
     def __enter__(self) -> "Inspector":
         return self

@@ -25,10 +25,14 @@ class Result:
     - `latency_ms` (host preparation + inference of the batch that carried the frame), `frame_index`,
       `timestamp` (seconds since the epoch: capture time for streams, call time for `inspect`), `name`
       (the file name for folder sources).
+    - `alert`: "blank" or "out-of-range" for a frame no good part looks like (`runtime.drift.frame_alert`;
+      `alert_reason` says why): it is never a pass (`is_anomalous` True when a threshold is known, the verdict is
+      the alert); None otherwise. `model_sha256`: the version (artifact sha256) that judged the frame.
     """
 
     __slots__ = ("score", "threshold", "is_anomalous", "normalized_score", "raw_map", "frame", "frame_order",
-                 "latency_ms", "frame_index", "timestamp", "name", "_vmin", "_vmax", "_map")
+                 "latency_ms", "frame_index", "timestamp", "name", "_vmin", "_vmax", "_map", "alert", "alert_reason",
+                 "model_sha256")
 
     def __init__(self, score: float, threshold: Optional[float], normalized_score: Optional[float],
                  raw_map: np.ndarray, frame: np.ndarray, frame_order: str, latency_ms: float, frame_index: int,
@@ -47,6 +51,15 @@ class Result:
         self._vmin = vmin
         self._vmax = vmax
         self._map: Optional[np.ndarray] = None
+        self.alert: Optional[str] = None
+        self.alert_reason = ""
+        self.model_sha256: Optional[str] = None
+
+    def set_alert(self, kind: str, reason: str) -> None:
+        """Mark this frame as one no good part looks like: never a pass."""
+        self.alert, self.alert_reason = kind, reason
+        if self.threshold is not None:
+            self.is_anomalous = True
 
     @property
     def anomaly_map(self) -> np.ndarray:
@@ -64,12 +77,15 @@ class Result:
 
     @property
     def verdict(self) -> str:
+        if self.alert:
+            return self.alert
         return "unknown" if self.is_anomalous is None else ("anomalous" if self.is_anomalous else "good")
 
     def to_dict(self) -> Dict[str, Any]:
         return {"frame": self.frame_index, "name": self.name, "timestamp": round(self.timestamp, 6),
                 "score": self.score, "normalized_score": self.normalized_score, "threshold": self.threshold,
-                "is_anomalous": self.is_anomalous, "latency_ms": round(self.latency_ms, 3)}
+                "is_anomalous": self.is_anomalous, "latency_ms": round(self.latency_ms, 3), "alert": self.alert,
+                "model_sha256": self.model_sha256}
 
     def __repr__(self) -> str:
         return (f"Result(frame_index={self.frame_index}, score={self.score:.6g}, verdict={self.verdict}, "

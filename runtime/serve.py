@@ -10,7 +10,9 @@ Endpoints:
 - ``/state.json``   the same state once;
 - ``/frame.jpg``    the current frame with its heat-map overlay (JPEG);
 - ``/stream.mjpg``  the overlays as an MJPEG stream (for players that are not browsers);
-- ``/thumb/N.jpg``  the overlay of a recent anomalous frame N.
+- ``/thumb/N.jpg``  the overlay of a recent anomalous frame N;
+- POST ``/feedback``, ``/model/swap``, ``/model/rollback`` only when editing is enabled (`runtime.serve_feedback`:
+  token, Host check); otherwise the view is read-only (405).
 
 Recording a result is cheap (a few appends under a lock); overlays are drawn and JPEG-encoded only when a client
 asks, at most once per frame (however many clients ask, and events between frames do not redraw it), so a slow
@@ -65,6 +67,8 @@ class LiveState:
         self.version = 0
         self._frames_added = 0  # what the overlay cache is keyed on: events and status do not change the frame
         self._clock = clock
+        self.drift: Optional[Dict[str, Any]] = None  # the stream's DriftMonitor.status() (runtime.drift)
+        self.editable = False  # corrections enabled (runtime.serve_feedback)
         self._cond = threading.Condition()
         self._encoding = threading.Lock()  # one encoder at a time: each frame is drawn once, however many ask
 
@@ -127,7 +131,7 @@ class LiveState:
                                                  "normalized_score": r.normalized_score},
                 "trace": [[i, round(s, 6)] for i, s in self._trace],
                 "thumbs": [{"index": int(t.frame_index), "score": round(float(t.score), 6)} for t in self._thumbs],
-                "events": list(self._events),
+                "events": list(self._events), "drift": self.drift, "editable": self.editable,
             }
 
     def frame_jpeg(self) -> Optional[bytes]:
@@ -191,19 +195,22 @@ class LiveServer:
     `localhost` or a name of `allowed_hosts` in their Host header (DNS rebinding)."""
 
     def __init__(self, state: LiveState, port: int, host: str = "127.0.0.1", allowed_hosts: Tuple[str, ...] = (),
-                 request_timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
+                 request_timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
+                 edits: Any = None):
         if not 0 <= int(port) <= 65535:
             raise RuntimeInspectError(f"--serve port must be 0..65535, got {port}")
         exposure_warning(host)
         self.state = state
         self._closing = threading.Event()
-        handler = _handler(state, self._closing, host, tuple(allowed_hosts), float(request_timeout))
+        handler = _handler(state, self._closing, host, tuple(allowed_hosts), float(request_timeout), edits)
         try:
             self._server = BoundedThreadingServer((host, int(port)), handler, max_connections)
         except OSError as e:
             raise RuntimeInspectError(f"cannot serve the live view on {host}:{port} ({e.strerror or e}): choose "
                                       f"another --serve PORT") from None
         self.port = int(self._server.server_address[1])
+        if edits is not None:
+            edits.port = self.port
         self.url = f"http://{host}:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="live-view", daemon=True)
@@ -223,7 +230,7 @@ class LiveServer:
 
 
 def _handler(state: LiveState, closing: threading.Event, host: str, allowed_hosts: Tuple[str, ...],
-             request_timeout: float) -> type:
+             request_timeout: float, edits: Any = None) -> type:
     period = 1.0 / MAX_UPDATES_PER_S
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -266,6 +273,15 @@ def _handler(state: LiveState, closing: threading.Event, host: str, allowed_host
             except OSError:  # the browser went away, or a send outlasted the timeout
                 self.close_connection = True
 
+        def do_POST(self) -> None:  # noqa: N802 - corrections and swaps, when enabled (runtime.serve_feedback)
+            from runtime.serve_feedback import read_body  # noqa: PLC0415
+
+            body = read_body(self.headers, self.rfile) if edits is not None else None
+            code, answer = ((405, {"error": "read-only live view: start it with --feedback-dir to edit"})
+                            if edits is None else (413, {"error": "body missing or too large"}) if body is None
+                            else edits.handle(self.path.split("?", 1)[0], self.headers, body))
+            self._send(strict_json.dumps(answer).encode("utf-8"), "application/json", code)
+
         def _events(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -304,16 +320,23 @@ def _handler(state: LiveState, closing: threading.Event, host: str, allowed_host
 class LiveView:
     """What `python -m runtime --serve PORT` drives: a LiveState and its LiveServer."""
 
-    def __init__(self, port: int, inspector: Any, source: str):
+    def __init__(self, port: int, inspector: Any, source: str, edits: Any = None):
         self.state = LiveState(inspector.threshold, backend=f"{inspector.backend} ({inspector.device})",
                                source=str(source))
-        self.server = LiveServer(self.state, port).start()
+        self.state.editable = edits is not None
+        self.edits = edits
+        self.server = LiveServer(self.state, port, edits=edits).start()
         self.url = self.server.url
 
     def on_result(self, result: Any, stream: Any) -> None:
+        self.state.drift = stream.drift.status() if getattr(stream, "drift", None) is not None else None
+        if self.edits is not None:
+            self.edits.remember(result)
         self.state.add_result(result, drops=getattr(stream, "drops", 0))
 
     def on_event(self, event: Dict[str, Any]) -> None:
+        if event.get("event") in ("model_swapped", "model_rolled_back"):  # the version's own threshold
+            self.state.threshold = event.get("threshold")
         self.state.add_event(event)
 
     def serve_until_interrupted(self, status: str, message: str = "") -> None:

@@ -30,6 +30,8 @@ PAGE = r"""<!DOCTYPE html>
  #thumbs figure{margin:0;width:104px} #thumbs img{width:104px;height:104px;object-fit:cover;border:2px solid #c62e2e;border-radius:4px;image-rendering:pixelated}
  #thumbs figcaption{font-size:11px;color:#8b94a3}
  #events{font-size:12px;max-height:90px;overflow:auto;margin:0;padding-left:16px}
+ #edit{display:none;gap:8px;margin-bottom:6px} #edit input{background:#242933;color:#e6e8eb;border:1px solid #39404c;border-radius:4px;padding:3px 6px}
+ #thumbs button{font-size:11px;margin:2px 2px 0 0;background:#2c323c;color:#e6e8eb;border:0;border-radius:4px;padding:2px 6px;cursor:pointer}
 </style></head>
 <body>
 <header><h1>edge-inspect &middot; live</h1><span class="dim">source <span id="source" class="mono"></span></span>
@@ -52,7 +54,10 @@ PAGE = r"""<!DOCTYPE html>
   </div>
   <h2>score trace <span id="tracecount" class="dim"></span></h2>
   <canvas id="trace" width="1200" height="420"></canvas>
+  <h2>drift: rolling q10 / median / q90, green: where a good line keeps its median <span id="driftinfo" class="dim"></span></h2>
+  <canvas id="drift" width="1200" height="300"></canvas>
   <h2>last anomalous frames</h2>
+  <div id="edit"><input id="who" placeholder="your name"><input id="token" type="password" placeholder="edit token"><span id="editmsg" class="dim"></span></div>
   <div id="thumbs"><span class="dim">none yet</span></div>
   <h2>events</h2>
   <ul id="events"><li class="dim">none</li></ul>
@@ -86,6 +91,30 @@ function drawTrace(trace, thr) {
     trace.forEach(p => { if (p[1] >= thr) { g.beginPath(); g.arc(X(p[0]), Y(p[1]), 5, 0, 7); g.fill(); } });
   }
 }
+function drawDrift(d) {
+  const c = $("drift"), g = c.getContext("2d"), W = c.width, H = c.height, pad = 46;
+  g.clearRect(0, 0, W, H); g.fillStyle = "#242933"; g.fillRect(0, 0, W, H);
+  if (!d) { $("driftinfo").textContent = ""; return; }
+  const b = d.band, t = d.trace;
+  const lo0 = b.median_low, hi0 = b.median_high, known = lo0 !== undefined;
+  $("driftinfo").textContent = !known ? "(no band: " + b.source + ")" :
+    (d.drifting ? "DRIFT" : "in band") + " \u00b7 window " + d.window + " \u00b7 drift events " + d.drift_events +
+    " \u00b7 blank " + (d.alerts.blank || 0) + " \u00b7 out-of-range " + (d.alerts["out-of-range"] || 0);
+  if (!t.length || !known) return;
+  const ys = t.flatMap(p => [p[1], p[3]]).concat([lo0, hi0]);
+  let lo = Math.min(...ys), hi = Math.max(...ys); const m = (hi - lo) * 0.1 || 1; lo -= m; hi += m;
+  const x0 = t[0][0], x1 = Math.max(t[t.length - 1][0], x0 + 1);
+  const X = i => pad + (W - pad - 12) * (i - x0) / (x1 - x0), Y = s => H - 20 - (H - 30) * (s - lo) / (hi - lo);
+  g.fillStyle = "rgba(31,138,76,0.25)"; g.fillRect(pad, Y(hi0), W - pad - 12, Y(lo0) - Y(hi0));
+  g.fillStyle = "#8b94a3"; g.font = "20px sans-serif"; g.fillText(hi0.toPrecision(3), 2, Y(hi0) + 6); g.fillText(lo0.toPrecision(3), 2, Y(lo0) + 6);
+  [[1, "#4aa3ff", 1.5], [2, d.drifting ? "#ff5a5a" : "#e6e8eb", 3], [3, "#4aa3ff", 1.5]].forEach(([k, col, w]) => {
+    g.strokeStyle = col; g.lineWidth = w; g.beginPath(); t.forEach((p, j) => j ? g.lineTo(X(p[0]), Y(p[k])) : g.moveTo(X(p[0]), Y(p[k]))); g.stroke(); });
+}
+async function correct(index, label) {
+  const r = await fetch("/feedback", {method: "POST", headers: {"Content-Type": "application/json", "Authorization": "Bearer " + $("token").value},
+    body: JSON.stringify({frame: index, label: label, who: $("who").value})});
+  const a = await r.json(); $("editmsg").textContent = r.ok ? "frame " + index + " marked " + label : a.error;
+}
 function render(s) {
   $("source").textContent = s.source; $("backend").textContent = s.backend; $("status").textContent = s.status;
   for (const k of ["ok", "anomalous", "skipped", "dropped"]) $("c_" + k).textContent = s.counts[k];
@@ -98,14 +127,17 @@ function render(s) {
     load(s.version);
   }
   $("tracecount").textContent = "(last " + s.trace.length + " frames)";
-  drawTrace(s.trace, s.threshold);
+  drawTrace(s.trace, s.threshold); drawDrift(s.drift);
+  $("edit").style.display = s.editable ? "flex" : "none";
   const key = s.thumbs.map(t => t.index).join(",");
   if (key !== shownThumbs) {
     shownThumbs = key; const box = $("thumbs"); box.textContent = "";
     if (!s.thumbs.length) box.innerHTML = '<span class="dim">none yet</span>';
     s.thumbs.slice().reverse().forEach(t => { const f = document.createElement("figure"); const i = document.createElement("img");
       i.src = "/thumb/" + t.index + ".jpg"; const c = document.createElement("figcaption"); c.textContent = "#" + t.index + "  " + t.score.toPrecision(4);
-      f.append(i, c); box.append(f); });
+      f.append(i, c);
+      if (s.editable) ["good", "defect"].forEach(l => { const b = document.createElement("button"); b.textContent = l === "good" ? "mark good" : "confirm defect"; b.onclick = () => correct(t.index, l); f.append(b); });
+      box.append(f); });
   }
   const ev = $("events"); ev.textContent = "";
   if (!s.events.length) ev.innerHTML = '<li class="dim">none</li>';

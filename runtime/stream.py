@@ -17,6 +17,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Union
 
+from runtime.drift import DEFAULT_WINDOW, DriftMonitor
 from runtime.errors import RuntimeInspectError
 from runtime.sources import Frame, FrameReader, FrameSource, open_source
 
@@ -49,7 +50,7 @@ class Stream:
 
     def __init__(self, inspector: "Inspector", source: Union[int, str, "os.PathLike[str]", FrameSource],
                  batch_size: int = 1, queue_size: int = 4, max_frames: Optional[int] = None, reconnect: bool = True,
-                 on_event: Optional[EventSink] = None, **source_options: Any):
+                 on_event: Optional[EventSink] = None, drift_window: int = DEFAULT_WINDOW, **source_options: Any):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise RuntimeInspectError(f"batch_size must be a positive integer, got {batch_size!r}")
         if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
@@ -64,6 +65,8 @@ class Stream:
         # The most recent events (a stream may run for weeks: older ones stay only with `on_event`'s sink).
         self.events: Deque[Dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self._user_sink = on_event
+        # Rolling scores against the running version's good-score band (runtime.drift): drift and alert events.
+        self.drift = DriftMonitor(lambda: inspector.drift_band, window=drift_window)
         self._stop_lock = threading.Lock()
         if isinstance(source, FrameSource):
             self.source = source
@@ -182,6 +185,8 @@ class Stream:
                         return
                     raise
                 for r in results:
+                    for event in self.drift.observe(r):
+                        self._record(event)
                     self.frames += 1
                     self.elapsed_s = time.perf_counter() - self.started
                     yield r
@@ -226,7 +231,8 @@ class Stream:
         fps = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return {"source": self.source.description, "frames": self.frames, "bad_frames": self.bad_frames,
                 "lost_frames": self.lost_frames, "drops": self.drops, "reconnects": self.reconnects,
-                "stalls": self.stalls, "elapsed_s": round(self.elapsed_s, 3), "fps": round(fps, 2)}
+                "stalls": self.stalls, "elapsed_s": round(self.elapsed_s, 3), "fps": round(fps, 2),
+                "drift_events": self.drift.drift_events, "alerts": dict(self.drift.alerts)}
 
 
 __all__ = ["Stream"]

@@ -34,7 +34,9 @@ JSON layout (schema_version 1)::
                                                                                           (calibration.int8),
      "source_onnx": {"file", "sha256"}, "build": {"strongly_typed", "builder_flags", "tf32", "workspace_mb",
                                                   "seconds"}                              (export.trt),
-     "weights_sha256": "<hex of an OpenVINO IR's NAME.bin>"}
+     "weights_sha256": "<hex of an OpenVINO IR's NAME.bin>",
+     "version": {"number", "parent_artifact", "parent_sha256", "change", "added", "provenance", "date"}
+                                                                                          (train.update)}
 
 Every key is a named field of a section (`Section`: reads and checks itself, errors name the key path). A key
 the schema does not know is warned about and dropped on reading (an older runtime keeps reading a newer
@@ -52,8 +54,8 @@ from __future__ import annotations
 from runtime.manifest.document import ARTIFACT_KINDS, FORMAT, MANIFEST_KEYS, PRECISIONS, SCHEMA_VERSION, Manifest
 from runtime.manifest.files import (MAX_MANIFEST_BYTES, artifact_path_for, load_manifest, manifest_path_for, model_label, rebuild_command,
                                     sha256_file, verify_artifact, write_manifest)
-from runtime.manifest.records import (EngineBuild, GraphParts, Quantization, SourceArtifact, SourceOnnx,
-                                      ThresholdProvenance)
+from runtime.manifest.records import (EngineBuild, GraphParts, ModelVersion, Quantization, SourceArtifact,
+                                      SourceOnnx, ThresholdProvenance)
 from runtime.manifest.section import Section
 from runtime.manifest.sections import (CHANNEL_ORDERS, EXTRA_DTYPES, HOST_RESIZE, INPUT_DTYPES, THRESHOLD_RULES,
                                        BatchSpec, EngineProfile, ExtraInput, InputSpec, Normalization, Outputs,
@@ -64,7 +66,7 @@ __all__ = [
     "INPUT_DTYPES", "EXTRA_DTYPES", "MANIFEST_KEYS",
     "Section", "Manifest", "InputSpec", "ExtraInput", "OutputSpec", "Outputs", "BatchSpec", "Normalization",
     "Threshold", "TensorRTInfo", "EngineProfile",
-    "GraphParts", "ThresholdProvenance", "Quantization", "SourceArtifact", "SourceOnnx", "EngineBuild",
+    "GraphParts", "ThresholdProvenance", "ModelVersion", "Quantization", "SourceArtifact", "SourceOnnx", "EngineBuild",
     "MAX_MANIFEST_BYTES", "load_manifest", "write_manifest", "sha256_file", "manifest_path_for", "artifact_path_for",
     "model_label", "rebuild_command", "verify_artifact",
 ]

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from runtime.errors import ManifestError
-from runtime.manifest.records import EngineBuild, GraphParts, Quantization, SourceOnnx, ThresholdProvenance
+from runtime.manifest.records import (EngineBuild, GraphParts, ModelVersion, Quantization, SourceOnnx,
+                                      ThresholdProvenance)
 from runtime.manifest.section import Section, fail, spec
 from runtime.manifest.sections import (BatchSpec, ExtraInput, InputSpec, Normalization, Outputs, TensorRTInfo,
                                        Threshold)
@@ -36,7 +37,7 @@ class Manifest(Section):
 
     #: Records written only when present (an artifact without them has no such key).
     OMIT_DEFAULTS = ("map_standardization", "graph_parts", "threshold_provenance", "quantization", "source_onnx",
-                     "build", "weights_sha256")
+                     "build", "weights_sha256", "version")
 
     artifact: str
     artifact_kind: str = spec(choices=tuple(ARTIFACT_KINDS))
@@ -65,6 +66,7 @@ class Manifest(Section):
     source_onnx: Optional[SourceOnnx] = None  # export.trt: the ONNX an engine was built from
     build: Optional[EngineBuild] = None  # export.trt
     weights_sha256: Optional[str] = spec(None, sha256=True)  # an OpenVINO IR's NAME.bin
+    version: Optional[ModelVersion] = None  # train.update: a new version's parent and what changed
 
     def __post_init__(self) -> None:
         super().__post_init__()

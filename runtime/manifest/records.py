@@ -105,4 +105,22 @@ class EngineBuild(Section):
     seconds: Optional[float] = None
 
 
-__all__ = ["GraphParts", "ThresholdProvenance", "SourceArtifact", "Quantization", "SourceOnnx", "EngineBuild"]
+@dataclass
+class ModelVersion(Section):
+    """Where a version came from (`train.update`, DESIGN "Model versions"): its number, the parent artifact it
+    was made from (file name and sha256: the running version it replaces, which is never overwritten), what
+    changed (`change`: e.g. "update from operator corrections"), what was added (counts: good frames,
+    memory-bank rows, fine-tune steps), and the provenance (feedback folder, the corrected frames' sha256, the
+    command, the date, who corrected)."""
+
+    number: int = spec(positive=True)
+    parent_artifact: str = ""
+    parent_sha256: Optional[str] = spec(None, sha256=True)
+    change: str = ""
+    added: Dict[str, Any] = spec(factory=dict)
+    provenance: Dict[str, Any] = spec(factory=dict)
+    date: str = ""
+
+
+__all__ = ["ModelVersion", "GraphParts", "ThresholdProvenance", "SourceArtifact", "Quantization", "SourceOnnx",
+           "EngineBuild"]

@@ -45,7 +45,7 @@ def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
     assert lines[0].startswith(f"model {model}: backend onnxruntime on cpu")
     frame_lines = [ln for ln in lines if ln.startswith("frame ")]
     assert len(frame_lines) == 7
-    assert all(("ANOMALY" in ln) or (" ok " in ln) for ln in frame_lines)
+    assert all(("ANOMALY" in ln) or (" ok " in ln) or ("BLANK" in ln) for ln in frame_lines)
     assert lines[-1].startswith("summary: 7 frames") and "backend onnxruntime" in lines[-1]
     records = [json.loads(ln) for ln in (out / "inspect.jsonl").read_text().splitlines()]
     results = [x for x in records if x["type"] == "result"]
@@ -56,7 +56,8 @@ def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
         assert key in summary[0]
     assert summary[0]["anomalies"] == sum(x["is_anomalous"] for x in results)
     for x in results:
-        assert x["is_anomalous"] == (x["score"] >= 3.0)
+        # the flat frames score far below the manifest's good scores (mean 2.0, std 0.2): blank, never a pass
+        assert x["is_anomalous"] == (x["score"] >= 3.0 or x["alert"] == "blank")
         assert x["normalized_score"] == pytest.approx((x["score"] - 2.0) / (3.0 - 2.0), rel=1e-6)
         png = cv2.imread(str(out / x["overlay"]))
         assert png is not None and png.shape == (48, 64, 3)

@@ -137,6 +137,21 @@ class Method:
         """
         raise NotImplementedError(f"method {self.name!r} (training={self.training!r}) has no fit")
 
+    def update(self, model: nn.Module, images, options: Dict[str, Any], device: torch.device, progress: bool,
+               context: Dict[str, Any]) -> Dict[str, Any]:
+        """Learn from new good images (operator corrections) in place, instead of a full refit or retraining
+        (`python -m train.update`). `images`: uint8 (N, h, w, 3) RGB at the run's image size. `context`: "config"
+        (RunConfig), "fit" (the run's fit history line or None), "steps" and "lr" (the bounded fine-tune), "seed".
+        Returns JSON-able facts of what was added. Default: a gradient method fine-tunes for context["steps"]
+        steps (`train.methods.finetune`); a fit method without its own update refuses."""
+        if self.training != "gradient":
+            from train.errors import ConfigError
+
+            raise ConfigError(f"method {self.name!r} has no incremental update: refit it with `python -m train`")
+        from train.methods.finetune import finetune
+
+        return finetune(self, model, images, device, progress, context)
+
     def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 

@@ -103,3 +103,24 @@ class Padim(FeatureMethod):
         model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
         return {"images_fitted": acc.count, "positions": int(mean.shape[0]), "feature_dim": int(mean.shape[1]),
                 "inverse_seconds": clock.seconds()}
+
+    def update(self, model: PadimModel, images, options, device, progress: bool, context) -> Dict[str, Any]:
+        """The streaming Gaussian goes on: the fit's accumulator is recovered from the stored mean and inverse
+        covariance and the fitted image count (`GaussianAccumulator.from_gaussian`), the new images are added,
+        and the Gaussians are finished again: the same as a fit over the old and new images together."""
+        from train.fit import ImageBatches
+
+        fit = context.get("fit") or {}
+        count = fit.get("images_fitted") or fit.get("images")
+        if not count:
+            raise ConfigError("padim update: the run's history has no fitted image count (images_fitted): refit it")
+        reg = float(options["regulariser"])
+        acc = GaussianAccumulator.from_gaussian(model.memory.mean, model.memory.inv_cov, int(count), reg)
+        batches = ImageBatches(images, int(context["config"].batch_size), device)
+        for emb in feature_batches(model, batches, device, progress, "padim update"):
+            acc.add(emb.flatten(2).transpose(1, 2))
+        clock = FitClock()
+        mean, inv_cov = acc.finish(reg)
+        model.memory.mean.copy_(mean.to(torch.float32))
+        model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
+        return {"images_added": int(len(images)), "images_fitted": acc.count, "inverse_seconds": clock.seconds()}

@@ -18,7 +18,7 @@ from torch import nn
 from train.methods import register_method
 from train.methods._features import BACKBONE_OPTIONS, FeatureMethod, FitClock, feature_batches, make_backbone, parse_strides
 from train.errors import ConfigError
-from train.ops.coreset import greedy_coreset
+from train.ops.coreset import extend_coreset, greedy_coreset
 from train.ops.knn import DEFAULT_CHUNK, nearest_index, nearest_squared_distance, squared_distances
 from train.ops.map_scorer import UpsampleBlurScorer
 from train.ops.patch_features import upsample_concat
@@ -169,3 +169,26 @@ class PatchCore(FeatureMethod):
         return {"patches_seen": seen, "patches_collected": int(collected.shape[0]),
                 "memory_bank": int(bank.shape[0]), "feature_dim": int(bank.shape[1]),
                 "coreset_seconds": clock.seconds()}
+
+    def update(self, model: PatchCoreModel, images, options, device, progress: bool, context) -> Dict[str, Any]:
+        """Add the new good images' patches to the memory bank under the fit's coreset rule: the fit kept
+        `coreset_ratio` of its patches per image budget (`max_patches` spread over the images); the update keeps
+        the same number per new image, chosen by continuing the greedy k-center selection from the existing bank
+        over *all* the new patches (the farthest from the bank first: the patches the bank did not cover)."""
+        from train.fit import ImageBatches
+
+        fit = context.get("fit") or {}
+        batches = ImageBatches(images, int(context["config"].batch_size), device)
+        new = torch.cat([emb.flatten(2).transpose(1, 2).reshape(-1, emb.shape[1]).to("cpu", torch.float32)
+                         for emb in feature_batches(model, batches, device, progress, "patchcore update")])
+        per_image = new.shape[0] / max(1, len(images))
+        if fit.get("patches_collected") and fit.get("images"):  # the fit's budget per image
+            per_image = min(per_image, float(fit["patches_collected"]) / float(fit["images"]))
+        count = max(1, int(math.ceil(float(options["coreset_ratio"]) * per_image * len(images))))
+        clock = FitClock()
+        bank = model.memory.bank.to("cpu")
+        index = extend_coreset(bank, new, count, int(options["seed"]), int(options["coreset_projection"]))
+        model.memory.set_bank(torch.cat([bank, new[index]]))
+        return {"images_added": int(len(images)), "patches_considered": int(new.shape[0]),
+                "memory_bank_before": int(bank.shape[0]), "memory_bank_rows_added": int(index.numel()),
+                "memory_bank": int(model.memory.bank.shape[0]), "coreset_seconds": clock.seconds()}

@@ -20,6 +20,23 @@ class GaussianAccumulator:
         self.sum = torch.zeros(positions, dim, dtype=torch.float64)
         self.outer = torch.zeros(positions, dim, dim, dtype=torch.float64)
 
+    @classmethod
+    def from_gaussian(cls, mean: torch.Tensor, inv_cov: torch.Tensor, count: int,
+                      regulariser: float = 0.01) -> "GaussianAccumulator":
+        """The accumulator a fit over `count` images left behind, recovered from what it stored (mean (P, D),
+        inverse regularised covariance (P, D, D)): sum = n mu, S2 = (n - 1)(Sigma - eps I) + n mu mu^T. Adding
+        new images to it and finishing gives the Gaussian of all images (PaDiM's streaming update)."""
+        if count < 2:
+            raise ValueError(f"the stored Gaussian must come from at least 2 images, got {count}")
+        mu = mean.detach().to("cpu", torch.float64)
+        cov = torch.linalg.inv(inv_cov.detach().to("cpu", torch.float64))
+        cov = cov - regulariser * torch.eye(cov.shape[-1], dtype=torch.float64)
+        acc = cls(mu.shape[0], mu.shape[1])
+        acc.count = int(count)
+        acc.sum = mu * count
+        acc.outer = cov * (count - 1) + count * mu[:, :, None] * mu[:, None, :]
+        return acc
+
     def add(self, features: torch.Tensor) -> None:
         """features (N, P, D)."""
         f = features.detach().to("cpu", torch.float64).transpose(0, 1)  # (P, N, D)
