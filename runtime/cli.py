@@ -24,10 +24,10 @@ import sys
 import time
 from typing import Any, Deque, Dict, Optional, Sequence
 
-from runtime import strict_json
 from runtime.cli_flags import add_backend, add_device, add_no_progress
 from runtime.cli_line import add_line_flags, announce, check_line_flags, start_line_tools
-from runtime.errors import RuntimeInspectError, cli_exit, writing
+from runtime.errors import RuntimeInspectError, cli_exit
+from runtime.run_output import RunOutput
 
 EXIT_INTERRUPTED = 130
 LATENCIES_KEPT = 100_000
@@ -150,21 +150,9 @@ def _inspect(args: argparse.Namespace) -> int:
         except cv2.error:
             raise RuntimeInspectError("--show needs an OpenCV with GUI support (pip install opencv-python, not "
                                       "-headless); use --out DIR to write overlays instead") from None
-    log_file = None
-    overlay_dir = None
-    if args.out:
-        with writing(f"--out {args.out}"):
-            os.makedirs(args.out, exist_ok=True)
-            log_file = open(os.path.join(args.out, "inspect.jsonl"), "w", encoding="utf-8")
-            if args.save != "none":
-                overlay_dir = os.path.join(args.out, "overlays")
-                os.makedirs(overlay_dir, exist_ok=True)
-
-    def write(record: Dict[str, Any]) -> None:
-        if log_file is not None:
-            with writing(log_file.name):
-                log_file.write(strict_json.dumps(record) + "\n")  # a NaN would make the line unparseable
-                log_file.flush()
+    output = RunOutput(args.out, args.save)
+    write = output.write
+    overlay_dir = output.overlays
 
     live = None  # the --serve live view (runtime.serve.LiveView), made once the Inspector exists
 
@@ -250,8 +238,7 @@ def _inspect(args: argparse.Namespace) -> int:
             watcher.stop()
         if live is not None:
             live.close()
-        if log_file is not None:
-            log_file.close()
+        output.close()
         if args.show:
             cv2.destroyAllWindows()
     return EXIT_INTERRUPTED if interrupted else 0

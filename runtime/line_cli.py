@@ -9,13 +9,13 @@ overlays as CAMERA_frame_N.png. Called by `runtime.cli` (which owns the flags)."
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from runtime.errors import RuntimeInspectError, writing
+from runtime.errors import RuntimeInspectError
 from runtime.line import LineError, line_from_sources, load_line
+from runtime.run_output import RunOutput
 
 
 def wants_line(args: argparse.Namespace) -> bool:
@@ -66,21 +66,9 @@ def run_line(args: argparse.Namespace) -> int:
     from runtime.multicam import Line  # noqa: PLC0415
 
     spec = _spec(args)
-    log_file = None
-    overlays: Optional[str] = None
-    if args.out:
-        with writing(f"--out {args.out}"):
-            os.makedirs(args.out, exist_ok=True)
-            log_file = open(os.path.join(args.out, "inspect.jsonl"), "w", encoding="utf-8")
-            if args.save != "none":
-                overlays = os.path.join(args.out, "overlays")
-                os.makedirs(overlays, exist_ok=True)
-
-    def write(record: Dict[str, Any]) -> None:
-        if log_file is not None:
-            with writing(log_file.name):
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+    output = RunOutput(args.out, args.save)
+    write = output.write
+    overlays = output.overlays
 
     view = None
 
@@ -130,8 +118,7 @@ def run_line(args: argparse.Namespace) -> int:
     finally:
         if view is not None:
             view.close()
-        if log_file is not None:
-            log_file.close()
+        output.close()
     return 130 if interrupted else 0
 
 
