@@ -33,6 +33,7 @@ from typing import Optional, Sequence  # noqa: E402
 from benchmarks.latency_rows import CALIBRATION_IMAGES, ROW_TIMEOUT_S, Settings, row_precisions  # noqa: E402
 from benchmarks.latency_suite import BenchmarkError, benchmark  # noqa: E402
 from benchmarks.machine import cpu_has_bf16  # noqa: E402,F401  (tests of the runtime ask it here)
+from runtime.files import write_json  # noqa: E402
 from train.config import option_argument  # noqa: E402  (torch-free)
 
 #: the short names the README's commands use, still accepted (not shown in --help)
@@ -188,7 +189,7 @@ def _run(args) -> int:
         else:
             Path(args.markdown).write_text(md + "\n")
     if args.json:
-        table.write_json(result, args.json)
+        write_json(args.json, table.plain(result), f"--json {args.json}")
     if args.plot:
         from benchmarks.plot import plot_result
 

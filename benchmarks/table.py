@@ -143,12 +143,10 @@ def render_markdown(result: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_json(result: Dict[str, Any], path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+def plain(result: Dict[str, Any]) -> Any:
+    """`result` with numpy numbers, arrays, sets and tuples made plain JSON values, for
+    `runtime.files.write_json`."""
+    return json.loads(json.dumps(result, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

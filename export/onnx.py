@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import warnings
@@ -31,6 +30,7 @@ from export.errors import ExportError
 from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
 from runtime.errors import cli_exit, writing
+from runtime.files import atomic_path
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
@@ -107,10 +107,8 @@ def trace_to_onnx(module: torch.nn.Module, example_args, out_path: Path, input_n
 
 def save_onnx(model: onnx.ModelProto, out_path: Path) -> Path:
     """Write `model` to `out_path` under a temporary name first, so that a reader never sees half a file."""
-    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-    with writing(out_path):
-        onnx.save(model, str(tmp_out))
-        os.replace(tmp_out, out_path)
+    with writing(out_path), atomic_path(out_path) as tmp:
+        onnx.save(model, tmp)
     return out_path
 
 

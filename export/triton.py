@@ -33,6 +33,7 @@ from typing import Any, List, Optional, Sequence
 
 from export.errors import ExportError
 from runtime.errors import cli_exit, writing
+from runtime.files import atomic_path, atomic_write
 from runtime.manifest import Manifest, load_manifest, verify_artifact
 
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt-engine": ("tensorrt_plan", "model.plan")}
@@ -201,15 +202,10 @@ def write_repository(model_path, out, name: Optional[str] = None, max_batch: int
     target = version_dir / PLATFORMS[manifest.artifact_kind][1]
     notes = list(manifest.notes) + [f"Triton model repository copy of {model_path.name} (export.triton)"]
     with writing(f"the model repository --out {out}"):
-        version_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(model_path, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(model_path, tmp)
         write(target, derive(manifest, notes=notes))  # model.json beside model.onnx: the same sha256
-        cfg = model_dir / "config.pbtxt"
-        tmp_cfg = cfg.with_name(".config.pbtxt.tmp")
-        tmp_cfg.write_text(text)
-        os.replace(tmp_cfg, cfg)
+        atomic_write(model_dir / "config.pbtxt", text)
     return model_dir
 
 

@@ -1,5 +1,5 @@
 """Run folders: config.json, model.safetensors, history.jsonl and a resumable checkpoint, all written
-atomically (temporary file + os.replace) so an interrupted run never leaves a half-written file.
+atomically (`runtime.files`) so an interrupted run never leaves a half-written file.
 
 Nothing here uses pickle: weights and optimiser tensors go to safetensors, the rest to JSON.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -17,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from runtime.files import atomic_write
+from runtime.files import atomic_path, atomic_write
 from train.config import RunConfig
 from train.errors import ConfigError, RunError
 from train.graph import InspectionGraph
@@ -33,11 +31,8 @@ MAP_STATS = "map_stats.safetensors"
 
 
 def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def save_config(run_dir: Path, config: RunConfig) -> None:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from runtime.errors import OutputError
-from runtime.files import atomic_write, write_json
+from runtime.files import atomic_path, atomic_write, write_json
 
 
 def test_atomic_write_text_and_bytes_into_a_new_folder(tmp_path):
@@ -32,3 +32,18 @@ def test_write_json_round_trips_and_names_what_it_could_not_write(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match=r"^cannot write --json .*: .*choose a writable path"):
         write_json(tmp_path / "f" / "r.json", {}, f"--json {tmp_path / 'f' / 'r.json'}")
+
+
+def test_atomic_path_renames_on_success_and_removes_the_temporary_on_failure(tmp_path):
+    with atomic_path(tmp_path / "m" / "model.onnx") as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path / "m") and not os.path.exists(tmp_path / "m" / "model.onnx")
+        with open(tmp, "wb") as f:
+            f.write(b"new")
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"new"
+    with pytest.raises(ValueError):
+        with atomic_path(tmp_path / "m" / "model.onnx") as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half")
+            raise ValueError("writer failed")
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"new"  # the old file stays whole
+    assert os.listdir(tmp_path / "m") == ["model.onnx"]
