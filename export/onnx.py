@@ -31,6 +31,7 @@ from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
 from runtime.errors import cli_exit, writing
 from runtime.files import atomic_path
+from runtime.manifest import CHANNEL_ORDERS
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW",
                    help="camera frame size; if it differs from the model size the graph resizes (bilinear)")
-    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+    p.add_argument("--channel-order", default="RGB", choices=CHANNEL_ORDERS,
                    help="channel order of the frames fed to the graph (OpenCV gives BGR)")
     p.add_argument("--fp16", action="store_true",
                    help="write an FP16 graph (uint8 in, FP32 out; the method's fp16 parts only)")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from export.errors import ExportError
+from runtime.manifest import CHANNEL_ORDERS
 
 EXIT_NO_TENSORRT = 3
 INSTALL_HINT = "`pip install tensorrt` on x86, JetPack (python3-libnvinfer) on Jetson"
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="engines", help="output folder (default: engines/)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW", help="camera frame size (graph resizes)")
-    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+    p.add_argument("--channel-order", default="RGB", choices=CHANNEL_ORDERS,
                    help="channel order of the frames (OpenCV gives BGR)")
     p.add_argument("--noise-input", action="store_true",
                    help="the method's optional extra inputs (noise2norm: a run-time noise field)")

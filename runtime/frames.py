@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 
 from runtime.errors import FrameError
-from runtime.manifest import HOST_RESIZE
+from runtime.manifest import CHANNEL_ORDERS, HOST_RESIZE
 
 log = logging.getLogger("runtime.frames")
 
-#: The channel orders a caller may hand frames in.
-FRAME_ORDERS = ("BGR", "RGB")
+#: The channel orders a caller may hand frames in: those a model may take (the manifest's).
+FRAME_ORDERS = CHANNEL_ORDERS
 #: The host resize rule, as the manifest records it (`input.host_resize`).
 RESIZE_RULE = HOST_RESIZE
 #: a frame whose aspect ratio differs from the model's by more than this factor, or that is enlarged by more

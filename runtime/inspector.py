@@ -99,12 +99,8 @@ class Inspector:
         self._backend = create_backend(self.backend, self.artifact_path, self.manifest, device=self.device,
                                        **dict(backend_options or {}))
         self._backend.load()
-        self.threshold: Optional[float] = (float(threshold) if threshold is not None else
-                                           (float(self.manifest.threshold.value) if self.manifest.threshold else None))
-        norm = self.manifest.normalization
-        self._good_mean: Optional[float] = None
-        if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
-            self._good_mean = float(norm.good_mean)
+        self._rule = self.manifest.verdict_rule(threshold)  # the score normalisation's one formula
+        self.threshold: Optional[float] = self._rule.value if self._rule is not None else None
         self._frames = FramePreparer(self.input_size, self.manifest.input.channel_order)
         self._lock = threading.Lock()  # the frame counter, `_closed`, the stream set
         self._count = 0
@@ -154,15 +150,14 @@ class Inspector:
                 ex[k] = arr[kept] if batched and len(kept) != len(frames) else arr
         maps, scores = self._backend.infer(batch, ex)
         latency = (time.perf_counter() - t0) * 1000.0
+        rule = self._rule
         vmin = vmax = None
-        if self._good_mean is not None:
-            vmin, vmax = self._good_mean, self.threshold
+        if rule is not None and rule.normalization is not None:
+            vmin, vmax = float(rule.normalization.good_mean), rule.value
         results = []
         for j, i in enumerate(kept):
             score = float(scores[j])
-            norm = None
-            if self._good_mean is not None and self.threshold is not None:
-                norm = (score - self._good_mean) / (self.threshold - self._good_mean)
+            norm = rule.normalize(score) if rule is not None else None
             results.append(Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i],
                                   stamps[i], names[i], vmin, vmax))
         return results

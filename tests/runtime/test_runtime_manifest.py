@@ -58,6 +58,16 @@ def test_normalized_score_is_one_at_the_threshold():
     assert Threshold(2.5).normalize(2.0) is None
 
 
+def test_verdict_rule_takes_an_override_and_drops_a_normalisation_it_cannot_use():
+    m = _manifest(threshold=Threshold(2.5, normalization=Normalization(1.5, 0.25)))
+    assert m.verdict_rule().normalize(2.5) == pytest.approx(1.0)
+    assert m.verdict_rule(3.5).value == 3.5 and m.verdict_rule(3.5).normalize(3.5) == pytest.approx(1.0)
+    low = m.verdict_rule(1.0)  # at or below the good mean the formula means nothing
+    assert low.value == 1.0 and low.normalization is None and low.normalize(2.0) is None
+    bare = _manifest(threshold=None)
+    assert bare.verdict_rule() is None and bare.verdict_rule(0.7).value == 0.7
+
+
 def test_unknown_keys_are_warned_about_by_path_and_dropped(artifact, caplog):
     write_manifest(artifact, _manifest())
     mpath = manifest_path_for(artifact)
