@@ -71,7 +71,7 @@ def run(args):
     from export.manifest import graph_manifest
     from runtime.backends.torch import TorchBackend
     from train.config import RunConfig, parse_image_size, parse_option
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
     from train.loop import train
     from train.methods import get_method
     from train.runs import load_graph

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     """Everything `main` does, raising InspectError on bad input; returns the JSON-ready report."""
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")

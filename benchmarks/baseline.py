@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_baseline(args: argparse.Namespace) -> Dict[str, Any]:
     from train.config import parse_image_size
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     size_hw = parse_image_size(args.image_size)
     progress = not args.no_progress

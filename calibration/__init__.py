@@ -8,7 +8,7 @@
   the score normalisation, with their provenance, into the model's manifest (no rebuild needed).
 
 Dependencies: numpy, onnx, onnxruntime, OpenCV, and the torch-free parts of the toolkit (`runtime.manifest`,
-`runtime.trt_version`, `train.data`; `calibration.metrics` and `calibration.evaluate`, the
+`runtime.trt_version`, `imagesets`; `calibration.metrics` and `calibration.evaluate`, the
 metrics and the evaluation loop that `benchmarks` uses too, so the INT8 report needs nothing above). Never torch.
 Names are resolved lazily, so ``import calibration`` is cheap.
 """

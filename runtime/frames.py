@@ -1,7 +1,7 @@
 """Host frame preparation: the checks, the resize rule, the channel order and the batch a frame is stacked into
 before it enters the inspection graph (everything else happens inside the graph).
 
-One resize rule for the toolkit (training reads images through `train.data`, which calls `resize_to` too, so the
+One resize rule for the toolkit (training reads images through `imagesets`, which calls `resize_to` too, so the
 pixels a model was trained on and the pixels it sees in production are the same): ``cv2.INTER_AREA`` when no
 axis grows, ``cv2.INTER_LINEAR`` otherwise. The manifest records the rule as `RESIZE_RULE`.
 

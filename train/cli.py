@@ -99,7 +99,7 @@ def _run(args) -> int:
 
     samples = find_samples(args.data, args.category, "train")
     if args.holdout:
-        from train.data.subsets import split_holdout
+        from imagesets.subsets import split_holdout
 
         samples, held = split_holdout(samples, args.holdout)
         print(f"holding out {len(held)} of {len(samples) + len(held)} good training images for calibration")

@@ -43,7 +43,7 @@ def demo(tmp_path_factory):
 def tiny_run(demo, tmp_path_factory):
     """FAIR c=8 at 64x64, a few steps: enough to have non-trivial weights."""
     from train.config import RunConfig
-    from train.data import find_samples, load_images
+    from imagesets import find_samples, load_images
     from train.loop import train
 
     images = load_images(find_samples(demo, "brick", "train"), (SIZE, SIZE), progress=False)
@@ -127,7 +127,7 @@ def test_manifest(exported, tiny_run):
 def test_demo_auroc_ort_equals_torch(exported, demo):
     """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's two ways
     in: --model on onnxruntime, --run on torch)."""
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     graph, config, path = exported
     samples = find_samples(demo, "brick", "test")

@@ -53,7 +53,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_map_stats_cli_makes_good_images_z_scores(tiny_run, capsys):
-    from train.data import find_samples, load_images
+    from imagesets import find_samples, load_images
     from train.map_stats import main
     from train.runs import MAP_STATS, load_graph
 

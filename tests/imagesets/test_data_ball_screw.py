@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import find_samples, list_categories, load_images, load_masks, read_image, read_mask
+from imagesets import find_samples, list_categories, load_images, load_masks, read_image, read_mask
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = [pytest.mark.shared,
