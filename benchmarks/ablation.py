@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="training device (default auto)")
-    p.add_argument("--out", required=True, help="folder for the runs (one sub-folder per value)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the runs (one sub-folder per value)")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     return p
 

@@ -101,7 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH",
                    help="exported model (MODEL.onnx, .engine, .xml with MODEL.json beside it) to evaluate through a "
                         "runtime backend instead of the torch graph")
-    p.add_argument("--onnx", dest="model", help=argparse.SUPPRESS)  # the README's earlier spelling of --model
     p.add_argument("--backend", default=None, choices=tuple(REGISTRY),
                    help=f"runtime backend (default: {MODEL_BACKEND} for --model, the backend calibration.threshold "
                         f"scores with; torch for --run alone)")

@@ -2,7 +2,7 @@
 
     python -m runtime --model model.onnx --source 0|FILE|URL|DIR|'gst ... ! appsink' [--out DIR] [--show]
                       [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton]
-                      [--device auto|cpu|cuda] [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
+                      [--device auto|cpu|cuda] [--threshold T] [--batch-size N] [--backend-option KEY=VALUE ...]
                       [--serve PORT] [--no-progress]
 
 Prints one line per frame (index, score, verdict, latency) and a summary (frames, FPS, p50/p99 latency,
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True,
                    help="camera index (0), video file, image file, image folder, rtsp:// or http:// URL, "
                         "or a GStreamer pipeline (contains '!')")
-    p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for overlays (PNG) and inspect.jsonl")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     add_backend(p, help="backend that runs the model (triton: a Triton server, --backend-option url=HOST:PORT)")
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs with AMX; the default f32 matches the other backends), requests=N (openvino), "
                         "cuda_graph=1 (tensorrt), url=HOST:PORT and model_name=NAME (triton)")
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the manifest's)")
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per inference (default 1)")
     p.add_argument("--queue", type=int, default=4, help="capture queue size (default 4)")
     p.add_argument("--save", default="all", choices=["all", "anomalous", "none"],
                    help="which overlays to write with --out (default all)")
@@ -96,8 +96,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise RuntimeInspectError(f"--frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}")
     if args.max_reconnects < 0:
         raise RuntimeInspectError(f"--max-reconnects must be >= 0, got {args.max_reconnects}")
-    if args.batch < 1 or args.queue < 1:
-        raise RuntimeInspectError(f"--batch and --queue must be >= 1, got {args.batch} and {args.queue}")
+    if args.batch_size < 1 or args.queue < 1:
+        raise RuntimeInspectError(f"--batch-size and --queue must be >= 1, got {args.batch_size} and {args.queue}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -166,7 +166,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
                 live = LiveView(args.serve, insp, args.source)
                 print(f"live view: {live.url}", flush=True)
-            stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
+            stream = insp.stream(args.source, batch_size=args.batch_size, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
                                  max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout)
             with stream:

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.demo_data",
                                 description="Write a small deterministic demo data set (MVTec layout) from "
                                             "scikit-image's bundled textures.")
-    p.add_argument("--out", required=True, help="output folder (one sub-folder per category)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per category)")
     p.add_argument("--categories", nargs="+", default=list(CATEGORIES), metavar="CAT",
                    help=f"categories to write (default: {' '.join(CATEGORIES)})")
     p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")

@@ -38,7 +38,7 @@ def small_run(tmp_path_factory):
     """The script, run as a script from the repository root, for one small model (c=8, 64x64, 3 iterations)."""
     out = tmp_path_factory.mktemp("lat") / "lat.json"
     cmd = [sys.executable, "benchmarks/latency.py", "--method", "fair", "--c", "8", "--image-size", "64",
-           "--backend", "torch", "onnxruntime", "openvino", "tensorrt", "--precision", "fp32", "int8", "--batch", "1", "2",
+           "--backend", "torch", "onnxruntime", "openvino", "tensorrt", "--precision", "fp32", "int8", "--batch-sizes", "1", "2",
            "--warmup", "1", "--iters", "3", "--json", str(out), "--markdown", "--no-progress"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -350,7 +350,7 @@ def trained_run(tmp_path_factory):
     out = root / "lat.json"
     proc = subprocess.run(
         [sys.executable, "benchmarks/latency.py", "--runs", str(run), "--data", str(data), "--category", "brick",
-         "--backend", "ort", "--precision", "fp32", "int8", "--batch", "2", "--warmup", "0", "--iters", "2",
+         "--backend", "onnxruntime", "--precision", "fp32", "int8", "--batch-sizes", "2", "--warmup", "0", "--iters", "2",
          "--calib-images", "8", "--json", str(out), "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

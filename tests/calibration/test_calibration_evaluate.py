@@ -291,8 +291,7 @@ def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tiny_mvtec, tmp_p
 def test_accuracy_cli_bad_input_is_one_error_line(tmp_path, capsys):
     from benchmarks.accuracy import main
 
-    # --onnx: the README's earlier spelling of --model, a hidden alias
-    rc = main(["--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
+    rc = main(["--model", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
                "--json", str(tmp_path / "a.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: --model ") and "missing.onnx" in err[0]

@@ -148,7 +148,7 @@ def test_demo_auroc_ort_equals_torch(exported, demo):
 def test_cli_bgr_resize_fixed_batch(tiny_run, tmp_path):
     out = tmp_path / "bgr.onnx"
     proc = subprocess.run([sys.executable, "-m", "export.onnx", "--run", str(tiny_run), "--out", str(out),
-                           "--frame-size", "80x96", "--channel-order", "BGR", "--batch", "2"],
+                           "--frame-size", "80x96", "--channel-order", "BGR", "--batch-size", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     m = load_manifest(out)

@@ -183,7 +183,7 @@ def test_engine_manifest_needs_its_tensorrt_block(tmp_path):
     assert m.tensorrt == info
     cmd = rebuild_command(m, str(engine))
     assert cmd.startswith("python -m export.trt --method fair --c 32") and "--precision fp16" in cmd
-    assert "--batch 1:4:32" in cmd and "--run runs/fair-c32" in cmd
+    assert "--profile 1:4:32" in cmd and "--run runs/fair-c32" in cmd
     with pytest.raises(ManifestError, match="tensorrt.compute_capability"):
         write_manifest(engine, _manifest(artifact_kind="tensorrt-engine",
                                          tensorrt=TensorRTInfo("10.3.0", "Orin", "sm87")))
