@@ -176,6 +176,7 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
             written = write_overlays(folder, frames, result["maps"], masks, result["scores"], labels, names,
                                      k=args.overlays_per_set)
         report["overlays"] = [str(p) for p in written]
+        report["overlays_dir"] = str(folder)
     write_json(out, report)
     return report
 
@@ -185,7 +186,8 @@ def _run(args: argparse.Namespace) -> int:
     title = (f"{report['model']}  {report['category']}  ({report['runs_on']}, "
              f"{report['image_size'][0]}x{report['image_size'][1]}, {report['n_images']} images)")
     print(metrics_table(report, title))
-    print(f"wrote {args.json}" + (f" and {len(report['overlays'])} overlays" if report.get("overlays") else ""))
+    shown = f" and {len(report['overlays'])} overlay PNGs in {report['overlays_dir']}/" if report.get("overlays") else ""
+    print(f"wrote {args.json}{shown}")
     return 0
 
 

@@ -113,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import cv2  # noqa: PLC0415
 
+    from runtime.overlay import overlay_file_name  # noqa: PLC0415
+
     from runtime.inspector import Inspector  # noqa: PLC0415
 
     try:  # OpenCV's own probing warnings (camera by index, FFMPEG) would bury our one-line errors
@@ -134,6 +136,7 @@ def _inspect(args: argparse.Namespace) -> int:
             if args.save != "none":
                 overlay_dir = os.path.join(args.out, "overlays")
                 os.makedirs(overlay_dir, exist_ok=True)
+    folder = str(args.source) if os.path.isdir(str(args.source)) else None  # overlays name its files from here
 
     def write(record: Dict[str, Any]) -> None:
         if log_file is not None:
@@ -183,7 +186,7 @@ def _inspect(args: argparse.Namespace) -> int:
                                   f"{r.latency_ms:7.2f} ms", flush=True)
                         record = dict(r.to_dict(), type="result")
                         if overlay_dir is not None and (args.save == "all" or r.is_anomalous):
-                            path = os.path.join(overlay_dir, f"frame_{r.frame_index:06d}.png")
+                            path = os.path.join(overlay_dir, overlay_file_name(r.frame_index, r.name, folder))
                             if not cv2.imwrite(path, r.overlay()):
                                 raise RuntimeInspectError(f"cannot write overlay {path}: check --out")
                             record["overlay"] = os.path.relpath(path, args.out)

@@ -63,6 +63,21 @@ def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
     assert sorted(os.listdir(out / "overlays")) == [f"frame_{i:06d}.png" for i in range(7)]
 
 
+def test_cli_on_a_folder_reads_sub_folders_and_names_overlays_by_file(setup):
+    d, model, _ = setup
+    src = d / "parts"
+    (src / "good").mkdir(parents=True)
+    (src / "scratch").mkdir()
+    img = np.full((48, 64, 3), 90, np.uint8)
+    for rel in ("good/001.png", "scratch/001.png", "top.png"):
+        assert cv2.imwrite(str(src / rel), img)
+    out = d / "out_folder"
+    r = run_cli("--model", model, "--source", src, "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out / "overlays")) == ["frame_000000_good_001.png", "frame_000001_scratch_001.png",
+                                                    "frame_000002_top.png"]
+
+
 def test_cli_threshold_max_frames_and_save_anomalous(setup):
     d, model, video = setup
     out = d / "out2"
