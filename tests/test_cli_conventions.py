@@ -1,4 +1,4 @@
-"""The command lines agree (plan, "CLI conventions"), and every error of ours has the one root.
+"""The command lines agree (CONTRIBUTING.md, "Command lines"), and every error of ours has the one root.
 
 Every module of the toolkit that builds an argparse parser is found by reading the tree (a new entry point is
 checked without being listed here) and must expose `build_parser()`, with: help text on every shown flag; no

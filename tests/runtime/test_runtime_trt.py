@@ -26,7 +26,7 @@ def test_parse_version_rejects_garbage():
         trt_version.parse_version("ten")
 
 
-# version -> the capabilities that must hold (facts: ../shared/refs/tensorrt-facts.md)
+# version -> the capabilities that must hold (facts: NVIDIA's release notes)
 TABLE = {
     "8.4.3": dict(supported=False, named_io_tensors=False, uint8_io=False),
     "8.5.2": dict(supported=True, named_io_tensors=True, uint8_io=True, explicit_batch_flag_required=True,
