@@ -33,6 +33,7 @@ python -m export.onnx --run "$RUN" --out "$MODEL"
 python -m calibration.threshold --model "$MODEL" --data "$DATA" --category "$CAT" --holdout 0.2 --target-fpr 0.05
 python scripts/frames_to_video.py "$DATA/$CAT/test" "$OUT/line.avi"
 python -m runtime --model "$MODEL" --source "$OUT/line.avi" --out "$OUT/stream"
+ROOT_FLAG=$([ "$RUNS" = runs ] && echo "" || echo " --runs-root $RUNS")  # export.trt looks in runs/ by default
 cat <<EOF
 
 Demo done. Outputs:
@@ -43,6 +44,6 @@ Demo done. Outputs:
   runtime output   $OUT/stream/inspect.jsonl, overlays in $OUT/stream/overlays/
 Next:
   python -m runtime --model $MODEL --source $DATA/$CAT/test --serve 8080   # live view on http://127.0.0.1:8080/
-  python -m export.trt --method fair --c 32 --precision fp16               # TensorRT engine in engines/ (NVIDIA GPU)
+  python -m export.trt --method fair --c 32$ROOT_FLAG --precision fp16   # TensorRT engine in engines/ (NVIDIA GPU)
   See docs/methods.md (other methods, your own data) and docs/deployment.md (cameras, Jetson, TensorRT).
 EOF

@@ -339,12 +339,10 @@ def test_accuracy_cli_on_a_tiny_trained_run(tiny_mvtec, tmp_path, capsys):
     graph from `train.runs.load_graph`, and check the JSON and the overlays."""
     pytest.importorskip("imagesets", reason="imagesets reads the data set")
     from benchmarks.accuracy import main
-    from train.cli import main as train_main
+    from tests.helpers.tiny_runs import train_tiny_cli
 
     data = tiny_mvtec
-    run = tmp_path / "run"
-    assert train_main(["--method", "fair", "--c", "8", "--data", str(data), "--category", "tiles", "--out", str(run),
-                       "--image-size", "32", "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
+    run = train_tiny_cli(data, "tiles", tmp_path / "run")
     out = tmp_path / "acc.json"
     rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out), "--device", "cpu",
                "--batch-size", "4", "--no-progress", "--overlays-per-set", "1"])
