@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from runtime.manifest import model_label
 
@@ -180,10 +180,3 @@ def speedups(rows: Sequence[Dict[str, Any]], base: Tuple[str, str] = ("torch", "
         out.append(f"{model_label(r['method'], r.get('c'))} batch {r['batch']}: {backend_label(r)}/{r['precision']} "
                    f"{r['fps'] / b['fps']:.2f}x {base[0]}/{base[1]}")
     return out
-
-
-def find_row(rows: Sequence[Dict[str, Any]], **match: Any) -> Optional[Dict[str, Any]]:
-    for r in rows:
-        if all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None

@@ -14,8 +14,7 @@ Names are resolved lazily, so ``import calibration`` is cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runtime.lazy import lazy_exports
 
 __all__ = [
     "quantize_onnx", "calibrate_threshold", "fpr_threshold", "f1_threshold",
@@ -34,14 +33,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

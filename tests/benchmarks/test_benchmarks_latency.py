@@ -54,7 +54,7 @@ def summary_cli():
 
 
 def _row(result, **match):
-    row = table.find_row(result["rows"], **match)
+    row = next((r for r in result["rows"] if all(r.get(k) == v for k, v in match.items())), None)
     assert row is not None, f"no row {match}"
     return row
 
