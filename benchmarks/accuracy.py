@@ -186,7 +186,8 @@ def _run(args: argparse.Namespace) -> int:
     title = (f"{report['model']}  {report['category']}  ({report['runs_on']}, "
              f"{report['image_size'][0]}x{report['image_size'][1]}, {report['n_images']} images)")
     print(metrics_table(report, title))
-    shown = f" and {len(report['overlays'])} overlay PNGs in {report['overlays_dir']}/" if report.get("overlays") else ""
+    shown = (f" and {len(report['overlays'])} overlay PNGs in {report['overlays_dir']}/" if report.get("overlays")
+             else "")
     print(f"wrote {args.json}{shown}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Benchmark results as tables: terminal text, Markdown (for the README) and JSON.
+"""Benchmark results as tables: terminal text, Markdown (for docs/results.md) and JSON.
 
 A result is plain data: ``{"machine": {...}, "settings": {...}, "notes": [...], "rows": [row, ...]}``. A row
 that could not run keeps its place with ``status`` "skipped" (or "error") and a ``reason``; its numbers are

@@ -2,9 +2,9 @@
 
 `open_source(spec)` understands, in this order:
 - an existing folder (its images and those of its sub-folders, sorted by path; a corrupt image is reported and
-  skipped; files of other types are reported once) or an existing file: an image (one frame) or a video (every frame, nothing
-  dropped; frames it announces but cannot deliver are reported lost). An existing path wins: a folder named
-  ``123`` is a folder, not camera 123;
+  skipped; files of other types are reported once) or an existing file: an image (one frame) or a video (every
+  frame, nothing dropped; frames it announces but cannot deliver are reported lost). An existing path wins: a
+  folder named ``123`` is a folder, not camera 123;
 - an RTSP/HTTP/... URL: ``rtsp://user:pass@host/stream`` (live; the password never appears in descriptions,
   logs, events or the CLI's jsonl);
 - a camera index: ``0`` or ``"0"`` (live);

@@ -360,7 +360,7 @@ def trained_run(tmp_path_factory):
 def test_trained_run_rows_report_accuracy(trained_run):
     rows = trained_run["rows"]
     assert [(r["c"], r["precision"]) for r in rows] == [(8, "fp32"), (8, "int8")]  # only the run's width
-    assert {r["backend"] for r in rows} == {"onnxruntime"}  # --backend ort: the README's short name
+    assert {r["backend"] for r in rows} == {"onnxruntime"}
     fp32 = rows[0]
     assert fp32["status"] == "ok" and fp32["run"]
     assert 0.0 <= fp32["image_auroc"] <= 1.0 and 0.0 <= fp32["aupro"] <= 1.0

@@ -117,7 +117,7 @@ def test_twenty_abandoned_streams_leave_no_thread(bgr_model):
     for _ in range(20):
         src = Endless()
         sources.append(src)
-        for _r in insp.stream(src):  # the README's pattern: take a frame, leave without closing
+        for _r in insp.stream(src):  # the documented pattern: take a frame, leave without closing
             break
     gc.collect()
     assert _wait_for(lambda: len(_readers()) == before), f"{len(_readers()) - before} reader threads left"
