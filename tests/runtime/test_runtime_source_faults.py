@@ -1,4 +1,4 @@
-"""Issue 21, the source side: videos that fail mid-file, abandoned streams and their threads, close from
+"""Faults on the source side: videos that fail mid-file, abandoned streams and their threads, close from
 another thread, source routing and credential redaction, folder reports, decompression bombs. Threads are
 joined with timeouts and loops are bounded, so nothing here can hang."""
 from __future__ import annotations
