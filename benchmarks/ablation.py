@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="training device (default auto)")
-    p.add_argument("--out", required=True, help="folder for the runs (one sub-folder per value)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the runs (one sub-folder per value)")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     return p
 
@@ -71,7 +71,7 @@ def run(args):
     from export.manifest import graph_manifest
     from runtime.backends.torch import TorchBackend
     from train.config import RunConfig, parse_image_size, parse_option
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
     from train.loop import train
     from train.methods import get_method
     from train.runs import load_graph

@@ -101,7 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH",
                    help="exported model (MODEL.onnx, .engine, .xml with MODEL.json beside it) to evaluate through a "
                         "runtime backend instead of the torch graph")
-    p.add_argument("--onnx", dest="model", help=argparse.SUPPRESS)  # the README's earlier spelling of --model
     p.add_argument("--backend", default=None, choices=tuple(REGISTRY),
                    help=f"runtime backend (default: {MODEL_BACKEND} for --model, the backend calibration.threshold "
                         f"scores with; torch for --run alone)")
@@ -130,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     """Everything `main` does, raising InspectError on bad input; returns the JSON-ready report."""
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -177,6 +176,7 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
             written = write_overlays(folder, frames, result["maps"], masks, result["scores"], labels, names,
                                      k=args.overlays_per_set)
         report["overlays"] = [str(p) for p in written]
+        report["overlays_dir"] = str(folder)
     write_json(out, report)
     return report
 
@@ -186,7 +186,9 @@ def _run(args: argparse.Namespace) -> int:
     title = (f"{report['model']}  {report['category']}  ({report['runs_on']}, "
              f"{report['image_size'][0]}x{report['image_size'][1]}, {report['n_images']} images)")
     print(metrics_table(report, title))
-    print(f"wrote {args.json}" + (f" and {len(report['overlays'])} overlays" if report.get("overlays") else ""))
+    shown = (f" and {len(report['overlays'])} overlay PNGs in {report['overlays_dir']}/" if report.get("overlays")
+             else "")
+    print(f"wrote {args.json}{shown}")
     return 0
 
 

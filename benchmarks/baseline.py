@@ -7,7 +7,7 @@ at --image-size), with the accumulator of `train.map_stats`. Map: the squared z-
 channels, then FAIR's k x k zero-padded mean filter (`train.ops.scoring.box_filter`); image score = max of the
 map. It needs no training, and it is strong
 wherever the camera and the part do not move (the part's own structure cancels out), which is why a
-reconstruction model has to be measured against it on real data (see `../shared/data/ball_screw`).
+reconstruction model has to be measured against it on real data (docs/results.md: the ball_screw rows).
 Evaluated by `calibration.evaluate` on the test split, as `benchmarks.accuracy` evaluates a model.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_baseline(args: argparse.Namespace) -> Dict[str, Any]:
     from train.config import parse_image_size
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     size_hw = parse_image_size(args.image_size)
     progress = not args.no_progress

@@ -70,9 +70,9 @@ def _run(args) -> int:
     from tqdm import tqdm
 
     from calibration.metrics import pixel_f1_max
-    from train.data import find_samples
-    from train.data.dataset import load_images, load_masks
-    from train.data.subsets import spread
+    from imagesets import find_samples
+    from imagesets.dataset import load_images, load_masks
+    from imagesets.subsets import spread
     from train.loop import resolve_device
     from train.refine.inputs import good_images
     from train.refine.pixel_prior import fit_pixel_prior, sample_pixels

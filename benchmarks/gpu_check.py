@@ -1,7 +1,7 @@
 """One command that proves the GPU path: tests, engines, parity and latency, into one folder.
 
     python -m benchmarks.gpu_check [--out DIR] [--cpu-only] [--methods fair:32 fair:64 fair:128 patchcore padim]
-        [--precision fp32 fp16 int8] [--image-size 256] [--batch 1 8] [--iters 30] [--budget 570]
+        [--precision fp32 fp16 int8] [--image-size 256] [--batch-sizes 1 8] [--iters 30] [--budget 570]
     scripts/gpu_check.sh [same options]
 
 Steps (`benchmarks.gpu_check_steps`): the doctor's report; every `gpu`/`trt` test (and the files that skip
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="engine precisions (default fp32 fp16 int8)")
     p.add_argument("--image-size", type=positive_int, default=256, help="model input side (default 256)")
-    p.add_argument("--batch", nargs="+", type=positive_int, default=[1, 8], help="latency batch sizes (default 1 8); "
+    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8], help="latency batch sizes (default 1 8); "
                                                                               "engines are built for 1..max")
     p.add_argument("--iters", type=positive_int, default=30, help="timed runs per leg and row (default 30)")
     p.add_argument("--budget", type=positive_int, default=570, help="seconds for the whole check (default 570)")
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         gpu_reason = f"--cpu-only was given (without it: {gpu_reason or 'a GPU and TensorRT are present'})"
     check = steps.Check(out, args.budget, gpu_reason)
     t0 = time.monotonic()
-    profile = (1, max(args.batch), max(args.batch))
+    profile = (1, max(args.batch_sizes), max(args.batch_sizes))
     print(f"GPU check into {out}: {'GPU path' if check.gpu else 'CPU-only (' + str(gpu_reason) + ')'}", flush=True)
     if "doctor" in args.steps:
         steps.step_doctor(check)
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     if "parity" in args.steps:
         steps.step_parity(check, args.methods, args.image_size, args.precision, args.iters, profile)
     if "latency" in args.steps:
-        steps.step_latency(check, args.methods, args.image_size, args.precision, args.batch, args.iters)
+        steps.step_latency(check, args.methods, args.image_size, args.precision, args.batch_sizes, args.iters)
     info = machine_info()
     results = {"created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
                "gpu": info["gpu"] if check.gpu else f"none used ({gpu_reason})", "machine": info,

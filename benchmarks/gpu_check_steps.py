@@ -267,7 +267,7 @@ def step_latency(check: Check, models: Sequence[str], image_size: int, precision
         json_out = check.out / f"latency_{method}.json"
         cmd = [sys.executable, "benchmarks/latency.py", "--method", method, *which,
                "--backend", "tensorrt", "torch", "--device", "cuda", "--precision", *precisions,
-               "--batch", *map(str, batches), "--image-size", str(image_size), "--data", data, "--category",
+               "--batch-sizes", *map(str, batches), "--image-size", str(image_size), "--data", data, "--category",
                category, "--calib-images", "16", "--iters", str(iters), "--warmup", "5", "--max-seconds", "10",
                "--work-dir", str(check.out / "engines"), "--json", str(json_out),
                "--markdown", str(check.out / f"latency_{method}.md"), "--no-progress"]

@@ -1,7 +1,7 @@
 """Latency, throughput, size and (optionally) accuracy of inspection graphs across backends and precisions.
 
     python benchmarks/latency.py --method fair --c 32 64 128 [--backend torch onnxruntime openvino tensorrt ...]
-        [--precision fp32 fp16 bf16 int8] [--batch 1 8] [--image-size 256] [--runs RUN ...]
+        [--precision fp32 fp16 bf16 int8] [--batch-sizes 1 8] [--image-size 256] [--runs RUN ...]
         [--warmup N --iters N] [--passes N] [--threads N] [--json OUT] [--markdown [FILE]] [--plot OUT.png]
         [--data DIR --category CAT]
 
@@ -32,12 +32,10 @@ from typing import Optional, Sequence  # noqa: E402
 
 from benchmarks.latency_rows import CALIBRATION_IMAGES, ROW_TIMEOUT_S, Settings, row_precisions  # noqa: E402
 from benchmarks.latency_suite import BenchmarkError, benchmark  # noqa: E402
-from benchmarks.machine import cpu_has_bf16  # noqa: E402,F401  (tests of the runtime ask it here)
 from runtime.cli_flags import positive_int  # noqa: E402
+from runtime.files import write_json  # noqa: E402
 from train.config import option_argument  # noqa: E402  (torch-free)
 
-#: the short names the README's commands use, still accepted (not shown in --help)
-OLD_BACKEND_NAMES = {"ort": "onnxruntime", "trt": "tensorrt", "ov": "openvino"}
 DEFAULT_BACKENDS = ["torch", "onnxruntime", "openvino", "tensorrt"]
 
 
@@ -49,7 +47,6 @@ def _backend_name(text: str) -> str:
     from runtime.backends import backend_names
 
     t = text.lower()
-    t = OLD_BACKEND_NAMES.get(t, t)
     if t not in backend_names():
         raise argparse.ArgumentTypeError(f"unknown backend {text!r}; known: {', '.join(backend_names())}")
     return t
@@ -93,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", type=_precision, nargs="+", default=["fp32"],
                    help="fp32, fp16 (FP16 ONNX), int8 (Q/DQ ONNX; needs --data for calibration), bf16 (the FP32 "
                         "graph computed in bf16: openvino, torch; CPUs with AMX/AVX512-BF16)")
-    p.add_argument("--batch", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1], metavar="N",
+                   help="batch sizes, one row each (default 1)")
     p.add_argument("--image-size", default="256",
                    help="N or HxW, multiples of the method's size multiple (16 for fair; default 256)")
     p.add_argument("--runs", nargs="*", default=[], metavar="RUN",
@@ -163,10 +161,10 @@ def _run(args) -> int:
         cs = [method.width(c) for c in args.c]  # a width-less method refuses --c (ConfigError)
     else:
         cs = [] if args.runs else [method.width(None)]
-    from benchmarks.machine import gpus
+    from runtime.machine import gpus
 
     devices = [("cuda" if gpus() else "cpu") if d == "auto" else d for d in args.device]
-    result = benchmark(args.method, dedup(cs), dedup(args.backend), dedup(args.precision), dedup(args.batch),
+    result = benchmark(args.method, dedup(cs), dedup(args.backend), dedup(args.precision), dedup(args.batch_sizes),
                        size, settings, runs=args.runs, work_dir=args.work_dir, devices=dedup(devices))
     from benchmarks import table
 
@@ -179,7 +177,7 @@ def _run(args) -> int:
         else:
             Path(args.markdown).write_text(md + "\n")
     if args.json:
-        table.write_json(result, args.json)
+        write_json(args.json, table.plain(result), f"--json {args.json}")
     if args.plot:
         from benchmarks.plot import plot_result
 

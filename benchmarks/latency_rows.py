@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from benchmarks.latency_runners import RowSkipped, error_line, execute_job, probe_backend, run_isolated
-from benchmarks.machine import cpu_has_bf16
+from runtime.machine import cpu_has_bf16
 from runtime.manifest import model_label
 
 #: a library's spelling of a compute precision (OpenVINO's "f32") -> the toolkit's ("fp32")
@@ -255,7 +255,7 @@ def prepare_job(spec: RowSpec, model: Model, settings: Settings) -> Dict[str, An
     """What the row runner needs (a JSON dict), after every check that can tell here why the row cannot run
     (library missing, precision the backend does not run, no GPU, no bf16 on this CPU); exports / quantises /
     builds the row's artifact."""
-    from benchmarks.machine import gpus
+    from runtime.machine import gpus
 
     probe_backend(spec.backend)  # before exporting anything: a missing library skips at once
     art = row_artifact(spec.backend, spec.precision)

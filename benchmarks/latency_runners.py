@@ -96,7 +96,7 @@ def open_runner(job: Dict[str, Any]):
 def row_accuracy(job: Dict[str, Any], runner) -> Dict[str, Any]:
     from calibration.evaluate import evaluate
     from runtime.frames import rgb_to_model_order
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     size = tuple(job["image_size"])
     samples = find_samples(job["data"], job.get("category"), "test")

@@ -80,7 +80,7 @@ def benchmark(method: str, cs: Sequence[int], backends: Sequence[str], precision
               devices: Sequence[str] = ("cpu",)) -> Dict[str, Any]:
     """Every row of the product models x (backend, device) x precisions x batches -> {"machine", "settings",
     "notes", "rows"}."""
-    from benchmarks.machine import machine_info
+    from runtime.machine import machine_info
 
     machine = machine_info()
     models = plan_models(method, cs, image_size, runs)

@@ -230,7 +230,7 @@ def make_camera(video: str, jpegs: List[bytes], fps: float, prefer: str = "auto"
     """FfmpegCamera when ffmpeg is installed and `prefer` allows it, else StdlibCamera; returns (camera, why)."""
     exe = ffmpeg_exe() if prefer in ("auto", "ffmpeg") else None
     if exe is not None and os.path.isfile(exe):
-        return FfmpegCamera(video, exe), f"ffmpeg {exe}"
+        return FfmpegCamera(video, exe), f"ffmpeg {os.path.basename(exe)} (imageio-ffmpeg)"
     if prefer == "ffmpeg":
         raise RuntimeError("--camera ffmpeg needs ffmpeg: pip install imageio-ffmpeg")
     why = "requested" if prefer == "stdlib" else "imageio-ffmpeg is not installed"

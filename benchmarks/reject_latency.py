@@ -1,7 +1,7 @@
 """Reject-signal latency and many cameras on one process: frame read -> each sink delivered, p50/p99 per sink.
 
     python benchmarks/reject_latency.py --model MODEL.onnx [--cameras 1 4] [--seconds 20] [--fps 30]
-        [--batch 4] [--backend auto] [--restart-broker] [--json OUT] [--no-progress]
+        [--batch-size 4] [--backend auto] [--restart-broker] [--json OUT] [--no-progress]
 
 For each camera count: that many ffmpeg MJPEG cameras on 127.0.0.1 (`benchmarks.mjpeg_camera`, `--fps` each)
 run through one `runtime.multicam.Line` with four sinks, each measured where the verdict arrives:
@@ -131,7 +131,7 @@ def run_phase(args: argparse.Namespace, model: str, video: str, count: int, rest
     opcua_port = free_port()
     sinks = [f"mqtt://127.0.0.1:{broker.port}/line", f"opcua://127.0.0.1:{opcua_port}",
              f"http://127.0.0.1:{hook.server_address[1]}/verdict"]
-    spec = line_from_sources([c.url for c in cams], model, sinks=sinks, batch=args.batch)
+    spec = line_from_sources([c.url for c in cams], model, sinks=sinks, batch=args.batch_size)
     stop = threading.Event()
     restart_info: Dict[str, Any] = {}
     try:
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", type=int, nargs="+", default=[1, 4], help="camera counts to run (default 1 4)")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per run (default 20)")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of each camera (default 30)")
-    p.add_argument("--batch", type=int, default=4, help="frames per inference across cameras (default 4)")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per inference across cameras (default 4)")
     add_backend(p)
     p.add_argument("--restart-broker", action="store_true",
                    help="stop the MQTT broker for 2 s in the middle of the last run and count what arrived")
@@ -214,8 +214,8 @@ def _run(args: argparse.Namespace) -> int:
     from benchmarks.mqtt_broker import mosquitto_exe  # noqa: PLC0415
     from runtime.manifest import load_manifest  # noqa: PLC0415
 
-    if any(c < 1 for c in args.cameras) or args.seconds <= 0 or args.fps <= 0 or args.batch < 1:
-        raise BenchmarkError("--cameras, --seconds, --fps and --batch must be positive")
+    if any(c < 1 for c in args.cameras) or args.seconds <= 0 or args.fps <= 0 or args.batch_size < 1:
+        raise BenchmarkError("--cameras, --seconds, --fps and --batch-size must be positive")
     if ffmpeg_exe() is None:
         raise BenchmarkError("needs ffmpeg for the cameras: pip install imageio-ffmpeg")
     if mosquitto_exe() is None:
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_progress:
             print(json.dumps(row), flush=True)
     doc = {"settings": {"model": os.path.basename(args.model), "fps_per_camera": args.fps, "seconds": args.seconds,
-                        "batch": args.batch, "backend": args.backend, "cpus": os.cpu_count()}, "runs": runs}
+                        "batch": args.batch_size, "backend": args.backend, "cpus": os.cpu_count()}, "runs": runs}
     if args.json:
         write_json(args.json, doc, f"--json {args.json}")
     return 0

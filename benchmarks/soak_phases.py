@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from benchmarks import fault_injection as fi
+from runtime.files import write_json
 
 SKIP_EVENTS = ("corrupt", "bad_frame")  # events that account for exactly one input frame
 #: Events that account for a number of frames they state themselves -> the key of that number (the runtime's
@@ -152,10 +153,7 @@ def swap_model(soak: Soak, model: str, data: bytes, manifest: Dict[str, Any], ta
     with open(model, "wb") as f:  # in place, not atomic: what a careless copy does
         f.write(data)
     out["torn"] = _open_in_new_process(model, backend)
-    tmp = os.path.splitext(model)[0] + ".json.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(tmp, os.path.splitext(model)[0] + ".json")
+    write_json(os.path.splitext(model)[0] + ".json", manifest)
     out["complete"] = _open_in_new_process(model, backend)
     out["ok"] = out["torn"].startswith("ArtifactMismatch") and out["complete"].startswith("opened")
     soak.mark(f"swap to {tag}")

@@ -8,7 +8,7 @@ RECONNECT_GOAL_S = 2.0
 
 
 def evaluate_goals(result: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """The issue's four goals (and the swap check), each {"met": bool, "value": ..., "detail": ...}."""
+    """The soak's four goals (and the swap check), each {"met": bool, "value": ..., "detail": ...}."""
     phases = result["phases"]
     crashes = [f"{p['phase']} round {p['round']}: {p['crash']}" for p in phases if p.get("crash")]
     lost = sum(int(p["lost_unreported"]) for p in phases)

@@ -1,4 +1,4 @@
-"""Benchmark results as tables: terminal text, Markdown (for the README) and JSON.
+"""Benchmark results as tables: terminal text, Markdown (for docs/results.md) and JSON.
 
 A result is plain data: ``{"machine": {...}, "settings": {...}, "notes": [...], "rows": [row, ...]}``. A row
 that could not run keeps its place with ``status`` "skipped" (or "error") and a ``reason``; its numbers are
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from runtime.manifest import model_label
 
@@ -92,7 +92,7 @@ def notes_for(result: Dict[str, Any]) -> List[str]:
 
 
 def render_text(result: Dict[str, Any]) -> str:
-    from benchmarks.machine import format_machine
+    from runtime.machine import format_machine
 
     headers, body = _cells(result["rows"])
     numeric = {h for h, key, _ in COLUMNS if key not in ("method", "backend", "precision")}
@@ -143,12 +143,10 @@ def render_markdown(result: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_json(result: Dict[str, Any], path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+def plain(result: Dict[str, Any]) -> Any:
+    """`result` with numpy numbers, arrays, sets and tuples made plain JSON values, for
+    `runtime.files.write_json`."""
+    return json.loads(json.dumps(result, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:
@@ -182,10 +180,3 @@ def speedups(rows: Sequence[Dict[str, Any]], base: Tuple[str, str] = ("torch", "
         out.append(f"{model_label(r['method'], r.get('c'))} batch {r['batch']}: {backend_label(r)}/{r['precision']} "
                    f"{r['fps'] / b['fps']:.2f}x {base[0]}/{base[1]}")
     return out
-
-
-def find_row(rows: Sequence[Dict[str, Any]], **match: Any) -> Optional[Dict[str, Any]]:
-    for r in rows:
-        if all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None

@@ -8,14 +8,13 @@
   the score normalisation, with their provenance, into the model's manifest (no rebuild needed).
 
 Dependencies: numpy, onnx, onnxruntime, OpenCV, and the torch-free parts of the toolkit (`runtime.manifest`,
-`runtime.trt_version`, `train.data`; `calibration.metrics` and `calibration.evaluate`, the
+`runtime.trt_version`, `imagesets`; `calibration.metrics` and `calibration.evaluate`, the
 metrics and the evaluation loop that `benchmarks` uses too, so the INT8 report needs nothing above). Never torch.
 Names are resolved lazily, so ``import calibration`` is cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runtime.lazy import lazy_exports
 
 __all__ = [
     "quantize_onnx", "calibrate_threshold", "fpr_threshold", "f1_threshold",
@@ -34,14 +33,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -7,7 +7,7 @@ a data set's ``test/`` split (or its ``ground_truth/``), and takes images only f
 
 Selections are deterministic: samples are sorted by path; ``spread`` takes evenly spaced images (covering the
 whole folder, not its first files); ``holdout`` takes the last fraction in sorted order. Frames are decoded
-and resized on the host exactly as the runtime does (`train.data.load_images`: INTER_AREA to shrink,
+and resized on the host exactly as the runtime does (`imagesets.load_images`: INTER_AREA to shrink,
 INTER_LINEAR to enlarge) at the manifest's input size.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 
 from calibration.errors import CalibrationError, TestSplitRefused
 from runtime.frames import rgb_to_model_order
-from train.data import find_samples, list_categories, list_images, load_images
-from train.data.samples import DEFECT, GOOD, Sample
-from train.data.subsets import split_holdout, spread as spread_samples
-from train.data.visa import is_visa
+from imagesets import find_samples, list_categories, list_images, load_images
+from imagesets.samples import DEFECT, GOOD, Sample
+from imagesets.subsets import split_holdout, spread as spread_samples
+from imagesets.visa import is_visa
 
 #: Folder names that mark evaluation data in the MVTec / MPDD layout.
 TEST_FOLDERS = ("test", "ground_truth")
@@ -102,7 +102,7 @@ def good_train_samples(data: "str | os.PathLike", category: Optional[str] = None
 
 def spread(samples: Sequence[Sample], n: Optional[int]) -> List[Sample]:
     """`n` evenly spaced samples (first and last included); all of them when n is None or >= len: the rule of
-    `train.data.subsets.spread`, with calibration's error type."""
+    `imagesets.subsets.spread`, with calibration's error type."""
     if n is not None and n < 1:
         raise CalibrationError(f"--images must be >= 1, got {n}")
     return spread_samples(samples, n)

@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "never a test split")
     p.add_argument("--category", default=None, help="category under --data")
     p.add_argument("--images", type=int, default=64, help="calibration images, evenly spaced (default 64)")
-    p.add_argument("--out", default=None, help="output Q/DQ model (default MODEL-int8.onnx beside --model)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output Q/DQ model (default MODEL-int8.onnx beside --model)")
     p.add_argument("--method", choices=METHODS, default="minmax", help="range calibration (default minmax)")
     p.add_argument("--placement", choices=list(PLACEMENTS), default="tensorrt",
                    help="; ".join(pl.help for pl in PLACEMENTS.values()))

@@ -68,7 +68,7 @@ class EvalSet:
 
     def __init__(self, data: str, category: Optional[str], size_hw: Tuple[int, int], map_hw: Tuple[int, int],
                  channel_order: str, progress: bool):
-        from train.data import find_samples, load_masks  # noqa: PLC0415
+        from imagesets import find_samples, load_masks  # noqa: PLC0415
 
         samples = find_samples(data, category, "test")
         self.data, self.category = os.path.abspath(data), category

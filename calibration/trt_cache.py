@@ -28,6 +28,7 @@ import onnx
 
 from calibration.errors import CalibrationError
 from calibration.qdq import activation_scales
+from runtime.files import atomic_write
 from runtime.trt_version import capabilities, parse_version
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
@@ -81,12 +82,7 @@ def write_trt_calibration_cache(qdq_model: Union[str, "os.PathLike[str]", onnx.M
     header = cache_header(trt_version, algorithm)
     lines = [header] + [f"{name}: {scale_hex(s)}" for name, s in scales.items()]
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, ("\n".join(lines) + "\n").encode("ascii"))
     return {"path": path, "header": header, "tensors": len(scales), "trt_version": str(trt_version)}
 
 

@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Write a DeepStream nvinfer config and the float-planar ONNX it runs.")
     p.add_argument("--model", required=True, help="MODEL.onnx exported by export.onnx (its MODEL.json gives the "
                                                   "run, the threshold and the normalisation)")
-    p.add_argument("--out", required=True, help="folder to write NAME_ds.onnx, NAME_nvinfer.txt, NAME_ds.json")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write NAME_ds.onnx, NAME_nvinfer.txt, NAME_ds.json")
     p.add_argument("--run", help="the run MODEL.onnx was exported from (default: the manifest's source_run)")
     p.add_argument("--name", help="file name stem (default: the model's)")
     p.add_argument("--batch-size", type=int, default=1, help="nvinfer batch-size (streams batched by nvstreammux)")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from export.errors import ExportError
+from runtime.manifest import CHANNEL_ORDERS
 from train.config import RunConfig
 from train.graph import InspectionGraph
 
@@ -44,7 +45,7 @@ def parse_frame_size(size: SizeLike) -> Optional[Tuple[int, int]]:
 
 def _check_order(channel_order: str) -> str:
     order = str(channel_order).upper()
-    if order not in ("RGB", "BGR"):
+    if order not in CHANNEL_ORDERS:
         raise ExportError(f"channel order {channel_order!r} is not RGB or BGR (OpenCV frames are BGR)")
     return order
 

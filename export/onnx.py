@@ -1,6 +1,6 @@
 """Export the inspection graph to ONNX: `frame (N, H, W, 3) uint8 -> anomaly_map (N, 1, h, w), score (N,)`.
 
-    python -m export.onnx --run RUN --out MODEL.onnx [--batch dynamic|N] [--opset N] [--frame-size HxW]
+    python -m export.onnx --run RUN --out MODEL.onnx [--batch-size N] [--opset N] [--frame-size HxW]
                           [--channel-order RGB|BGR] [--fp16] [--noise-input] [--no-simplify]
 
 Writes MODEL.onnx and MODEL.json (the manifest, `runtime.manifest`). The graph is `train.graph.InspectionGraph`,
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import warnings
@@ -32,7 +31,8 @@ from export.graph import graph_from_run, method_extra_inputs
 from export.manifest import batch_spec, build_manifest, toolkit_versions, write
 from export.overwrite import carry_calibration, previous_export
 from runtime.errors import cli_exit, writing
-from runtime.manifest import load_manifest
+from runtime.files import atomic_path
+from runtime.manifest import CHANNEL_ORDERS, load_manifest
 from train.config import RunConfig
 
 INPUT_NAME = "frame"
@@ -109,10 +109,8 @@ def trace_to_onnx(module: torch.nn.Module, example_args, out_path: Path, input_n
 
 def save_onnx(model: onnx.ModelProto, out_path: Path) -> Path:
     """Write `model` to `out_path` under a temporary name first, so that a reader never sees half a file."""
-    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-    with writing(out_path):
-        onnx.save(model, str(tmp_out))
-        os.replace(tmp_out, out_path)
+    with writing(out_path), atomic_path(out_path) as tmp:
+        onnx.save(model, tmp)
     return out_path
 
 
@@ -221,12 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Export a trained run's inspection graph (uint8 frames -> map, score) "
                                             "to ONNX, with a JSON manifest beside it.")
     p.add_argument("--run", required=True, help="trained run folder (config.json + model.safetensors)")
-    p.add_argument("--out", required=True, help="MODEL.onnx to write (MODEL.json is written beside it)")
-    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    p.add_argument("--out", required=True, metavar="FILE", help="MODEL.onnx to write (MODEL.json is written beside it)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="a fixed batch size N (default: a dynamic batch axis)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW",
                    help="camera frame size; if it differs from the model size the graph resizes (bilinear)")
-    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+    p.add_argument("--channel-order", default="RGB", choices=CHANNEL_ORDERS,
                    help="channel order of the frames fed to the graph (OpenCV gives BGR)")
     p.add_argument("--fp16", action="store_true",
                    help="write an FP16 graph (uint8 in, FP32 out; the method's fp16 parts only)")
@@ -237,17 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_batch(text) -> Union[str, int]:
-    s = str(text).strip().lower()
-    if s == "dynamic":
+def parse_batch(size: Optional[int]) -> Union[str, int]:
+    """`--batch-size`: "dynamic" when not given, else a positive batch size."""
+    if size is None:
         return "dynamic"
-    try:
-        n = int(s)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ExportError(f"--batch {text!r} is neither 'dynamic' nor a positive integer (e.g. --batch 8)")
-    return n
+    if size < 1:
+        raise ExportError(f"--batch-size {size} must be a positive integer (e.g. --batch-size 8), or leave it out "
+                          f"for a dynamic batch axis")
+    return int(size)
 
 
 def main(argv=None) -> int:
@@ -257,7 +253,7 @@ def main(argv=None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     graph, config = graph_from_run(args.run, args.frame_size, args.channel_order)
-    out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch), opset=args.opset,
+    out = export_onnx(graph, config, args.out, batch=parse_batch(args.batch_size), opset=args.opset,
                       simplify=not args.no_simplify, noise_input=args.noise_input,
                       precision="fp16" if args.fp16 else "fp32", source_run=str(args.run))
     size_mb = out.stat().st_size / 2**20

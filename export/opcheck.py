@@ -291,20 +291,6 @@ def check_onnx(model, targets: Sequence[str] = DEFAULT_TARGETS, name: Optional[s
     return report
 
 
-def require_supported(model, targets: Sequence[str] = DEFAULT_TARGETS, name: Optional[str] = None) -> OpCheckReport:
-    """`check_onnx`, raising `export.errors.ExportError` with the failing operators when any target fails."""
-    from export.errors import ExportError
-
-    report = check_onnx(model, targets, name)
-    if not report.ok:
-        bad = "; ".join(f"TensorRT {t}: {', '.join(sorted(report.failing_ops(t)))}"
-                        for t in report.targets if not report.ok_for(t))
-        first = report.errors[0]
-        raise ExportError(f"{report.model} has operators the TensorRT ONNX parser rejects ({bad}): "
-                          f"{first.message}; run `python -m export.opcheck --model {report.model}` for details")
-    return report
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export.opcheck",
                                 description="Check that every ONNX op parses with TensorRT 8.5, 10.x and 11.")

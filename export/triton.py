@@ -1,7 +1,7 @@
 """A Triton Inference Server model repository from an exported model (ONNX or TensorRT engine).
 
     python -m export.triton --model MODEL.onnx|MODEL.engine|MODEL.plan --out REPO [--name NAME]
-                            [--max-batch 32] [--instances 2] [--kind gpu|cpu] [--preferred-batch 4 8]
+                            [--max-batch-size 32] [--instances 2] [--kind gpu|cpu] [--preferred-batch-sizes 4 8]
                             [--queue-delay-us 100] [--no-tensorrt-accelerator]
 
 writes the layout Triton documents for one model:
@@ -33,6 +33,7 @@ from typing import Any, List, Optional, Sequence
 
 from export.errors import ExportError
 from runtime.errors import cli_exit, writing
+from runtime.files import atomic_path, atomic_write
 from runtime.manifest import Manifest, load_manifest, verify_artifact
 
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt-engine": ("tensorrt_plan", "model.plan")}
@@ -59,14 +60,14 @@ def _batch_limits(manifest: Manifest, kind: str, max_batch: int) -> int:
     if not b.dynamic:
         return 0
     if max_batch < 1:
-        raise ExportError(f"--max-batch {max_batch} must be at least 1")
+        raise ExportError(f"--max-batch-size {max_batch} must be at least 1")
     if kind == "tensorrt-engine":
         if int(b.min) > 1:
             raise ExportError(f"the engine's batch profile starts at {b.min}; Triton sends batches from 1: rebuild "
-                              f"it with `python -m export.trt --batch 1:OPT:MAX`")
+                              f"it with `python -m export.trt --profile 1:OPT:MAX`")
         if max_batch > int(b.max):
-            raise ExportError(f"--max-batch {max_batch} exceeds the engine's profile maximum {b.max}: use "
-                              f"--max-batch {b.max} or rebuild the engine with a larger --batch profile")
+            raise ExportError(f"--max-batch-size {max_batch} exceeds the engine's profile maximum {b.max}: use "
+                              f"--max-batch-size {b.max} or rebuild the engine with a larger --profile")
     return max_batch
 
 
@@ -201,15 +202,10 @@ def write_repository(model_path, out, name: Optional[str] = None, max_batch: int
     target = version_dir / PLATFORMS[manifest.artifact_kind][1]
     notes = list(manifest.notes) + [f"Triton model repository copy of {model_path.name} (export.triton)"]
     with writing(f"the model repository --out {out}"):
-        version_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(model_path, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(model_path, tmp)
         write(target, derive(manifest, notes=notes))  # model.json beside model.onnx: the same sha256
-        cfg = model_dir / "config.pbtxt"
-        tmp_cfg = cfg.with_name(".config.pbtxt.tmp")
-        tmp_cfg.write_text(text)
-        os.replace(tmp_cfg, cfg)
+        atomic_write(model_dir / "config.pbtxt", text)
     return model_dir
 
 
@@ -218,12 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Write a Triton Inference Server model repository for an exported "
                                             "model (or, with --deepstream, a DeepStream nvinfer config).")
     p.add_argument("--model", help="MODEL.onnx, MODEL.engine or MODEL.plan with MODEL.json beside it")
-    p.add_argument("--out", required=True, help="model repository folder to write into (REPO)")
+    p.add_argument("--out", required=True, metavar="DIR", help="model repository folder to write into (REPO)")
     p.add_argument("--name", help="model name in the repository (default: the model file's stem)")
-    p.add_argument("--max-batch", type=int, default=32, help="max_batch_size; dynamic batching up to it (32)")
+    p.add_argument("--max-batch-size", type=int, default=32, metavar="N",
+                   help="max_batch_size; dynamic batching up to it (32)")
     p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
     p.add_argument("--kind", default="gpu", choices=["gpu", "cpu"], help="instance kind (KIND_GPU or KIND_CPU)")
-    p.add_argument("--preferred-batch", type=int, nargs="*", default=[],
+    p.add_argument("--preferred-batch-sizes", type=int, nargs="*", default=[], metavar="N",
                    help="preferred batch sizes of the dynamic batcher (default: none, Triton's choice)")
     p.add_argument("--queue-delay-us", type=int, default=100,
                    help="how long the dynamic batcher may hold a request to fill a batch (microseconds)")
@@ -234,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a DeepStream nvinfer config and float-planar ONNX instead (the same as "
                         "`python -m export.deepstream`, which has more options)")
     p.add_argument("--run", help="--deepstream: the run MODEL.onnx was exported from (default: its manifest's)")
-    p.add_argument("--batch-size", type=int, default=1, help="--deepstream: nvinfer batch-size")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="--deepstream: nvinfer batch-size")
     return p
 
 
@@ -255,8 +252,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise ExportError("--model MODEL.onnx|.engine is required")
-    model_dir = write_repository(args.model, args.out, args.name, args.max_batch, args.instances, args.kind,
-                                 args.preferred_batch, args.queue_delay_us, not args.no_tensorrt_accelerator,
+    model_dir = write_repository(args.model, args.out, args.name, args.max_batch_size, args.instances, args.kind,
+                                 args.preferred_batch_sizes, args.queue_delay_us, not args.no_tensorrt_accelerator,
                                  verify=not args.no_verify)
     checked = "checked against Triton's ModelConfig schema" if model_config_schema() is not None else \
         "not schema-checked (pip install tritonclient to check)"

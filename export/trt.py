@@ -1,6 +1,6 @@
 """Build a TensorRT engine of a method's inspection graph.
 
-    python -m export.trt --method fair --c 32 [--run RUN] [--precision fp32|fp16|int8] [--batch 1:8:32]
+    python -m export.trt --method fair --c 32 [--run RUN] [--precision fp32|fp16|int8] [--profile 1:8:32]
                          [--workspace MB] [--out DIR] [--random-weights] [--data DIR --category CAT]
                          [--frame-size HxW] [--channel-order RGB|BGR] [--image-size 256] [--noise-input]
 
@@ -27,6 +27,7 @@ from typing import Optional, Tuple
 
 from export.errors import ExportError
 from runtime.cli_flags import positive_int
+from runtime.manifest import CHANNEL_ORDERS
 
 EXIT_NO_TENSORRT = 3
 INSTALL_HINT = "`pip install tensorrt` on x86, JetPack (python3-libnvinfer) on Jetson"
@@ -42,7 +43,7 @@ def parse_profile(text: str) -> Tuple[int, int, int]:
     if len(vals) == 1:
         vals = vals * 3
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
-        raise ExportError(f"--batch {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:8:32)")
+        raise ExportError(f"--profile {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:8:32)")
     return vals[0], vals[1], vals[2]
 
 
@@ -79,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default="256", help="model size for --random-weights (N or HxW)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
                    help="precision of the graph the engine is built from (fp16/int8: the method's declared parts)")
-    p.add_argument("--batch", default="1:8:32", help="optimisation profile MIN:OPT:MAX (default 1:8:32)")
+    p.add_argument("--profile", default="1:8:32", metavar="MIN:OPT:MAX",
+                   help="the engine's batch optimisation profile (default 1:8:32; N = N:N:N)")
     p.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit in MiB")
-    p.add_argument("--out", default="engines", help="output folder (default: engines/)")
+    p.add_argument("--out", default="engines", metavar="DIR",
+                   help="folder for the ONNX graphs, the engine, their manifests and the timing cache (default: "
+                        "engines/)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the method's, e.g. 17)")
     p.add_argument("--frame-size", default=None, metavar="HxW", help="camera frame size (graph resizes)")
-    p.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"],
+    p.add_argument("--channel-order", default="RGB", choices=CHANNEL_ORDERS,
                    help="channel order of the frames (OpenCV gives BGR)")
     p.add_argument("--noise-input", action="store_true",
                    help="the method's optional extra inputs (noise2norm: a run-time noise field)")
@@ -141,7 +145,7 @@ def _run(args) -> int:
     from runtime import trt_version
     from runtime.errors import BackendUnavailable
 
-    profile = parse_profile(args.batch)
+    profile = parse_profile(args.profile)
     if args.workspace is not None and args.workspace < 1:
         raise ExportError(f"--workspace {args.workspace} must be a positive number of MiB")
     if args.precision == "int8" and not args.data:

@@ -132,7 +132,7 @@ def build_engine(
     seconds = time.perf_counter() - t0
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see its log "
-                          f"above); try a larger --workspace or a smaller --batch max")
+                          f"above); try a larger --workspace or a smaller --profile max")
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(engine_path, bytes(serialized))

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from runtime.files import atomic_write
+
 log = logging.getLogger("export.trt")
 
 
@@ -71,10 +73,7 @@ def save(config: Any, path: Optional[Path]) -> Optional[Path]:
     if data is None:
         log.warning("TensorRT could not serialise the timing cache: %s not written", path)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(bytes(data))
-    os.replace(tmp, path)
+    atomic_write(path, bytes(data))
     return path
 
 

@@ -9,8 +9,7 @@ backend library is imported until needed. Typical use::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runtime.lazy import lazy_exports
 
 __all__ = [
     "Inspector", "Result", "Manifest", "load_manifest", "write_manifest", "sha256_file",
@@ -40,14 +39,4 @@ _LAZY = {
 # Use `from runtime.overlay import overlay`.
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -2,7 +2,7 @@
 
     python -m runtime --model model.onnx --source 0|FILE|URL|DIR|'gst ... ! appsink' [--out DIR] [--show]
                       [--max-frames N] [--backend auto|onnxruntime|openvino|tensorrt|torch|triton]
-                      [--device auto|cpu|cuda] [--threshold T] [--batch N] [--backend-option KEY=VALUE ...]
+                      [--device auto|cpu|cuda] [--threshold T] [--batch-size N] [--backend-option KEY=VALUE ...]
                       [--serve PORT] [--no-progress]
     python -m runtime --model MODEL --source A --source B ... | --line LINE.json  [--sink URL ...]
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "PREFIX/CAMERA/result), opcua://HOST:4840 (an OPC UA server of ours), "
                         "opcua-client://HOST:4840?ns=2&prefix=P (write into a PLC's server), http://HOST/PATH "
                         "(webhook, POST JSON)")
-    p.add_argument("--out", default=None, help="folder for overlays (PNG) and inspect.jsonl")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for overlays (PNG) and inspect.jsonl")
     p.add_argument("--show", action="store_true", help="show overlays in a window (needs OpenCV with GUI; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     add_backend(p, help="backend that runs the model (triton: a Triton server, --backend-option url=HOST:PORT)")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs with AMX; the default f32 matches the other backends), requests=N (openvino), "
                         "cuda_graph=1 (tensorrt), url=HOST:PORT and model_name=NAME (triton)")
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the manifest's)")
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="frames per inference (default 1)")
     p.add_argument("--queue", type=int, default=4, help="capture queue size (default 4)")
     p.add_argument("--save", default="all", choices=["all", "anomalous", "none"],
                    help="which overlays to write with --out (default all)")
@@ -113,8 +113,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise RuntimeInspectError(f"--frame-timeout must be a number of seconds >= 0, got {args.frame_timeout}")
     if args.max_reconnects < 0:
         raise RuntimeInspectError(f"--max-reconnects must be >= 0, got {args.max_reconnects}")
-    if args.batch < 1 or args.queue < 1:
-        raise RuntimeInspectError(f"--batch and --queue must be >= 1, got {args.batch} and {args.queue}")
+    if args.batch_size < 1 or args.queue < 1:
+        raise RuntimeInspectError(f"--batch-size and --queue must be >= 1, got {args.batch_size} and {args.queue}")
     check_line_flags(args)
 
 
@@ -138,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import cv2  # noqa: PLC0415
 
+    from runtime.overlay import overlay_file_name  # noqa: PLC0415
+
     from runtime.inspector import Inspector  # noqa: PLC0415
 
     try:  # OpenCV's own probing warnings (camera by index, FFMPEG) would bury our one-line errors
@@ -153,6 +155,7 @@ def _inspect(args: argparse.Namespace) -> int:
     output = RunOutput(args.out, args.save)
     write = output.write
     overlay_dir = output.overlays
+    folder = str(args.source) if os.path.isdir(str(args.source)) else None  # overlays name its files from here
 
     live = None  # the --serve live view (runtime.serve.LiveView), made once the Inspector exists
 
@@ -182,7 +185,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
                 live = LiveView(args.serve, insp, args.source, edits)
                 print(f"live view: {live.url}", flush=True)
-            stream = insp.stream(args.source, batch_size=args.batch, queue_size=args.queue,
+            stream = insp.stream(args.source, batch_size=args.batch_size, queue_size=args.queue,
                                  max_frames=args.max_frames, reconnect=not args.no_reconnect, on_event=on_event,
                                  max_reconnects=args.max_reconnects, frame_timeout=args.frame_timeout,
                                  drift_window=args.drift_window)
@@ -201,7 +204,7 @@ def _inspect(args: argparse.Namespace) -> int:
                                   f"{r.latency_ms:7.2f} ms", flush=True)
                         record = dict(r.to_dict(), type="result")
                         if overlay_dir is not None and (args.save == "all" or r.is_anomalous):
-                            path = os.path.join(overlay_dir, f"frame_{r.frame_index:06d}.png")
+                            path = os.path.join(overlay_dir, overlay_file_name(r.frame_index, r.name, folder))
                             if not cv2.imwrite(path, r.overlay()):
                                 raise RuntimeInspectError(f"cannot write overlay {path}: check --out")
                             record["overlay"] = os.path.relpath(path, args.out)

@@ -1,8 +1,10 @@
 """The flags every command line of the toolkit spells the same way: one place for their names, choices and help.
 
-Conventions (plan: "CLI conventions"): an exported artifact is `--model`, backend names are the runtime
-registry's (`runtime.backends.REGISTRY`, never a hand-written list), `--device auto|cpu|cuda`, progress off is
-`--no-progress` (an old spelling that the README used may stay as a hidden alias: `help=argparse.SUPPRESS`).
+Conventions (CONTRIBUTING.md, "Command lines"): an exported artifact is `--model`, backend names are the runtime
+registry's (`runtime.backends.REGISTRY`, never a hand-written list or an alias), `--device auto|cpu|cuda`,
+progress off is `--no-progress`; one batch size is `--batch-size N`, a list of them `--batch-sizes N ...`, a
+TensorRT optimisation profile `--profile MIN:OPT:MAX`; `--out FILE` where a command writes one artifact (its
+manifest beside it) and `--out DIR` where it writes several files. No hidden aliases.
 Stdlib and `runtime.backends` only: any package may import this (the runtime without torch, Python 3.8).
 """
 from __future__ import annotations

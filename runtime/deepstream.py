@@ -60,14 +60,8 @@ class TensorMetaParser:
         self.manifest = manifest
         self.map_size = (int(map_size[0]), int(map_size[1]))
         self.map_name, self.score_name = outputs[0], outputs[1]
-        t = manifest.threshold
-        self.threshold: Optional[float] = float(threshold) if threshold is not None else (
-            float(t.value) if t is not None else None)
-        # The normalisation's one formula is Threshold.normalize; a threshold given here replaces the value.
-        norm = manifest.normalization
-        self._rule: Optional[Threshold] = None
-        if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
-            self._rule = Threshold(value=self.threshold, normalization=norm)
+        self._rule: Optional[Threshold] = manifest.verdict_rule(threshold)  # a threshold given here wins
+        self.threshold: Optional[float] = self._rule.value if self._rule is not None else None
 
     @classmethod
     def from_file(cls, path: str, threshold: Optional[float] = None) -> "TensorMetaParser":

@@ -3,10 +3,12 @@ reports with one error on an unwritable path. The one implementation for manifes
 every command's --json. Stdlib only."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
-from typing import Any, Optional, Union
+import uuid
+from typing import Any, Iterator, Optional, Union
 
 from runtime import strict_json
 from runtime.errors import writing
@@ -67,4 +69,22 @@ def write_json(path: PathLike, data: Any, what: Optional[str] = None) -> None:
         atomic_write(path, strict_json.dumps(data, indent=2) + "\n")
 
 
-__all__ = ["atomic_write", "write_json", "current_umask", "new_file_mode"]
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """For a writer that takes a file name (``onnx.save``, safetensors' ``save_file``, ``shutil.copyfile``): a
+    temporary name beside `path` (its folder created) that is renamed over `path` when the block ends, and
+    removed when it raises. The writer creates the file itself, so the process umask applies as usual."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["atomic_path", "atomic_write", "write_json", "current_umask", "new_file_mode"]

@@ -1,7 +1,7 @@
 """Host frame preparation: the checks, the resize rule, the channel order and the batch a frame is stacked into
 before it enters the inspection graph (everything else happens inside the graph).
 
-One resize rule for the toolkit (training reads images through `train.data`, which calls `resize_to` too, so the
+One resize rule for the toolkit (training reads images through `imagesets`, which calls `resize_to` too, so the
 pixels a model was trained on and the pixels it sees in production are the same): ``cv2.INTER_AREA`` when no
 axis grows, ``cv2.INTER_LINEAR`` otherwise. The manifest records the rule as `RESIZE_RULE`.
 
@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 
 from runtime.errors import FrameError
-from runtime.manifest import HOST_RESIZE
+from runtime.manifest import CHANNEL_ORDERS, HOST_RESIZE
 
 log = logging.getLogger("runtime.frames")
 
-#: The channel orders a caller may hand frames in.
-FRAME_ORDERS = ("BGR", "RGB")
+#: The channel orders a caller may hand frames in: those a model may take (the manifest's).
+FRAME_ORDERS = CHANNEL_ORDERS
 #: The host resize rule, as the manifest records it (`input.host_resize`).
 RESIZE_RULE = HOST_RESIZE
 #: a frame whose aspect ratio differs from the model's by more than this factor, or that is enlarged by more

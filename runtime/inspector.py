@@ -114,16 +114,12 @@ class Inspector:
         self._backend = create_backend(self.backend, self.artifact_path, self.manifest, device=self.device,
                                        **dict(backend_options or {}))
         self._backend.load()
-        self.threshold: Optional[float] = (float(threshold) if threshold is not None else
-                                           (float(self.manifest.threshold.value) if self.manifest.threshold else None))
+        self._rule = self.manifest.verdict_rule(threshold)  # the score normalisation's one formula
+        self.threshold: Optional[float] = self._rule.value if self._rule is not None else None
         if self.threshold is not None:
             doubt = implausible_threshold(self.threshold, self.manifest)
             if doubt:
                 log.warning("%s: %s", self.manifest_path, doubt)
-        norm = self.manifest.normalization
-        self._good_mean: Optional[float] = None
-        if norm is not None and self.threshold is not None and self.threshold > float(norm.good_mean):
-            self._good_mean = float(norm.good_mean)
         self._frames = FramePreparer(self.input_size, self.manifest.input.channel_order)
         self._band = DriftBand.from_manifest(self.manifest, self.threshold)  # blank / out-of-range frames
         # Model versions (runtime.swap): what a swap loads the next version with, the gate that keeps a batch on
@@ -192,9 +188,10 @@ class Inspector:
                 ex[k] = arr[kept] if batched and len(kept) != len(frames) else arr
         maps, scores = self._backend.infer(batch, ex)
         latency = (time.perf_counter() - t0) * 1000.0
+        rule = self._rule
         vmin = vmax = None
-        if self._good_mean is not None:
-            vmin, vmax = self._good_mean, self.threshold
+        if rule is not None and rule.normalization is not None:
+            vmin, vmax = float(rule.normalization.good_mean), rule.value
         results = []
         finite = _finite_outputs(maps, scores)
         for j, i in enumerate(kept):
@@ -206,9 +203,7 @@ class Inspector:
                 report(i, err)
                 continue
             score = float(scores[j])
-            norm = None
-            if self._good_mean is not None and self.threshold is not None:
-                norm = (score - self._good_mean) / (self.threshold - self._good_mean)
+            norm = rule.normalize(score) if rule is not None else None
             r = Result(score, self.threshold, norm, maps[j, 0], frames[i], order, latency, indices[i], stamps[i],
                        names[i], vmin, vmax)
             r.model_sha256 = self.manifest.sha256

@@ -37,14 +37,14 @@ def _spec(args: argparse.Namespace) -> Any:
             for cam in spec.cameras:
                 cam.threshold = args.threshold
         spec.sinks.extend(args.sink)
-        if args.batch != 1:
-            spec.batch = args.batch
+        if args.batch_size != 1:
+            spec.batch = args.batch_size
         return spec
     if not args.model:
         raise LineError("--model is needed with --source (or name models in a --line file)")
     if not args.source:
         raise LineError("give at least one --source (or a --line file)")
-    return line_from_sources(args.source, args.model, args.threshold, args.sink, batch=max(args.batch, 1))
+    return line_from_sources(args.source, args.model, args.threshold, args.sink, batch=max(args.batch_size, 1))
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:

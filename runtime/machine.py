@@ -1,6 +1,6 @@
 """What machine this is: CPU model, cores and flags, memory, GPU (or "none"), library versions.
 
-The facts a benchmark is headed with (`benchmarks.machine` re-exports them) and the doctor reports
+The facts a benchmark is headed with and the doctor reports
 (`runtime.doctor`). Read from /proc and package metadata, so collecting them imports no heavy library (torch
 is only asked about CUDA when it is already loaded). Every field is plain JSON; unknown values are strings
 that say so. Stdlib only, valid on Python 3.8.

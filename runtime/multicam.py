@@ -77,11 +77,10 @@ class Camera:
         t = self.spec.threshold
         if t is None or t == r.threshold:
             return
-        good = getattr(self.inspector, "_good_mean", None)
+        rule = self.inspector.manifest.verdict_rule(t)  # the manifest's one normalisation formula
         r.threshold = t
         r.is_anomalous = bool(r.score >= t)
-        if good is not None and t != good:
-            r.normalized_score = (r.score - good) / (t - good)
+        r.normalized_score = rule.normalize(r.score) if rule is not None else None
 
     def summary(self) -> Dict[str, Any]:
         reader = self.reader

@@ -1,6 +1,8 @@
 """Heat-map overlay of an anomaly map on its frame (shared by the runtime's Result and the benchmarks)."""
 from __future__ import annotations
 
+import os
+import re
 from typing import Optional
 
 import cv2
@@ -35,3 +37,16 @@ def overlay(
     heat = heat_bgr if channel_order == "BGR" else heat_bgr[:, :, ::-1]
     out = cv2.addWeighted(frame.astype(np.uint8), 1.0 - alpha, heat, alpha, 0.0)
     return out
+
+
+def overlay_file_name(index: int, name: str = "", root: Optional[str] = None) -> str:
+    """The PNG name of frame `index`'s overlay: ``frame_000012.png``, and for a frame read from a file also that
+    file's path (relative to `root`, the folder source) with its separators as ``_``:
+    ``frame_000012_scratch_003.png``. The index keeps the names unique and in stream order."""
+    base = f"frame_{int(index):06d}"
+    if not name:
+        return base + ".png"
+    rel = os.path.relpath(name, root) if root else os.path.basename(name)
+    stem = os.path.splitext(rel)[0]
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "_", stem).strip("_.")
+    return f"{base}_{safe}.png" if safe else base + ".png"

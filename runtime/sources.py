@@ -1,10 +1,10 @@
 """Frame sources for `Inspector.stream` and `python -m runtime`: which source a spec names, and image folders.
 
 `open_source(spec)` understands, in this order:
-- an existing folder (images sorted by name; a corrupt image is reported and skipped; subfolders and files of
-  other types are reported once) or an existing file: an image (one frame) or a video (every frame, nothing
-  dropped; frames it announces but cannot deliver are reported lost). An existing path wins: a folder named
-  ``123`` is a folder, not camera 123;
+- an existing folder (its images and those of its sub-folders, sorted by path; a corrupt image is reported and
+  skipped; files of other types are reported once) or an existing file: an image (one frame) or a video (every
+  frame, nothing dropped; frames it announces but cannot deliver are reported lost). An existing path wins: a
+  folder named ``123`` is a folder, not camera 123;
 - an RTSP/HTTP/... URL: ``rtsp://user:pass@host/stream`` (live; the password never appears in descriptions,
   logs, events or the CLI's jsonl);
 - a camera index: ``0`` or ``"0"`` (live);
@@ -31,7 +31,8 @@ from runtime.image_header import announced_size
 from runtime.reader import FrameReader
 from runtime.source_base import EventSink, Frame, FrameSource, emit, redact
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm", ".jp2")
+#: File name endings read as images, everywhere in the toolkit (compared case-insensitively).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm", ".jp2")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "rtp://", "srt://")
 GST_SOURCE_ELEMENTS = ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvv4l2camerasrc", "libcamerasrc", "rtspsrc",
                        "filesrc", "uridecodebin", "urisourcebin", "udpsrc", "tcpclientsrc", "souphttpsrc", "appsrc",
@@ -124,28 +125,39 @@ def _kind_of_file(path: str) -> str:
     return "not a regular file"
 
 
-def scan_folder(folder: str) -> Tuple[List[str], List[str], List[str]]:
-    """(image files, subfolders, other files) of `folder`, sorted by name; hidden entries are ignored. Names
-    that are not regular files (a FIFO, a socket, a device, a broken link: reading one would block or fail)
-    are among the others, with what they are in brackets."""
-    images, subfolders, others = [], [], []
-    for n in sorted(os.listdir(folder)):
-        if n.startswith("."):
-            continue
-        full = os.path.join(folder, n)
-        if os.path.isdir(full):
-            subfolders.append(n)
-        elif not os.path.isfile(full):
-            others.append(f"{n} ({_kind_of_file(full)}, not read)")
-        elif n.lower().endswith(IMAGE_EXTS):
-            images.append(full)
-        else:
-            others.append(n)
-    return images, subfolders, others
+def is_image_file(path: "str | os.PathLike[str]") -> bool:
+    """True for a file name with one of `IMAGE_EXTENSIONS` (any case) that is not hidden (macOS ``._NAME.png``
+    resource forks and the like are skipped)."""
+    name = os.path.basename(os.fspath(path))
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def list_images(folder: str) -> List[str]:
-    return scan_folder(folder)[0]
+def scan_folder(folder: "str | os.PathLike[str]", recursive: bool = True) -> Tuple[List[str], List[str]]:
+    """(image files, other files) of `folder` and, when `recursive`, of its sub-folders, sorted by path; the
+    others relative to `folder`. Hidden files and folders are ignored. Names that are not regular files (a FIFO,
+    a socket, a device, a broken link) are among the others, with what they are in brackets."""
+    root = os.fspath(folder)
+    images: List[str] = []
+    others: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        for n in filenames:
+            full = os.path.join(dirpath, n)
+            if n.startswith("."):
+                continue
+            if not os.path.isfile(full):  # a FIFO, socket, device or broken link: reading it would block or fail
+                others.append(f"{os.path.relpath(full, root)} ({_kind_of_file(full)}, not read)")
+            elif is_image_file(n):
+                images.append(full)
+            else:
+                others.append(os.path.relpath(full, root))
+    key = lambda p: p.replace(os.sep, "/")  # noqa: E731  (one order on every platform)
+    return sorted(images, key=key), sorted(others, key=key)
+
+
+def list_images(folder: "str | os.PathLike[str]", recursive: bool = True) -> List[str]:
+    """The image files under `folder` (sub-folders included unless `recursive` is False), sorted by path."""
+    return scan_folder(folder, recursive)[0]
 
 
 def _listing(names: List[str], limit: int = 5) -> str:
@@ -153,18 +165,15 @@ def _listing(names: List[str], limit: int = 5) -> str:
 
 
 def _folder_source(text: str, on_event: Optional[EventSink], max_pixels: int) -> FolderSource:
-    files, subfolders, others = scan_folder(text)
+    files, others = scan_folder(text)
     if not files:
-        raise SourceError(f"folder {text} has no images ({', '.join(IMAGE_EXTS)}): check the path")
-    src = FolderSource(files, f"folder {text} ({len(files)} images)", on_event=on_event, max_pixels=max_pixels)
-    if subfolders or others:
-        parts = []
-        if subfolders:
-            parts.append(f"{len(subfolders)} subfolder(s) ({_listing(subfolders)}; not searched)")
-        if others:
-            parts.append(f"{len(others)} file(s) without an image extension ({_listing(others)})")
-        emit(on_event, "skipped_files", f"folder {text}: skipped {' and '.join(parts)}",
-             subfolders=subfolders, files=others)
+        raise SourceError(f"folder {text} has no images ({', '.join(IMAGE_EXTENSIONS)}) in it or in its "
+                          f"sub-folders: check the path")
+    src = FolderSource(files, f"folder {text} ({len(files)} images, sub-folders included)", on_event=on_event,
+                       max_pixels=max_pixels)
+    if others:
+        emit(on_event, "skipped_files", f"folder {text}: skipped {len(others)} file(s) without an image extension "
+                                        f"({_listing(others)})", files=others)
     return src
 
 
@@ -184,7 +193,7 @@ def open_source(spec: SourceSpec, capture_factory: Optional[Callable[[Any, Optio
     if not isinstance(spec, int) and os.path.isdir(text):
         src = _folder_source(text, on_event, max_pixels)
     elif not isinstance(spec, int) and os.path.isfile(text):
-        if text.lower().endswith(IMAGE_EXTS):
+        if text.lower().endswith(IMAGE_EXTENSIONS):
             src = FolderSource([text], f"image {text}", on_event=on_event, max_pixels=max_pixels)
         else:
             src = CaptureSource(text, f"video file {text}", live=False, **kw)  # type: ignore[arg-type]
@@ -205,5 +214,6 @@ def open_source(spec: SourceSpec, capture_factory: Optional[Callable[[Any, Optio
 
 
 __all__ = ["Frame", "FrameSource", "CaptureSource", "FolderSource", "FrameReader", "open_source", "list_images",
-           "scan_folder", "is_gstreamer_pipeline", "image_size_from_header", "redact", "IMAGE_EXTS", "URL_SCHEMES",
+           "scan_folder", "is_image_file", "is_gstreamer_pipeline", "image_size_from_header", "redact",
+           "IMAGE_EXTENSIONS", "URL_SCHEMES",
            "MAX_PIXELS"]

@@ -46,7 +46,7 @@ log = logging.getLogger("runtime.swap")
 
 #: The Inspector attributes that make up one loaded version; a swap replaces all of them at once.
 MODEL_STATE = ("manifest", "artifact_path", "manifest_path", "choice", "backend", "device", "backend_reason",
-               "_backend", "threshold", "_good_mean", "_frames", "_band")
+               "_backend", "threshold", "_rule", "_frames", "_band")
 SIGNATURE_ALGORITHM = "hmac-sha256"
 ROLLBACK = "rollback"
 POLL_S = 0.5

@@ -4,7 +4,7 @@ Callers ask for a named capability (``caps.named_io_tensors``, ``caps.builder_pr
 version strings. Everything here is a pure function of a version string, so the table is tested on machines
 without TensorRT; `import_tensorrt()` is the only place that imports the library (lazily).
 
-Sources: NVIDIA's release notes and API docs, summarised in ../shared/refs/tensorrt-facts.md:
+Sources: NVIDIA's release notes and API docs:
 - 8.5: named I/O tensors (`num_io_tensors`, `get_tensor_name`, `set_input_shape`, `set_tensor_address`,
   `execute_async_v3`); UINT8 network inputs. Floor of this toolkit (JetPack 5.1 ships 8.5.2).
 - 8.x: `EXPLICIT_BATCH` network flag needed; no strong typing; FP16 needs `BuilderFlag.FP16` and Q/DQ models

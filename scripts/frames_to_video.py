@@ -9,15 +9,14 @@ from pathlib import Path
 import cv2
 
 from runtime.errors import OutputError, cli_exit, writing
+from runtime.sources import list_images
 from train.errors import DataError
-
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python scripts/frames_to_video.py", description=__doc__.split("\n")[0])
     p.add_argument("folder", help="folder whose images (any depth, sorted by path) become the frames")
-    p.add_argument("out", help="the video to write (MJPG .avi)")
+    p.add_argument("out", metavar="FILE", help="the video to write (MJPG .avi)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the video (default 10)")
     return p
 
@@ -28,7 +27,7 @@ def main(argv=None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    paths = sorted(q for q in Path(args.folder).rglob("*") if q.suffix.lower() in EXTENSIONS)
+    paths = list_images(args.folder) if Path(args.folder).is_dir() else []
     writer, size, written = None, (0, 0), 0
     for q in paths:
         img = cv2.imread(str(q), cv2.IMREAD_COLOR)

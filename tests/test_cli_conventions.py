@@ -1,9 +1,12 @@
-"""The command lines agree (plan, "CLI conventions"), and every error of ours has the one root.
+"""The command lines agree (CONTRIBUTING.md, "Command lines"), and every error of ours has the one root.
 
 Every module of the toolkit that builds an argparse parser is found by reading the tree (a new entry point is
 checked without being listed here) and must expose `build_parser()`, with: help text on every shown flag; no
 `--quiet` (progress off is `--no-progress`); an exported artifact spelled `--model`; `--backend` choices from
-the runtime registry (+ "auto"); `--images` a count; and a `main` that leaves our errors to `cli_exit`.
+the runtime registry (+ "auto"), no alias; `--images` a count; one batch size `--batch-size N` (or `--...-batch-size`),
+a list of them `--batch-sizes N ...`, a TensorRT profile `--profile MIN:OPT:MAX`; `--out` a FILE (one artifact)
+or a DIR (several files), said by its metavar; no hidden flags; and a `main` that leaves our errors to `cli_exit`.
+The conventions are written down in CONTRIBUTING.md ("Command lines").
 """
 from __future__ import annotations
 
@@ -53,6 +56,23 @@ def _import(name: str):
     return module
 
 
+def _batch_problem(flag: str, action: argparse.Action) -> str:
+    """'' when a flag about batches follows the convention, else what is wrong."""
+    if flag.endswith("batch-size"):
+        return "" if action.nargs is None and action.type is int else f"{flag}: one batch size, type=int"
+    if flag.endswith("batch-sizes"):
+        return "" if action.nargs in ("+", "*") else f"{flag}: a list of batch sizes, nargs='+'"
+    return f"{flag}: a batch size is --batch-size N, a list --batch-sizes N ..., a profile --profile MIN:OPT:MAX"
+
+
+def _alias_accepted(action: argparse.Action, word: str) -> bool:
+    try:
+        value = action.type(word) if callable(action.type) else word
+    except (argparse.ArgumentTypeError, TypeError, ValueError):
+        return False
+    return value in (action.choices or ()) and word not in (action.choices or ())
+
+
 def _shown(parser: argparse.ArgumentParser) -> List[argparse.Action]:
     return [a for a in parser._actions if a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)]
 
@@ -84,8 +104,20 @@ def test_cli_follows_the_conventions(name):
 
             if not action.choices or not set(action.choices) <= set(backend_choices()):
                 problems.append(f"--backend: choices {action.choices} are not the runtime registry's (+ auto)")
+            if any(_alias_accepted(action, w) for w in ("ort", "trt", "ov")):
+                problems.append("--backend: takes a short alias; only the registry's names")
+        if any("batch" in o for o in action.option_strings):
+            problems.append(_batch_problem(flag, action))
+        if "--profile" in action.option_strings and action.metavar != "MIN:OPT:MAX":
+            problems.append("--profile: metavar MIN:OPT:MAX")
+        if "--out" in action.option_strings and action.metavar not in ("FILE", "DIR"):
+            problems.append("--out: metavar FILE (one artifact) or DIR (several files)")
         if "--device" in action.option_strings and action.choices and not set(action.choices) <= DEVICE_WORDS:
             problems.append(f"--device: choices {action.choices} are not auto|cpu|cuda")
+    problems = [p for p in problems if p]
+    hidden = [a.option_strings[0] for a in parser._actions if a.help is argparse.SUPPRESS and a.option_strings]
+    if hidden:
+        problems.append(f"{', '.join(hidden)}: hidden flags (aliases of old spellings) are not kept")
     every = {o for a in parser._actions for o in a.option_strings}
     if every & {"--quiet", "--silent"}:
         problems.append("--quiet: progress off is --no-progress")

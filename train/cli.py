@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "methods without a width (e.g. patchcore) refuse it")
     p.add_argument("--data", help="data root (MVTec/MPDD/VisA layout) or a plain folder of good images")
     p.add_argument("--category", help="category inside --data (omit for a plain folder)")
-    p.add_argument("--out", help="run folder to write")
+    p.add_argument("--out", metavar="DIR", help="run folder to write")
     p.add_argument("--image-size", default="256",
                    help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544)")
     p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets; "
@@ -99,7 +99,7 @@ def _run(args) -> int:
 
     samples = find_samples(args.data, args.category, "train")
     if args.holdout:
-        from train.data.subsets import split_holdout
+        from imagesets.subsets import split_holdout
 
         samples, held = split_holdout(samples, args.holdout)
         print(f"holding out {len(held)} of {len(samples) + len(held)} good training images for calibration")

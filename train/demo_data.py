@@ -99,6 +99,14 @@ def _ellipse(size: int, centre, axes, angle: float) -> np.ndarray:
     return canvas.astype(np.float32) / 255.0
 
 
+def _random_ellipse(size: int, rng, smallest: float, largest: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(coverage, axes) of an ellipse at a random place and angle, its semi-axes a random fraction of `size`
+    in [smallest, largest)."""
+    centre = _point(size, rng)
+    axes = rng.uniform(smallest, largest, 2) * size
+    return _ellipse(size, centre, axes, rng.uniform(0, 180)), axes
+
+
 def _scratch(img, rng, ctx):
     size = img.shape[0]
     s = size / 256.0
@@ -122,9 +130,7 @@ def _scratch(img, rng, ctx):
 
 def _blob(img, rng, ctx):
     size = img.shape[0]
-    centre = _point(size, rng)
-    axes = rng.uniform(0.035, 0.11, 2) * size
-    cover = _ellipse(size, centre, axes, rng.uniform(0, 180))
+    cover, _ = _random_ellipse(size, rng, 0.035, 0.11)
     colour = _FOREIGN_COLOURS[int(rng.integers(len(_FOREIGN_COLOURS)))]
     if rng.random() < 0.5:  # another category's texture in a foreign colour
         other = ctx["foreign"]
@@ -138,9 +144,7 @@ def _blob(img, rng, ctx):
 
 def _stain(img, rng, ctx):
     size = img.shape[0]
-    centre = _point(size, rng)
-    axes = rng.uniform(0.06, 0.16, 2) * size
-    cover = _ellipse(size, centre, axes, rng.uniform(0, 180))
+    cover, axes = _random_ellipse(size, rng, 0.06, 0.16)
     sigma = 0.35 * float(min(axes))
     soft = cv2.GaussianBlur(cover, (0, 0), sigmaX=sigma, sigmaY=sigma)
     soft /= max(float(soft.max()), 1e-6)
@@ -267,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.demo_data",
                                 description="Write a small deterministic demo data set (MVTec layout) from "
                                             "scikit-image's bundled textures.")
-    p.add_argument("--out", required=True, help="output folder (one sub-folder per category)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per category)")
     p.add_argument("--categories", nargs="+", default=list(CATEGORIES), metavar="CAT",
                    help=f"categories to write (default: {' '.join(CATEGORIES)})")
     p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")

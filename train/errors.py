@@ -1,15 +1,8 @@
 """Errors raised on user input by the training side: one actionable line each (what, value, what to do)."""
 from __future__ import annotations
 
-from runtime.errors import InspectError  # the toolkit's one error root, re-exported for the training side
-
-
-class DataError(InspectError):
-    """A data folder, image or mask is missing, empty, mis-laid or unreadable."""
-
-
-class ConfigError(InspectError):
-    """A command-line value or run configuration is not valid."""
+from imagesets.errors import ConfigError, DataError  # noqa: F401  (the data readers' errors, one class each)
+from runtime.errors import InspectError  # noqa: F401  (the toolkit's one error root, re-exported)
 
 
 class RunError(InspectError):

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from runtime.manifest import CHANNEL_ORDERS
+
 #: uint8 (N, H, W, 3) camera frames (the default), or float (N, 3, H, W) pixel values in [0, 255] (DeepStream)
 FRAME_FORMATS = ("uint8_nhwc", "float_nchw")
 
@@ -38,7 +40,7 @@ class InspectionGraph(nn.Module):
         frame_format: str = "uint8_nhwc",
     ):
         super().__init__()
-        if channel_order not in ("RGB", "BGR"):
+        if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
         self.model = model
         self.model_size = tuple(int(v) for v in model_size)

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def fit(args: argparse.Namespace) -> dict:
     from train import runs
     from train.data import find_samples, load_images
-    from train.data.subsets import split_holdout, spread as spread_samples
+    from imagesets.subsets import split_holdout, spread as spread_samples
     from train.loop import resolve_device
     from train.ops.standardize import MapStatistics
 

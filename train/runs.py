@@ -1,5 +1,5 @@
 """Run folders: config.json, model.safetensors, history.jsonl and a resumable checkpoint, all written
-atomically (temporary file + os.replace) so an interrupted run never leaves a half-written file.
+atomically (`runtime.files`) so an interrupted run never leaves a half-written file.
 
 The checkpoint is one file, checkpoint.safetensors: the tensors, and the step, optimiser scalars and schedule
 as JSON in its metadata, so no interruption can pair tensors of one step with the state of another (runs of
@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -23,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from runtime.errors import one_line
-from runtime.files import atomic_write
+from runtime.files import atomic_path, atomic_write
 from train.config import RunConfig
 from train.errors import ConfigError, RunError
 from train.graph import InspectionGraph
@@ -40,11 +38,8 @@ MAP_STATS = "map_stats.safetensors"
 
 
 def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def read_tensors(path: Path, what: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:

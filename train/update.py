@@ -61,7 +61,7 @@ def _fit_state(run: Path) -> Optional[Dict[str, Any]]:
 
 
 def _corrected_images(corrections, size_hw) -> np.ndarray:
-    from train.data.images import resize_image  # noqa: PLC0415
+    from imagesets.images import resize_image  # noqa: PLC0415
 
     frames = [resize_image(np.ascontiguousarray(c.load_frame()[:, :, ::-1]), tuple(size_hw)) for c in corrections]
     return np.stack(frames).astype(np.uint8)

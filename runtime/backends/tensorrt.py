@@ -50,7 +50,7 @@ def create_context(engine: Any, artifact_path: str) -> Any:
     if context is None:
         raise RuntimeInspectError(f"TensorRT could not create an execution context for {artifact_path} (see its "
                                   f"log; usually not enough free GPU memory): close other GPU programs or rebuild "
-                                  f"with a smaller --batch max")
+                                  f"with a smaller --profile max")
     return context
 
 

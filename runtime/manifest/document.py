@@ -83,6 +83,17 @@ class Manifest(Section):
     def normalization(self) -> Optional[Normalization]:
         return self.threshold.normalization if self.threshold is not None else None
 
+    def verdict_rule(self, threshold: Optional[float] = None) -> Optional[Threshold]:
+        """The `Threshold` that judges this artifact's scores (its `normalize` is the normalised score):
+        `threshold` when given (a run-time override), else the manifest's value. The normalisation is kept only
+        when the value lies above the good mean; None when there is no threshold at all."""
+        if threshold is None and self.threshold is None:
+            return None
+        value = float(threshold) if threshold is not None else float(self.threshold.value)  # type: ignore[union-attr]
+        norm = self.normalization
+        return Threshold(value=value, normalization=norm if norm is not None and value > float(norm.good_mean)
+                         else None)
+
     # -- JSON ------------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         d = super().to_dict()

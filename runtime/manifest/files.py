@@ -102,7 +102,7 @@ def rebuild_command(manifest: Manifest, artifact_path: Optional[PathLike] = None
         folder = os.path.dirname(out) or "."
         width = f" --c {manifest.c}" if manifest.c is not None else ""
         return (f"python -m export.trt --method {manifest.method}{width} --run {run} "
-                f"--precision {manifest.precision} --batch {b.min}:{b.opt}:{b.max} --out {folder}")
+                f"--precision {manifest.precision} --profile {b.min}:{b.opt}:{b.max} --out {folder}")
     onnx_out = os.path.splitext(out)[0] + ".onnx"
     return f"python -m export.onnx --run {run} --out {onnx_out}"
 

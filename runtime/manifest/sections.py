@@ -12,7 +12,7 @@ from runtime.manifest.section import Section, fail, key_path, spec
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 THRESHOLD_RULES = ("target_fpr", "f1", "user")
-#: The host resize rule (`runtime.frames` applies it, `train.data` resizes training images through it).
+#: The host resize rule (`runtime.frames` applies it, `imagesets` resizes training images through it).
 HOST_RESIZE = "cv2.INTER_AREA (shrink) / cv2.INTER_LINEAR (enlarge)"
 INPUT_DTYPES = ("uint8",)
 EXTRA_DTYPES = ("float32", "float16", "uint8", "int32", "int64")

@@ -18,7 +18,8 @@ from benchmarks import latency_rows
 from benchmarks import latency_runners, latency_suite, table
 from benchmarks.graph_stats import node_macs, onnx_stats, relative_difference
 from benchmarks.latency_timing import PeakRSS, latency_stats, time_infer
-from benchmarks.machine import machine_info, physical_cores
+from runtime.machine import machine_info, physical_cores
+from runtime.files import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = {
@@ -37,7 +38,7 @@ def small_run(tmp_path_factory):
     """The script, run as a script from the repository root, for one small model (c=8, 64x64, 3 iterations)."""
     out = tmp_path_factory.mktemp("lat") / "lat.json"
     cmd = [sys.executable, "benchmarks/latency.py", "--method", "fair", "--c", "8", "--image-size", "64",
-           "--backend", "torch", "onnxruntime", "openvino", "tensorrt", "--precision", "fp32", "int8", "--batch", "1", "2",
+           "--backend", "torch", "onnxruntime", "openvino", "tensorrt", "--precision", "fp32", "int8", "--batch-sizes", "1", "2",
            "--warmup", "1", "--iters", "3", "--json", str(out), "--markdown", "--no-progress"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,7 +54,7 @@ def summary_cli():
 
 
 def _row(result, **match):
-    row = table.find_row(result["rows"], **match)
+    row = next((r for r in result["rows"] if all(r.get(k) == v for k, v in match.items())), None)
     assert row is not None, f"no row {match}"
     return row
 
@@ -313,7 +314,7 @@ def test_tables_show_numbers_and_reasons(tmp_path):
     assert len(lines) == 2 + 3 and all(ln.count("|") == lines[0].count("|") for ln in lines)
     assert "a \\| note" in md
     assert table.speedups(res["rows"]) == ["fair_c8 batch 1: onnxruntime/fp32 4.76x torch/fp32"]
-    table.write_json(res, tmp_path / "r.json")
+    write_json(tmp_path / "r.json", table.plain(res))
     assert json.loads((tmp_path / "r.json").read_text())["rows"][2]["reason"]
 
 
@@ -349,7 +350,7 @@ def trained_run(tmp_path_factory):
     out = root / "lat.json"
     proc = subprocess.run(
         [sys.executable, "benchmarks/latency.py", "--runs", str(run), "--data", str(data), "--category", "brick",
-         "--backend", "ort", "--precision", "fp32", "int8", "--batch", "2", "--warmup", "0", "--iters", "2",
+         "--backend", "onnxruntime", "--precision", "fp32", "int8", "--batch-sizes", "2", "--warmup", "0", "--iters", "2",
          "--calib-images", "8", "--json", str(out), "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -359,7 +360,7 @@ def trained_run(tmp_path_factory):
 def test_trained_run_rows_report_accuracy(trained_run):
     rows = trained_run["rows"]
     assert [(r["c"], r["precision"]) for r in rows] == [(8, "fp32"), (8, "int8")]  # only the run's width
-    assert {r["backend"] for r in rows} == {"onnxruntime"}  # --backend ort: the README's short name
+    assert {r["backend"] for r in rows} == {"onnxruntime"}
     fp32 = rows[0]
     assert fp32["status"] == "ok" and fp32["run"]
     assert 0.0 <= fp32["image_auroc"] <= 1.0 and 0.0 <= fp32["aupro"] <= 1.0

@@ -264,7 +264,7 @@ def test_onnx_static_batch_is_split_and_padded(tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tiny_mvtec, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime evaluates the exported graph")
-    pytest.importorskip("train.data", reason="train.data reads the test split")
+    pytest.importorskip("imagesets", reason="imagesets reads the test split")
     from benchmarks.accuracy import main
 
     data = tiny_mvtec
@@ -291,8 +291,7 @@ def test_accuracy_cli_with_onnx_writes_json_table_and_overlays(tiny_mvtec, tmp_p
 def test_accuracy_cli_bad_input_is_one_error_line(tmp_path, capsys):
     from benchmarks.accuracy import main
 
-    # --onnx: the README's earlier spelling of --model, a hidden alias
-    rc = main(["--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
+    rc = main(["--model", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--category", "x",
                "--json", str(tmp_path / "a.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: --model ") and "missing.onnx" in err[0]
@@ -326,7 +325,7 @@ def test_accuracy_cli_backends_agree_and_a_bgr_model_gets_bgr_frames(tiny_mvtec,
     for name in backends[1:]:
         assert reports[name, "m"]["backend"] == name
         np.testing.assert_allclose(reports[name, "m"]["scores"], reports["onnxruntime", "m"]["scores"], atol=1e-6)
-    from train.data import find_samples, load_images
+    from imagesets import find_samples, load_images
 
     frames = load_images(find_samples(data, "tiles", "test"), (H, W), progress=False)
     with torch.inference_mode():
@@ -338,14 +337,12 @@ def test_accuracy_cli_backends_agree_and_a_bgr_model_gets_bgr_frames(tiny_mvtec,
 def test_accuracy_cli_on_a_tiny_trained_run(tiny_mvtec, tmp_path, capsys):
     """End to end: train a 2-step FAIR run (c=8, 32x32) with `python -m train`, evaluate it with the torch
     graph from `train.runs.load_graph`, and check the JSON and the overlays."""
-    pytest.importorskip("train.data", reason="train.data reads the data set")
+    pytest.importorskip("imagesets", reason="imagesets reads the data set")
     from benchmarks.accuracy import main
-    from train.cli import main as train_main
+    from tests.helpers.tiny_runs import train_tiny_cli
 
     data = tiny_mvtec
-    run = tmp_path / "run"
-    assert train_main(["--method", "fair", "--c", "8", "--data", str(data), "--category", "tiles", "--out", str(run),
-                       "--image-size", "32", "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
+    run = train_tiny_cli(data, "tiles", tmp_path / "run")
     out = tmp_path / "acc.json"
     rc = main(["--run", str(run), "--data", str(data), "--category", "tiles", "--json", str(out), "--device", "cpu",
                "--batch-size", "4", "--no-progress", "--overlays-per-set", "1"])

@@ -16,6 +16,7 @@ from export.errors import ExportError
 from runtime.deepstream import TensorMetaParser
 from runtime.errors import RuntimeInspectError
 from runtime.manifest import Normalization, Threshold, load_manifest, write_manifest
+from tests.helpers.tiny_runs import train_and_export
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,18 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A 1-step FAIR run at 32x32, exported as uint8 ONNX with a calibrated-looking threshold in its manifest."""
-    from export.graph import graph_from_run
-    from export.onnx import export_onnx
-    from train.config import RunConfig
-    from train.loop import train
-
-    base = tmp_path_factory.mktemp("ds")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
-    run = train(RunConfig(method="fair", c=4, image_size=(32, 32), seed=0, steps=1, batch_size=2), base / "run",
-                images, device="cpu", progress=False)
-    graph, config = graph_from_run(run)
-    model = export_onnx(graph, config, base / "fair4.onnx", source_run=str(run))
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    model, run = train_and_export(tmp_path_factory.mktemp("ds"), "fair4", images, c=4, steps=1)
     manifest = load_manifest(model)
     manifest.threshold = Threshold(value=0.5, rule="user", images=4, data="test", date="2026-12-03",
                                    normalization=Normalization(good_mean=0.1, good_std=0.05))

@@ -24,6 +24,7 @@ from export.opcheck import check_onnx
 from runtime.backends import create_backend
 from runtime.backends.torch import TorchBackend
 from runtime.manifest import load_manifest, sha256_file, verify_artifact
+from tests.helpers.tiny_runs import train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -42,16 +43,11 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(demo, tmp_path_factory):
     """FAIR c=8 at 64x64, a few steps: enough to have non-trivial weights."""
-    from train.config import RunConfig
-    from train.data import find_samples, load_images
-    from train.loop import train
+    from imagesets import find_samples, load_images
 
     images = load_images(find_samples(demo, "brick", "train"), (SIZE, SIZE), progress=False)
-    out = tmp_path_factory.mktemp("runs") / "fair8"
-    config = RunConfig(method="fair", c=8, image_size=(SIZE, SIZE), steps=4, batch_size=4, lr=1e-3,
-                       data=str(demo), category="brick", options={})
-    train(config, out, images, device="cpu", progress=False, checkpoint_every=1000)
-    return out
+    return train_tiny(tmp_path_factory.mktemp("runs") / "fair8", images, c=8, steps=4, batch_size=4, lr=1e-3,
+                      data=str(demo), category="brick", options={})
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +123,7 @@ def test_manifest(exported, tiny_run):
 def test_demo_auroc_ort_equals_torch(exported, demo):
     """The ONNX graph's image AUROC on the demo test set equals the torch graph's (benchmarks.accuracy's two ways
     in: --model on onnxruntime, --run on torch)."""
-    from train.data import find_samples, load_images, load_masks
+    from imagesets import find_samples, load_images, load_masks
 
     graph, config, path = exported
     samples = find_samples(demo, "brick", "test")
@@ -148,7 +144,7 @@ def test_demo_auroc_ort_equals_torch(exported, demo):
 def test_cli_bgr_resize_fixed_batch(tiny_run, tmp_path):
     out = tmp_path / "bgr.onnx"
     proc = subprocess.run([sys.executable, "-m", "export.onnx", "--run", str(tiny_run), "--out", str(out),
-                           "--frame-size", "80x96", "--channel-order", "BGR", "--batch", "2"],
+                           "--frame-size", "80x96", "--channel-order", "BGR", "--batch-size", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     m = load_manifest(out)

@@ -12,8 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.errors import ExportError
-from export.opcheck import DEFAULT_TARGETS, check_onnx, require_supported
+from export.opcheck import DEFAULT_TARGETS, check_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,8 +87,6 @@ def test_dft_is_rejected(tmp_path):
     assert any("matrix products" in i.message for i in report.errors)
     # TensorRT 11.2 parses DFT (cuFFT plugin) and opset 20
     assert check_onnx(model, ["11.2"]).ok
-    with pytest.raises(ExportError, match="DFT"):
-        require_supported(model, ["10.0"])
     onnx.save(model, str(tmp_path / "dft.onnx"))
     proc = subprocess.run([sys.executable, "-m", "export.opcheck", "--model", str(tmp_path / "dft.onnx")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

@@ -92,7 +92,7 @@ def test_schema_rejects_a_misspelt_field():
 def test_cli_writes_the_repository_and_fails_with_one_line(tmp_path):
     model = make_model(str(tmp_path))
     run = subprocess.run([sys.executable, "-m", "export.triton", "--model", model, "--out", str(tmp_path / "repo"),
-                          "--name", "inspect", "--max-batch", "8"], cwd=ROOT, capture_output=True, text=True)
+                          "--name", "inspect", "--max-batch-size", "8"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "repo" / "inspect" / "config.pbtxt").read_text().startswith('name: "inspect"')
     assert json.loads((tmp_path / "repo" / "inspect" / "1" / "model.json").read_text())["artifact"] == "model.onnx"

@@ -28,7 +28,7 @@ def _trt_cli(*args, timeout=300):
 def test_without_tensorrt_writes_onnx_and_says_how_to_install(tmp_path):
     out = tmp_path / "eng"
     proc = _trt_cli("--method", "fair", "--c", "8", "--image-size", "64", "--random-weights", "--precision", "fp16",
-                    "--batch", "1:4:8", "--out", str(out))
+                    "--profile", "1:4:8", "--out", str(out))
     assert proc.returncode == EXIT_NO_TENSORRT, proc.stderr
     err = proc.stderr.strip()
     assert err.count("\n") == 0  # one line
@@ -113,7 +113,7 @@ def test_arguments_are_checked(tmp_path):
 def test_build_engine(tmp_path, precision):
     out = tmp_path / "eng"
     proc = _trt_cli("--method", "fair", "--c", "8", "--image-size", "64", "--random-weights", "--precision",
-                    precision, "--batch", "1:2:4", "--out", str(out), timeout=1800)
+                    precision, "--profile", "1:2:4", "--out", str(out), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     engine = out / f"fair_c8_{precision}.engine"
     m = load_manifest(engine)

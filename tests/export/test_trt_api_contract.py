@@ -179,7 +179,7 @@ VERSIONS, NAMES = load_names()
 def test_binding_name_table_covers_8_5_to_11():
     assert VERSIONS[0].startswith("8.5") and any(v.startswith("10.") for v in VERSIONS) \
         and VERSIONS[-1].startswith("11.")
-    # spot checks against facts stated in ../shared/refs/tensorrt-facts.md
+    # spot checks against facts from NVIDIA's release notes
     assert "BuilderFlag.FP16" in NAMES["10.3.0"] and "BuilderFlag.FP16" not in NAMES["11.0"]
     assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" not in NAMES["8.6.1"]
     assert "ICudaEngine.device_memory_size_v2" in NAMES["10.1.0"]

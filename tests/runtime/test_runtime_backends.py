@@ -329,7 +329,7 @@ def test_unknown_backend_option_is_an_error_naming_the_known_ones(model):
 
 @needs_ov
 def test_openvino_computes_fp32_in_f32_unless_asked_for_bf16(model):
-    from benchmarks.latency import cpu_has_bf16
+    from runtime.machine import cpu_has_bf16
 
     x = frames(2, seed=3)
     m = load_manifest(model)

@@ -39,7 +39,7 @@ def setup(tmp_path_factory):
 def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
     d, model, video = setup
     out = d / "out"
-    r = run_cli("--model", model, "--source", video, "--out", out, "--batch", "2", "--backend", "onnxruntime")
+    r = run_cli("--model", model, "--source", video, "--out", out, "--batch-size", "2", "--backend", "onnxruntime")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith(f"model {model}: backend onnxruntime on cpu")
@@ -64,6 +64,21 @@ def test_cli_on_a_video_writes_jsonl_overlays_and_summary(setup):
     assert sorted(os.listdir(out / "overlays")) == [f"frame_{i:06d}.png" for i in range(7)]
 
 
+def test_cli_on_a_folder_reads_sub_folders_and_names_overlays_by_file(setup):
+    d, model, _ = setup
+    src = d / "parts"
+    (src / "good").mkdir(parents=True)
+    (src / "scratch").mkdir()
+    img = np.full((48, 64, 3), 90, np.uint8)
+    for rel in ("good/001.png", "scratch/001.png", "top.png"):
+        assert cv2.imwrite(str(src / rel), img)
+    out = d / "out_folder"
+    r = run_cli("--model", model, "--source", src, "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out / "overlays")) == ["frame_000000_good_001.png", "frame_000001_scratch_001.png",
+                                                    "frame_000002_top.png"]
+
+
 def test_cli_threshold_max_frames_and_save_anomalous(setup):
     d, model, video = setup
     out = d / "out2"
@@ -79,7 +94,7 @@ def test_cli_threshold_max_frames_and_save_anomalous(setup):
     (["--model", "MISSING.onnx", "--source", "VIDEO"], "does not exist"),
     (["--model", "MODEL", "--source", "/no/such/source"], "is not a camera index"),
     (["--model", "MODEL", "--source", "VIDEO", "--backend", "tensorrt"], "python -m export.trt"),
-    (["--model", "MODEL", "--source", "VIDEO", "--batch", "0"], "--batch"),
+    (["--model", "MODEL", "--source", "VIDEO", "--batch-size", "0"], "--batch-size"),
     (["--model", "MODEL", "--source", "VIDEO", "--max-frames", "-2"], "--max-frames"),
     (["--model", "MODEL", "--source", "VIDEO", "--backend", "onnxruntime", "--backend-option", "cuda_graph=1"],
      "backend onnxruntime has no option cuda_graph (its options: threads, providers, tensorrt_ep)"),

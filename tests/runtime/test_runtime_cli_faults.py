@@ -1,4 +1,4 @@
-"""Issue 21 through `python -m runtime`: non-finite thresholds and foreign exceptions give one `error:` line
+"""Faults through `python -m runtime`: non-finite thresholds and foreign exceptions give one `error:` line
 and exit 2; without a threshold the summary says so; a source lost mid-stream still gets its summary (stdout
 and inspect.jsonl), reconnects are visible on stderr, `--max-reconnects` bounds them, passwords never appear."""
 from __future__ import annotations

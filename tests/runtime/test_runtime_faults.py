@@ -1,4 +1,4 @@
-"""Issue 21, the Inspector and backend side: threads on one Inspector, an IR beside the ONNX, non-finite
+"""Faults on the Inspector and backend side: threads on one Inspector, an IR beside the ONNX, non-finite
 thresholds, foreign library exceptions, close from another thread, per-frame batch errors, distortion warnings,
 a model path that is a folder. Every thread is joined with a timeout, so nothing here can hang."""
 from __future__ import annotations

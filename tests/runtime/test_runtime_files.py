@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from runtime.errors import OutputError
-from runtime.files import atomic_write, write_json
+from runtime.files import atomic_path, atomic_write, write_json
 
 
 def test_atomic_write_text_and_bytes_into_a_new_folder(tmp_path):
@@ -51,3 +51,18 @@ def test_written_files_follow_the_umask_not_0600(tmp_path, umask, mode):
         os.umask(old)
     for name in ("a.bin", "b.json", "tiny.json"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
+
+
+def test_atomic_path_renames_on_success_and_removes_the_temporary_on_failure(tmp_path):
+    with atomic_path(tmp_path / "m" / "model.onnx") as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path / "m") and not os.path.exists(tmp_path / "m" / "model.onnx")
+        with open(tmp, "wb") as f:
+            f.write(b"new")
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"new"
+    with pytest.raises(ValueError):
+        with atomic_path(tmp_path / "m" / "model.onnx") as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half")
+            raise ValueError("writer failed")
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"new"  # the old file stays whole
+    assert os.listdir(tmp_path / "m") == ["model.onnx"]

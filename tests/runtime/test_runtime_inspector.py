@@ -266,10 +266,10 @@ def _graph_inputs(insp, batch):
 
 @pytest.mark.parametrize("src_hw", [(32, 48), (97, 131), (20, 30), (64, 40), (16, 200)])
 def test_training_and_runtime_resize_give_identical_pixels(tmp_path, rgb_model, src_hw):
-    """train.data reads a file (RGB) and resizes it; the Inspector gets the same file from cv2.imread (BGR): the
+    """imagesets reads a file (RGB) and resizes it; the Inspector gets the same file from cv2.imread (BGR): the
     pixels that reach the graph are the pixels the model was trained on, to the bit (shrink, enlarge, mixed)."""
-    from train.data import load_images
-    from train.data.samples import Sample
+    from imagesets import load_images
+    from imagesets.samples import Sample
 
     img = np.random.default_rng(sum(src_hw)).integers(0, 256, size=(*src_hw, 3), dtype=np.uint8)
     path = tmp_path / "part.png"
@@ -281,7 +281,7 @@ def test_training_and_runtime_resize_give_identical_pixels(tmp_path, rgb_model, 
 
 
 def test_train_data_resize_rule_is_the_runtimes():
-    import train.data as td
+    import imagesets as td
     from runtime import frames as rf
 
     assert td.resize_interpolation is rf.resize_interpolation

@@ -19,7 +19,7 @@ def _manifest(**kw) -> Manifest:
                 input=InputSpec(height=256, width=320, channel_order="BGR", resizes_in_graph=True,
                                 model_size=(256, 256)),
                 extra_inputs=[ExtraInput("noise", [1, 256, 256], "float32", True, "fresh noise")],
-                batch=BatchSpec(True, 1, 4, 32), options={"filter": "bhpf"}, source_run="runs/fair-c32",
+                batch=BatchSpec(True, 1, 4, 32), options={"filter": "bhpf"}, source_run="runs/fair_c32",
                 threshold=Threshold(2.5, "target_fpr", 40, "demo/brick", "2026-11-23", target_fpr=0.01,
                                     normalization=Normalization(1.5, 0.25)),
                 versions={"toolkit": "0.1.0", "onnx": "1.23"}, notes=["a note"])
@@ -56,6 +56,16 @@ def test_normalized_score_is_one_at_the_threshold():
     assert t.normalize(1.5) == pytest.approx(0.0)
     assert t.normalize(3.0) == pytest.approx(1.5)
     assert Threshold(2.5).normalize(2.0) is None
+
+
+def test_verdict_rule_takes_an_override_and_drops_a_normalisation_it_cannot_use():
+    m = _manifest(threshold=Threshold(2.5, normalization=Normalization(1.5, 0.25)))
+    assert m.verdict_rule().normalize(2.5) == pytest.approx(1.0)
+    assert m.verdict_rule(3.5).value == 3.5 and m.verdict_rule(3.5).normalize(3.5) == pytest.approx(1.0)
+    low = m.verdict_rule(1.0)  # at or below the good mean the formula means nothing
+    assert low.value == 1.0 and low.normalization is None and low.normalize(2.0) is None
+    bare = _manifest(threshold=None)
+    assert bare.verdict_rule() is None and bare.verdict_rule(0.7).value == 0.7
 
 
 def test_unknown_keys_are_warned_about_by_path_and_dropped(artifact, caplog):
@@ -173,7 +183,7 @@ def test_engine_manifest_needs_its_tensorrt_block(tmp_path):
     assert m.tensorrt == info
     cmd = rebuild_command(m, str(engine))
     assert cmd.startswith("python -m export.trt --method fair --c 32") and "--precision fp16" in cmd
-    assert "--batch 1:4:32" in cmd and "--run runs/fair-c32" in cmd
+    assert "--profile 1:4:32" in cmd and "--run runs/fair_c32" in cmd
     with pytest.raises(ManifestError, match="tensorrt.compute_capability"):
         write_manifest(engine, _manifest(artifact_kind="tensorrt-engine",
                                          tensorrt=TensorRTInfo("10.3.0", "Orin", "sm87")))
@@ -197,7 +207,7 @@ def test_sha256_mismatch_says_what_to_rebuild(artifact):
     artifact.write_bytes(b"a different model")
     with pytest.raises(ArtifactMismatch) as e:
         verify_artifact(str(artifact), m)
-    assert "sha256" in str(e.value) and "python -m export.onnx --run runs/fair-c32" in str(e.value)
+    assert "sha256" in str(e.value) and "python -m export.onnx --run runs/fair_c32" in str(e.value)
     os.remove(artifact)
     with pytest.raises(ArtifactMismatch, match="does not exist"):
         verify_artifact(str(artifact), m)

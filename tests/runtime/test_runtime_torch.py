@@ -13,28 +13,19 @@ if importlib.util.find_spec("torch") is None:
 from runtime import Inspector
 from runtime.backends import create_backend
 from runtime.manifest import load_manifest
+from tests.helpers.tiny_runs import tiny_images, train_and_export
 
 pytestmark = pytest.mark.slow  # trains a 2-step run and exports it (~10 s on 2 cores)
 
 
 def _images(n=6, size=(32, 48), seed=0):
-    rng = np.random.default_rng(seed)
-    base = rng.integers(60, 200, size=(1,) + size + (3,))
-    return np.clip(base + rng.integers(-20, 20, size=(n,) + size + (3,)), 0, 255).astype(np.uint8)
+    return tiny_images(n, size, seed)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    export_onnx = pytest.importorskip("export.onnx").export_onnx
-    from train.config import RunConfig
-    from train.loop import train
-    from train.runs import load_graph
-
-    d = tmp_path_factory.mktemp("torch")
-    config = RunConfig(method="fair", c=4, image_size=(32, 48), seed=3, steps=2, batch_size=2, lr=1e-3)
-    run = train(config, d / "run", _images(), device="cpu", progress=False)
-    graph, cfg = load_graph(run)
-    path = export_onnx(graph, cfg, d / "fair.onnx", source_run=str(run))
+    pytest.importorskip("export.onnx")
+    path, run = train_and_export(tmp_path_factory.mktemp("torch"), "fair", _images(), c=4, seed=3, lr=1e-3)
     return str(path), str(run)
 
 

@@ -26,7 +26,7 @@ def test_parse_version_rejects_garbage():
         trt_version.parse_version("ten")
 
 
-# version -> the capabilities that must hold (facts: ../shared/refs/tensorrt-facts.md)
+# version -> the capabilities that must hold (facts: NVIDIA's release notes)
 TABLE = {
     "8.4.3": dict(supported=False, named_io_tensors=False, uint8_io=False),
     "8.5.2": dict(supported=True, named_io_tensors=True, uint8_io=True, explicit_batch_flag_required=True,
@@ -102,7 +102,7 @@ def test_engine_compatibility_check_names_the_rebuild_command():
         check_engine_compat(m, "m.engine", "8.6.2", "8.7", "Orin")
     msg = str(e.value)
     assert "built with TensorRT 10.3.0" in msg and "has TensorRT 8.6.2" in msg
-    assert "python -m export.trt --method fair --c 32 --run runs/fair --precision fp16 --batch 1:4:8" in msg
+    assert "python -m export.trt --method fair --c 32 --run runs/fair --precision fp16 --profile 1:4:8" in msg
     with pytest.raises(ArtifactMismatch, match=r"compute capability 8\.7 \(Orin\) but this GPU is 8\.9"):
         check_engine_compat(m, "m.engine", "10.3.0", "8.9", "NVIDIA GeForce RTX 4090")
 

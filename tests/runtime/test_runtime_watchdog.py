@@ -1,4 +1,4 @@
-"""Issue 20: a frozen camera is reported as a stall within the frame timeout and reopened; a short freeze
+"""The camera watchdog: a frozen camera is reported as a stall within the frame timeout and reopened; a short freeze
 resumes on the same connection; stop returns promptly in every state and no thread keeps the capture.
 A real ffmpeg MJPEG camera on 127.0.0.1 (tests/helpers/camera.py), frozen with SIGSTOP and resumed with
 SIGCONT. Every wait is bounded; the durations measured are printed (run with -s) for the issue's report.

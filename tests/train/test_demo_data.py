@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from train import demo_data
-from train.data import find_samples, load_images, load_masks, read_image, read_mask
+from imagesets import find_samples, load_images, load_masks, read_image, read_mask
 from train.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.helpers.datasets import write_tiny_mvtec
+from tests.helpers.tiny_runs import train_tiny_cli
 
 from train.errors import RunError
 from train.ops.standardize import STD_FLOOR_OF_MEDIAN, MapStandardizer, MapStatistics
@@ -42,18 +43,13 @@ def test_standardizer_gives_z_scores_and_their_max():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from train.cli import main as train_main
-
     root = tmp_path_factory.mktemp("mapstats")
     data = write_tiny_mvtec(root / "data")
-    run = root / "run"
-    assert train_main(["--method", "fair", "--c", "8", "--data", str(data), "--category", "tiles", "--out", str(run),
-                       "--image-size", "32", "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
-    return run, data
+    return train_tiny_cli(data, "tiles", root / "run"), data
 
 
 def test_map_stats_cli_makes_good_images_z_scores(tiny_run, capsys):
-    from train.data import find_samples, load_images
+    from imagesets import find_samples, load_images
     from train.map_stats import main
     from train.runs import MAP_STATS, load_graph
 

@@ -63,7 +63,7 @@ def demo(tmp_path_factory):
 
 
 def _test_frames(demo: Path, size: int) -> np.ndarray:
-    from train.data import find_samples, load_images
+    from imagesets import find_samples, load_images
 
     samples = find_samples(demo, "brick", "test")[:4]
     return load_images(samples, (size, size), progress=False)

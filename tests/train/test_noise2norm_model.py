@@ -6,7 +6,8 @@ import torch
 
 from train.errors import ConfigError
 from train.methods import get_method
-from train.nets.mnet import MNet, count_macs, count_params
+from train.nets.mnet import MNet
+from train.summary import count_gmacs, count_params
 from train.ops.noise import NoiseBlend
 
 
@@ -50,9 +51,9 @@ def test_mnet_sizes_and_counts():
         assert net(torch.rand(1, 3, 32, 48)).shape == (1, 3, 32, 48)
     p8, p16 = count_params(MNet(8)), count_params(MNet(16))
     assert 3.5 < p16 / p8 < 4.1  # widths scale with c: convs ~ c^2
-    macs = count_macs(MNet(8), torch.zeros(1, 3, 64, 64))
-    # Doubling the side quadruples the convolution work (all but the attention's 1x1 convs on pooled vectors).
-    assert count_macs(MNet(8), torch.zeros(1, 3, 128, 128)) == pytest.approx(4 * macs, rel=1e-3)
+    macs = count_gmacs(MNet(8), (64, 64))
+    # Doubling the side quadruples the work (all but the attention's 1x1 convs on pooled vectors).
+    assert count_gmacs(MNet(8), (128, 128)) == pytest.approx(4 * macs, rel=1e-3)
     print(f"M-net c=8 params {p8}, c=16 params {p16}, c=8 MACs at 64x64 {macs}")
 
 

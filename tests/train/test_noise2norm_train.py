@@ -12,7 +12,8 @@ import torch
 from train import runs
 from train.config import RunConfig
 from train.loop import train
-from train.nets.mnet import MNet, count_params
+from train.nets.mnet import MNet
+from train.summary import count_params
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -121,8 +121,8 @@ def test_cli_bad_inputs_give_one_line(tmp_path):
 
 def test_holdout_rule_is_shared_with_threshold_calibration():
     from calibration.data import holdout
-    from train.data.subsets import split_holdout
-    from train.data.samples import Sample
+    from imagesets.subsets import split_holdout
+    from imagesets.samples import Sample
 
     samples = [Sample(path=f"/d/good/{i:03d}.png", label=0, defect_type="good", mask_path=None) for i in range(10)]
     kept, held = split_holdout(list(reversed(samples)), 0.2)

@@ -6,7 +6,7 @@ the convolutions use the package's static "same" padding computed for the run's 
 exports with plain Pad + Conv.
 
 Input scaling: the Lite models were trained in TensorFlow with (pixel - 127) / 128, i.e. about [-1, 1], and
-the checked classifications in `shared/refs/pretrained-weights.md` are most confident with that scaling, so
+the classifications we checked are most confident with that scaling, so
 this module uses it (not ImageNet mean/std). It takes float RGB in [0, 1] like every anomaly model here.
 """
 from __future__ import annotations

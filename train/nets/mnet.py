@@ -169,27 +169,3 @@ class MNet(nn.Module):
                 s = F.interpolate(s, scale_factor=float(2**i), mode="bilinear", align_corners=False)
             sides.append(s)
         return self.head(self.fuse(sides))
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def count_macs(module: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of the convolutions for one input `x` (what GMACs tables count; elementwise ops,
-    pooling and resizes are left out), measured with forward hooks."""
-    total = [0]
-
-    def hook(mod: nn.Module, inputs, output):
-        if isinstance(mod, nn.Conv2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-            total[0] += int(output.numel()) * k
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]

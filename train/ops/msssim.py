@@ -109,10 +109,3 @@ class MSSSIM(nn.Module):
 
     def forward(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.anomaly_map(reconstruction, image)
-
-
-def ms_ssim_l1_loss(
-    x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float] = SIGMAS, alpha: float = ALPHA
-) -> torch.Tensor:
-    """Functional form of `MSSSIM(sigmas, alpha).loss(x, y)` (builds the kernels on every call)."""
-    return MSSSIM(sigmas, alpha).to(x.device).loss(x, y)

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--folder", metavar="DIR", help="folder of images to refine")
     src.add_argument("--flagged", metavar="INSPECT_OUT",
                      help="the --out folder of `python -m runtime`: refine the frames its inspect.jsonl flagged")
-    p.add_argument("--out", required=True, help="folder for the masks, X, A, overlays and refine.jsonl")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks, X, A, overlays and refine.jsonl")
     p.add_argument("--threshold", type=float, required=True,
                    help="pixel threshold on the run's anomaly map that gives the initial mask M0 (the paper uses "
                         "the F1-optimal one on labelled images; benchmarks/f2pad.py computes it)")

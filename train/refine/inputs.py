@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from train.data.folder import list_images
-from train.data.images import read_image, resize_image
+from imagesets.folder import list_images
+from imagesets.images import read_image, resize_image
 from train.errors import DataError
 
 INSPECT_LOG = "inspect.jsonl"
@@ -64,7 +64,7 @@ def load_resized(path: Path, size_hw) -> np.ndarray:
 def good_images(data: Optional[str], category: Optional[str], size_hw, count: int) -> List[np.ndarray]:
     """Up to `count` good training images (evenly spread), resized to the run's size."""
     from train.data import find_samples
-    from train.data.subsets import spread
+    from imagesets.subsets import spread
 
     if not data:
         raise DataError("the run records no training data; pass --data DIR (a folder of good images)")

@@ -1,4 +1,4 @@
-"""FAIR's anomaly synthesis for a batch (see /work/shared/refs/fair-reference-facts.md, "Training").
+"""FAIR's anomaly synthesis for a batch (the FAIR paper's "Training" section).
 
 Per image: 50 % the large-CutPaste branch, 50 % the Perlin branch; in either branch a 50 % chance of no
 corruption (so a quarter of the images get each kind of anomaly and half stay clean). The Perlin branch fills

@@ -6,8 +6,8 @@ from typing import Tuple
 
 import torch
 
-from train.data.dataset import load_images
-from train.data.folder import read_folder
+from imagesets.dataset import load_images
+from imagesets.folder import read_folder
 
 
 def load_texture_folder(folder: "str | os.PathLike", size_hw: Tuple[int, int], progress: bool = True) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Reading and resizing images and masks: the one place where files become arrays on the training side.
+"""Reading and resizing images and masks: the one place where data-set files become arrays (training,
+calibration and benchmarks read through it).
 
 Conventions (the runtime and the manifest follow the same ones):
 - images come back as ``uint8 (H, W, 3)`` **RGB**; grayscale is replicated to three channels, an alpha channel is
@@ -20,23 +21,14 @@ from typing import Tuple, Union
 import cv2
 import numpy as np
 
+from imagesets.errors import DataError
 from runtime.frames import RESIZE_RULE, resize_interpolation, resize_to  # noqa: F401  (re-exported)
-from train.errors import DataError
+from runtime.sources import IMAGE_EXTENSIONS, is_image_file  # noqa: F401  (the toolkit's one list, re-exported)
 
 PathLike = Union[str, os.PathLike]
 
-#: File name endings read as images (compared case-insensitively).
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
 #: The host-side resize rule (`runtime.frames.RESIZE_RULE`, re-exported) and the mask rule.
 MASK_RESIZE_RULE = "nearest-exact"
-
-
-def is_image_file(path: PathLike) -> bool:
-    """True for a file name with one of :data:`IMAGE_EXTENSIONS` (any case) that is not a hidden file
-    (macOS ``._NAME.png`` resource forks and the like are skipped)."""
-    p = Path(path)
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
 def _decode(path: PathLike) -> np.ndarray:

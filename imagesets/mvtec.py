@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-from train.data.folder import list_images
-from train.data.images import IMAGE_EXTENSIONS
-from train.data.samples import DEFECT, GOOD, Sample
-from train.errors import DataError
+from imagesets.folder import list_images
+from imagesets.images import IMAGE_EXTENSIONS
+from imagesets.samples import DEFECT, GOOD, Sample
+from imagesets.errors import DataError
 
 _MASK_EXTS = (".png",) + tuple(sorted(e for e in IMAGE_EXTENSIONS if e != ".png"))
 

@@ -5,22 +5,17 @@ import os
 from pathlib import Path
 from typing import List
 
-from train.data.images import IMAGE_EXTENSIONS, is_image_file
-from train.data.samples import GOOD, Sample
-from train.errors import DataError
+from imagesets.images import IMAGE_EXTENSIONS
+from runtime import sources
+from imagesets.samples import GOOD, Sample
+from imagesets.errors import DataError
 
 
 def list_images(folder: "str | os.PathLike", recursive: bool = True) -> List[Path]:
-    """Image files under ``folder`` (hidden files and folders skipped), sorted by path for a stable order."""
+    """Image files under ``folder`` (hidden files and folders skipped), sorted by path for a stable order: the
+    runtime's folder listing (`runtime.sources.list_images`) as paths; none when the folder does not exist."""
     root = Path(folder)
-    if recursive:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(Path(dirpath) / f for f in filenames if is_image_file(f))
-    else:
-        found = [p for p in root.iterdir() if p.is_file() and is_image_file(p)] if root.is_dir() else []
-    return sorted(found, key=lambda p: p.as_posix())
+    return [Path(p) for p in sources.list_images(root, recursive)] if root.is_dir() else []
 
 
 def read_folder(folder: "str | os.PathLike") -> List[Sample]:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data import ImageCache, Sample, find_samples, list_categories, load_images, load_masks
+from imagesets import ImageCache, Sample, find_samples, list_categories, load_images, load_masks
 from train.errors import ConfigError, DataError
 
 

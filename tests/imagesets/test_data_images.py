@@ -1,12 +1,13 @@
-"""train.data.images: decoding every common format to uint8 RGB, masks to bool, and the resize rule."""
+"""imagesets.images: decoding every common format to uint8 RGB, masks to bool, and the resize rule."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from train.data.images import (IMAGE_EXTENSIONS, is_image_file, read_image, read_mask, resize_image,
+from imagesets.images import (IMAGE_EXTENSIONS, is_image_file, read_image, read_mask, resize_image,
                                resize_interpolation, resize_mask)
+from runtime import sources
 from train.errors import DataError
 
 
@@ -22,7 +23,8 @@ def _rgb(h=12, w=17, seed=0):
 
 
 def test_extensions_case_insensitive_and_hidden_files_skipped():
-    assert {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"} == set(IMAGE_EXTENSIONS)
+    assert {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"} <= set(IMAGE_EXTENSIONS)
+    assert IMAGE_EXTENSIONS is sources.IMAGE_EXTENSIONS  # one list for training, calibration and the runtime
     assert is_image_file("a/B.PNG") and is_image_file("x.JpEg") and is_image_file("y.TIFF")
     assert not is_image_file("notes.txt") and not is_image_file("._mac.png") and not is_image_file("a.png.bak")
 

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import List
 
-from train.data.samples import DEFECT, GOOD, Sample
-from train.errors import DataError
+from imagesets.samples import DEFECT, GOOD, Sample
+from imagesets.errors import DataError
 
 CSV_PATH = Path("split_csv") / "1cls.csv"
 _COLUMNS = ("object", "split", "label", "image", "mask")

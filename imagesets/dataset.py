@@ -11,8 +11,8 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from train.data.images import read_image, read_mask, resize_image, resize_mask
-from train.data.samples import Sample
+from imagesets.images import read_image, read_mask, resize_image, resize_mask
+from imagesets.samples import Sample
 
 
 def _workers() -> int:

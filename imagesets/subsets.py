@@ -9,8 +9,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from train.data.samples import Sample
-from train.errors import ConfigError
+from imagesets.samples import Sample
+from imagesets.errors import ConfigError
 
 
 def split_holdout(samples: Sequence[Sample], fraction: float) -> Tuple[List[Sample], List[Sample]]:
