@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Prove the GPU path on this machine: GPU/TensorRT tests, TensorRT "
                                             "engines with parity against ONNX Runtime, latency rows; everything "
                                             "into one folder, with what was skipped and why.")
-    p.add_argument("--out", default=None, help="result folder (default gpu_check_YYYYmmdd_HHMMSS)")
+    p.add_argument("--out", default=None, metavar="DIR", help="result folder (default gpu_check_YYYYmmdd_HHMMSS)")
     p.add_argument("--cpu-only", action="store_true", help="do not touch the GPU even if one is present")
     p.add_argument("--methods", nargs="+", type=_model, default=list(MODELS),
                    help=f"METHOD or METHOD:C (default {' '.join(MODELS)})")

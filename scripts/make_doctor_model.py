@@ -77,7 +77,7 @@ def write(out: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Write the doctor's tiny self-test inspection graph and manifest.")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"ONNX path; the manifest goes beside it (default "
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE", help=f"ONNX path; the manifest goes beside it (default "
                                                       f"{DEFAULT_OUT})")
     return p
 

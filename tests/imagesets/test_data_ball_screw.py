@@ -1,5 +1,6 @@
-"""The real ball_screw data set read as it is: counts from its README. It is not in the repository: set
-EDGE_INSPECT_DATA to a data root that holds ball_screw/ (MVTec layout), else these tests skip."""
+"""The real ball_screw data set read as it is: counts from its README. It is not in the repository: the tests
+read it from EDGE_INSPECT_DATA (a data root that holds ball_screw/, MVTec layout), else from a `shared/data`
+folder beside the checkout (as the project's CI has it), and skip when neither holds it."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import pytest
 
 from imagesets import find_samples, list_categories, load_images, load_masks, read_image, read_mask
 
-DATA = Path(os.environ.get("EDGE_INSPECT_DATA", "data"))
+DATA = Path(os.environ.get("EDGE_INSPECT_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 pytestmark = [pytest.mark.shared,
               pytest.mark.skipif(not (DATA / "ball_screw").is_dir(),
                                  reason=f"real data set absent: {DATA / 'ball_screw'} (set EDGE_INSPECT_DATA to its "
