@@ -1,4 +1,4 @@
-"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
+"""PatchCore's anomaly model (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
 
 Fit (no gradients): locally aware patch features of the good images from a frozen ImageNet backbone
 (3x3-averaged layers at strides 8 and 16, the analogue of the paper's ResNet layers 2+3, upsampled to the
@@ -15,10 +15,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from train.methods import register_method
-from train.methods._features import BACKBONE_OPTIONS, FeatureMethod, FitClock, feature_batches, make_backbone, parse_strides
-from train.errors import ConfigError
-from train.ops.coreset import greedy_coreset
+from train.methods._feature_spec import parse_strides
+from train.methods._features import make_backbone
 from train.ops.knn import DEFAULT_CHUNK, nearest_index, nearest_squared_distance, squared_distances
 from train.ops.map_scorer import UpsampleBlurScorer
 from train.ops.patch_features import upsample_concat
@@ -103,8 +101,6 @@ class PatchCoreModel(nn.Module):
         self.backbone = make_backbone(options, strides, image_size)
         self.embed = PatchEmbedding(sum(self.backbone.channels), options["neighbourhood"],
                                     options["projection_dim"], options["seed"])
-        if options["score"] not in ("max", "reweight"):
-            raise ConfigError(f"option score={options['score']!r}: use 'max' or 'reweight'")
         self.memory = MemoryBank(self.embed.out_dim, options["knn_chunk"], options["score"] == "reweight",
                                  options["num_neighbours"])
         self.scorer = UpsampleBlurScorer(image_size, options["sigma"])
@@ -112,60 +108,3 @@ class PatchCoreModel(nn.Module):
     def forward(self, image: torch.Tensor):
         patch_map, score = self.memory(self.embed(self.backbone(image)))
         return self.scorer(patch_map, score)
-
-
-@register_method
-class PatchCore(FeatureMethod):
-    name = "patchcore"
-    defaults = {
-        **BACKBONE_OPTIONS,
-        "layers": [8, 16],  # feature strides (paper: ResNet layers 2+3 = strides 8, 16); add 4 or 32 if wanted
-        "neighbourhood": 3,  # local aggregation window (paper: p = 3)
-        "projection_dim": None,  # optional random projection of the patch features (None: keep all channels)
-        "coreset_ratio": 0.1,  # memory bank = this fraction of the collected patches (paper: 1-25 %)
-        "coreset_projection": 128,  # random-projection dim for the greedy selection (paper: 128)
-        "max_patches": 100000,  # patches collected for the coreset, spread evenly over the images (bounds memory/time)
-        "seed": 0,
-        "sigma": 4.0,  # Gaussian smoothing of the map in pixels (paper/anomalib: 4)
-        "score": "max",  # max | reweight (paper Eq. 7)
-        "num_neighbours": 9,  # b of the reweighting
-        "knn_chunk": DEFAULT_CHUNK,  # memory-bank rows per MatMul in the graph
-    }
-    scoring_options = ("sigma", "score", "num_neighbours", "knn_chunk")
-
-    def build_model(self, c, image_size, options):
-        return PatchCoreModel(image_size, options)
-
-    def fit(self, model: PatchCoreModel, batches, options, device, progress: bool) -> Dict[str, Any]:
-        generator = torch.Generator().manual_seed(int(options["seed"]))
-        per_image = None
-        kept, seen = [], 0
-        for emb in feature_batches(model, batches, device, progress, "patchcore features"):
-            n, d, h, w = emb.shape
-            if per_image is None:  # spread max_patches evenly over all images
-                n_images = len(batches) * n if hasattr(batches, "__len__") else None  # upper bound
-                budget = int(options["max_patches"] or 0)
-                per_image = h * w if not (budget and n_images) else max(1, min(h * w, budget // n_images))
-            patches = emb.flatten(2).transpose(1, 2).to("cpu")  # (N, P, D)
-            seen += n * h * w
-            if per_image < h * w:
-                pick = torch.stack([torch.randperm(h * w, generator=generator)[:per_image] for _ in range(n)])
-                patches = torch.gather(patches, 1, pick.unsqueeze(-1).expand(-1, -1, d))
-            # Bounded by max_patches: keep exact float32; unbounded: fp16 halves the collected memory.
-            kept.append(patches.reshape(-1, d).to(torch.float32 if options["max_patches"] else torch.float16))
-        if not kept:
-            raise ConfigError("patchcore: no training images to fit on")
-        collected = torch.cat(kept).to(torch.float32)
-        del kept
-        count = max(1, int(math.ceil(float(options["coreset_ratio"]) * collected.shape[0])))
-        clock = FitClock()
-        if count < collected.shape[0]:
-            index = greedy_coreset(collected, count, int(options["seed"]), int(options["coreset_projection"]),
-                                   progress)
-            bank = collected[index]
-        else:
-            bank = collected
-        model.memory.set_bank(bank)
-        return {"patches_seen": seen, "patches_collected": int(collected.shape[0]),
-                "memory_bank": int(bank.shape[0]), "feature_dim": int(bank.shape[1]),
-                "coreset_seconds": clock.seconds()}
