@@ -496,3 +496,30 @@ def test_width_follows_the_declaration():
     with pytest.raises(ConfigError, match="has no width"):
         PixelStats().width(32)
     assert fair.label(32) == "fair_c32" and PixelStats().label(None) == "test_pixelstats"
+
+
+def test_after_training_hook_of_a_gradient_method_is_logged_and_saved(demo, tmp_path, monkeypatch):
+    """After the last step the run's `after_training` sees the model and the good images; what it changes is
+    saved and its facts are logged. An interrupted run (stop_at) does not call it."""
+    from safetensors.torch import load_file
+
+    from train.config import RunConfig
+    from train.loop import train
+    from train.methods.fair.trainer import FairTrainer
+
+    def normalise(self, model, batches, device, progress):
+        with torch.no_grad():
+            model.net.head.bias.fill_(0.25)  # stands for a fitted normalisation constant
+        return {"images_seen": sum(len(x) for x in batches)}
+
+    monkeypatch.setattr(FairTrainer, "after_training", normalise)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    config = RunConfig(method="fair", c=8, image_size=(32, 32), steps=2, batch_size=2)
+    train(config, tmp_path / "stopped", images, device="cpu", progress=False, stop_at=1, log_every=1)
+    assert "after_training" not in (tmp_path / "stopped" / "history.jsonl").read_text()
+    train(RunConfig(method="fair", c=8, image_size=(32, 32), steps=2, batch_size=2), tmp_path / "run", images,
+          device="cpu", progress=False, log_every=1)
+    last = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 2, "after_training": {"images_seen": 3}}
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert torch.all(weights["net.head.bias"] == 0.25)
