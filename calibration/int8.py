@@ -12,7 +12,7 @@ What it does, in order (one module each):
    refused), evenly spaced over the sorted folder, decoded and resized on the host as the runtime does.
 2. Ranges and Q/DQ placement (`calibration.quantizer`, graph plumbing in `calibration.qdq`): ranges once on the
    pre-processing + network sub-graph; Q/DQ only on the nodes under the prefixes the method declares
-   (``Method.int8_parts``: the manifest's ``graph_parts["int8"]``; ``/model/net/`` for older manifests);
+   (``MethodSpec.int8_parts``: the manifest's ``graph_parts["int8"]``; for older manifests, the method's declaration);
    pre-processing and scoring stay FP32. ``--placement tensorrt`` (default) is TensorRT's form;
    ``--placement onnxruntime`` is the fastest form for ONNX Runtime's CPU provider (UINT8 activations).
 3. Accuracy-guarded search (`calibration.int8_search`): FP32 vs INT8 AUROC on the test split of the data (or
@@ -132,9 +132,9 @@ def quantize_onnx(
 
     model = onnx.load(fp32_path)
     parts = manifest.graph_parts.to_dict() if manifest.graph_parts is not None else None
-    net_prefixes = qdq.network_prefixes(model, parts, prefixes)
+    net_prefixes = qdq.network_prefixes(model, parts, prefixes, manifest.method)
     prefix_source = ("--prefix" if prefixes else
-                     "manifest graph_parts" if qdq.manifest_int8_prefixes(parts) else "default")
+                     "manifest graph_parts" if qdq.manifest_int8_prefixes(parts) else "method declaration")
     net_nodes = qdq.network_nodes(model, net_prefixes)
     keep = [qdq._norm_prefix(k) for k in keep]
     for k in keep:
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the nodes under this prefix in FP32 (repeatable), e.g. /model/net/head/")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE_PREFIX",
                    help="node-name prefix of the part to quantise (default: the method's, the manifest's "
-                        "graph_parts['int8']; /model/net/ for older manifests)")
+                        "graph_parts['int8']; for an older manifest, what its method declares)")
     p.add_argument("--max-loss", type=float, default=GOAL_POINTS, help="AUROC points INT8 may lose (default 0.5)")
     p.add_argument("--no-auto-keep", action="store_true", help="do not keep sensitive blocks in FP32 automatically")
     p.add_argument("--sensitivity", action="store_true", help="run the per-block sensitivity analysis even when "

@@ -4,9 +4,9 @@ sub-graph, and what a Q/DQ graph actually quantises.
 The inspection graph has parts told apart by node-name prefix (torch module paths survive the export), e.g.
 for FAIR pre-processing (cast/scale, resize, high-pass matmuls: ``/model/highpass/...``), the network
 (``/model/net/...``) and scoring (MSGMS, Lab, mean filter, max: ``/model/scorer/...``). Only the parts the
-method declares (``Method.int8_parts``, the manifest's ``graph_parts["int8"]``: FAIR's network, a feature
-method's backbone) are quantised; a manifest from before that declaration falls back to ``/model/net/``.
-onnx only (no onnxruntime, no torch).
+method declares (``MethodSpec.int8_parts``, the manifest's ``graph_parts["int8"]``: FAIR's network, a feature
+method's backbone) are quantised; for a manifest from before that declaration, the method's declaration today
+(the registry's specs import no torch). onnx only (no onnxruntime, no torch).
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from onnx import helper, numpy_helper
 
 from calibration.errors import CalibrationError
 
-#: Manifests written before methods declared their INT8 parts (no ``graph_parts["int8"]``) were all
-#: FAIR-shaped: their network is ``/model/net/``.
-DEFAULT_NETWORK_PREFIXES = ("/model/net/",)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Node types that only move shapes around; they do not compute on the quantised values.
@@ -49,9 +46,25 @@ def manifest_int8_prefixes(graph_parts: Any) -> Optional[List[str]]:
     return [v] if isinstance(v, str) else [str(x) for x in (v or [])]
 
 
-def network_prefixes(model: onnx.ModelProto, graph_parts: Any = None, override: Sequence[str] = ()) -> List[str]:
+def method_int8_prefixes(method: Optional[str]) -> List[str]:
+    """The INT8 parts method `method` declares today, as node-name prefixes (for a manifest written before
+    manifests carried them); CalibrationError when no registered method has that name."""
+    from train.errors import ConfigError
+    from train.methods import get_method
+
+    try:
+        spec = get_method(str(method))
+    except ConfigError:
+        raise CalibrationError(f"the manifest has no graph_parts['int8'] (an older export) and its method "
+                               f"{method!r} is not registered here: re-export the model with `python -m export.onnx`, "
+                               f"or name the part to quantise with --prefix") from None
+    return spec.node_prefixes(spec.int8_parts)
+
+
+def network_prefixes(model: onnx.ModelProto, graph_parts: Any = None, override: Sequence[str] = (),
+                     method: Optional[str] = None) -> List[str]:
     """Node-name prefixes of the part that is quantised: `override` (--prefix), else the manifest's
-    ``graph_parts["int8"]``, else (an older manifest) ``/model/net/``."""
+    ``graph_parts["int8"]``, else (an older manifest) what its `method` declares today."""
     if override:
         prefixes = [_norm_prefix(p) for p in override]
         source = "--prefix"
@@ -60,11 +73,11 @@ def network_prefixes(model: onnx.ModelProto, graph_parts: Any = None, override: 
         if declared is not None and not declared:
             raise CalibrationError("the manifest's graph_parts['int8'] is empty: its method declares no part that "
                                    "may be quantised; use the FP32 or FP16 model, or pass --prefix")
-        prefixes = [_norm_prefix(p) for p in (declared or [])]
         source = "the manifest's graph_parts['int8']"
-        if not prefixes:
-            prefixes = list(DEFAULT_NETWORK_PREFIXES)
-            source = "the default prefix"
+        if declared is None:
+            declared = method_int8_prefixes(method)
+            source = f"method {method!r}'s int8_parts"
+        prefixes = [_norm_prefix(p) for p in declared]
     names = [n.name for n in model.graph.node]
     if not any(under(n, prefixes) for n in names):
         raise CalibrationError(f"no node of the graph starts with {', '.join(prefixes)} ({source}); the part to "
@@ -318,6 +331,6 @@ def weight_parameters(model: onnx.ModelProto, names: Iterable[str]) -> int:
     return total
 
 
-__all__ = ["DEFAULT_NETWORK_PREFIXES", "manifest_int8_prefixes", "network_prefixes", "network_nodes", "blocks", "under",
+__all__ = ["manifest_int8_prefixes", "method_int8_prefixes", "network_prefixes", "network_nodes", "blocks", "under",
            "materialize_identity_initializers", "boundary_outputs", "truncate_to", "bypass_dequantize_leaving",
            "activation_quant", "activation_scales", "ActivationQuant", "qdq_summary", "weight_parameters", "consumers", "producers"]

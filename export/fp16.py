@@ -30,19 +30,24 @@ import onnx
 
 from export.errors import ExportError
 
-#: Manifests written before methods declared their FP16 parts (no `graph_parts["fp16"]`) were all FAIR-shaped:
-#: their network is `/model/net/`.
-DEFAULT_FP16_PREFIXES = ("/model/net/",)
-
-
 def manifest_fp16_prefixes(manifest) -> Tuple[str, ...]:
     """The node-name prefixes the method lets run in FP16, from a `runtime.manifest.Manifest`'s
-    `graph_parts["fp16"]` (written by export.onnx from `Method.fp16_parts`); DEFAULT_FP16_PREFIXES for an
-    older manifest without them."""
+    `graph_parts["fp16"]` (written by export.onnx from `MethodSpec.fp16_parts`). A manifest written before methods
+    declared them has none: its method's declaration today gives them (the graph's node names follow the
+    model's children, which are the same); a method that is not registered is an error."""
     parts = manifest.graph_parts
     declared = parts.fp16 if parts is not None else None
     if declared is None:
-        return DEFAULT_FP16_PREFIXES
+        from train.errors import ConfigError
+        from train.methods import get_method
+
+        try:
+            spec = get_method(manifest.method)
+        except ConfigError:
+            raise ExportError(f"the manifest has no graph_parts['fp16'] (an older export) and its method "
+                              f"{manifest.method!r} is not registered here: re-export the model with "
+                              f"`python -m export.onnx --run RUN`") from None
+        declared = spec.node_prefixes(spec.fp16_parts)
     if isinstance(declared, str):
         declared = [declared]
     prefixes = tuple(str(p) for p in declared)
@@ -60,13 +65,12 @@ def blocked_nodes(model: onnx.ModelProto, fp16_prefixes: Optional[Sequence[str]]
     return [n.name for n in model.graph.node if not n.name.startswith(prefixes)]
 
 
-def convert_fp16(model: onnx.ModelProto, fp16_prefixes: Optional[Iterable[str]] = DEFAULT_FP16_PREFIXES,
+def convert_fp16(model: onnx.ModelProto, fp16_prefixes: Optional[Iterable[str]],
                  extra_op_block_list: Sequence[str] = ()) -> onnx.ModelProto:
     """The FP16 variant of an FP32 inspection graph (input uint8 and outputs FP32 unchanged).
 
-    fp16_prefixes: node-name prefixes converted to FP16 (export.onnx passes the method's, `graph_parts["fp16"]`;
-    the default is FAIR's network); None converts every node except the converter's default op block list and
-    `extra_op_block_list`."""
+    fp16_prefixes: node-name prefixes converted to FP16 (export.onnx passes the method's, `graph_parts["fp16"]`);
+    None converts every node except the converter's default op block list and `extra_op_block_list`."""
     try:
         from onnxconverter_common import float16
     except ImportError:
@@ -205,4 +209,4 @@ def _topological_sort(g: onnx.GraphProto) -> None:
     g.node.extend(ordered)
 
 
-__all__ = ["convert_fp16", "blocked_nodes", "manifest_fp16_prefixes", "DEFAULT_FP16_PREFIXES"]
+__all__ = ["convert_fp16", "blocked_nodes", "manifest_fp16_prefixes"]

@@ -74,8 +74,8 @@ def graph_parts(model: onnx.ModelProto, graph: torch.nn.Module, method) -> Dict[
         counts["/standardizer"] = sum(1 for s in names if s.startswith("/standardizer/"))
         parts["scoring"].append("/standardizer")
     counts["/"] = len(names) - sum(counts.values())
-    parts["fp16"] = [f"/model/{child}/" for child in method.fp16_parts]
-    parts["int8"] = [f"/model/{child}/" for child in method.int8_parts]
+    parts["fp16"] = method.node_prefixes(method.fp16_parts)
+    parts["int8"] = method.node_prefixes(method.int8_parts)
     parts["frame_adapter"] = "nodes outside /model/ (cast, scale, channel order, resize of the frame)"
     parts["nodes"] = counts
     return parts

@@ -6,7 +6,7 @@
     python -m train --method fair --c 32 --summary      -> one JSON line with params and gmacs
 
 --c defaults to the method's width and is refused by a method without one (Method.has_width); a method with
-training == "fit" (Method.fit) takes one pass over the good images instead of --steps / --epochs.
+training == "fit" (a train.methods.run.Fitter) takes one pass over the good images instead of --steps / --epochs.
 """
 from __future__ import annotations
 

@@ -120,9 +120,11 @@ def from_env(device: torch.device) -> Context:
 
 
 def network_child(method, model: nn.Module) -> str:
-    """Name of the model's child the method declares as its network (role "network"; "net" by default)."""
-    parts = getattr(method, "parts", None) or {}
-    names = [name for name, role in parts.items() if role == "network"] or ["net"]
+    """Name of the model's first child the method declares as its network (`MethodSpec.parts`, role "network")."""
+    names = [name for name, role in method.parts.items() if role == "network"]
+    if not names:
+        raise ConfigError(f"method {method.name!r} declares no network part (a child with role 'network') to "
+                          f"split across processes; it cannot be trained with torchrun")
     if not isinstance(getattr(model, names[0], None), nn.Module):
         raise ConfigError(f"method {method.name!r} has no network child {names[0]!r} to split across processes; "
                           f"it cannot be trained with torchrun")

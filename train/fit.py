@@ -84,15 +84,17 @@ def fit_record(out: Path):
     return None
 
 
-def fit(method, model: torch.nn.Module, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device,
-        options: dict, progress: bool, ctx: Optional[Context] = None) -> Path:
-    """Fit `model` (built at the run's image size, on `dev`) with `method.fit` and write the run folder.
+def fit(fitter, model: torch.nn.Module, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device,
+        progress: bool, ctx: Optional[Context] = None) -> Path:
+    """Fit `model` (built at the run's image size, on `dev`) with the run's `fitter` (`train.methods.run.Fitter`:
+    `fit`, then the `after_training` hook) and write the run folder.
 
-    Under torchrun (`ctx` active) every rank runs the backbone on its rows of each batch and `method.fit` sees
+    Under torchrun (`ctx` active) every rank runs the backbone on its rows of each batch and `fitter.fit` sees
     the gathered features, i.e. what a 1-process fit sees; every rank fits the same constants and rank 0 alone
     writes the run folder."""
     ctx = ctx or Context()
     progress = progress and ctx.is_main
+    method = fitter.spec
     batches = ImageBatches(images, config.batch_size, dev, desc=f"fit {method.label(config.c)}", progress=progress,
                            ranks=(ctx.world, ctx.rank))
     if dev.type == "cuda":
@@ -100,12 +102,16 @@ def fit(method, model: torch.nn.Module, config: RunConfig, out: Path, images: np
     model.eval()  # a fit reads features; batch norm etc. must use their stored statistics
     t0 = time.time()
     with torch.no_grad():
-        facts = method.fit(model, batches, options, dev, progress)
+        facts = fitter.fit(model, batches, dev, progress)
     seconds = time.time() - t0
     if batches.split_over_ranks and not getattr(batches, "features_gathered", False):
         # this rank saw only its rows: a fit that reads the batches without feature_batches is not 1-process
         raise RunError(f"method {method.name!r} cannot fit under torchrun (its fit does not gather features "
                        f"with train.methods._features.feature_batches); run it as one process")
+    with torch.no_grad():
+        after = fitter.after_training(model, batches, dev, progress)
+    if after:
+        facts = dict(facts or {}, after_training=after)
     if not ctx.is_main:
         return out
     runs.save_weights(out, model)

@@ -88,7 +88,22 @@ def _fit_run(method, config: RunConfig, out: Path, images: np.ndarray, dev: torc
         runs.save_config(out, config)
     torch.manual_seed(config.seed)  # subsampling (coresets, channel subsets) is seeded by the run
     model = method.build_model(config.c, tuple(config.image_size), options).to(dev)
-    return fit.fit(method, model, config, out, images, dev, options, progress, ddp)
+    fitter = method.start_run(options, tuple(config.image_size))  # the run's own state
+    return fit.fit(fitter, model, config, out, images, dev, progress, ddp)
+
+
+def _after_training(trainer, model, config: RunConfig, out: Path, images: np.ndarray, dev: torch.device,
+                    progress: bool, ddp: distributed.Context) -> None:
+    """The method's hook after the last step (`Trainer.after_training`); facts it returns go to history.jsonl
+    and the weights it changed are written again."""
+    from train.fit import ImageBatches
+
+    model.eval()
+    batches = ImageBatches(images, config.batch_size, dev, desc="after training", progress=progress and ddp.is_main)
+    facts = trainer.after_training(model, batches, dev, progress and ddp.is_main)
+    if facts and ddp.is_main:
+        runs.save_weights(out, model)
+        runs.append_history(out, {"step": config.steps, "after_training": facts})
 
 
 def train(
@@ -144,11 +159,11 @@ def train(
     torch.manual_seed(config.seed)
     # With --crop the model is built at the crop size; its weights (the network) do not depend on the size.
     model = method.build_model(config.c, train_size, options).to(dev)
-    method.prepare_training(model, options, train_size)
-    method.prepare_data(model, images, options, train_size)
+    trainer = method.start_run(options, train_size)  # the run's own state (textures, reference, ...)
+    trainer.prepare(model, images)
     shard = ddp.shard_network(model, method, config.batch_size)  # DDP: split the network's rows over ranks; None alone
-    optimizer = method.optimizer(model, config.lr)
-    scheduler = method.scheduler(optimizer, config.steps)
+    optimizer = trainer.optimizer(model, config.lr)
+    scheduler = trainer.scheduler(optimizer, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
 
     start = 0
@@ -180,7 +195,7 @@ def train(
         batch = data[idx] if not config.crop else random_crop(data[idx], config.crop, generator)
         clean = batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).to(dev)
         with shard.split() if shard else contextlib.nullcontext():
-            loss = method.training_loss(model, clean, generator, step)
+            loss = trainer.loss(model, clean, generator, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if shard:
@@ -207,6 +222,8 @@ def train(
     bar.close()
     if ddp.is_main and start >= config.steps and not (out / runs.WEIGHTS).exists():
         runs.save_weights(out, model)
+    if start < config.steps and (stop_at is None or stop_at >= config.steps):  # the run's last step was taken now
+        _after_training(trainer, model, config, out, images, dev, progress, ddp)
     ddp.barrier()  # no rank leaves before rank 0 has written the run
     ddp.close()
     return out

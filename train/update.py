@@ -4,7 +4,7 @@
         [--data ROOT --category CAT] [--target-fpr F] [--steps 50] [--sign-key KEY] [--json REPORT]
 
 1. The frames operators marked good (`runtime.feedback`, label "good") are learned by the method's own update
-   (`Method.update`): PatchCore adds their patches to the memory bank under its coreset rule, PaDiM goes on
+   (the run's `update` hook, `train.methods.run`): PatchCore adds their patches to the memory bank under its coreset rule, PaDiM goes on
    with its streaming Gaussian, a gradient-trained method fine-tunes for a bounded number of steps.
 2. The updated run is written to OUT/run (config, weights, the parent's history plus one "update" line) and
    exported to OUT/model.onnx at the parent's frame size, channel order and precision.
@@ -131,7 +131,8 @@ def update_version(model: str, feedback: str, out: str, run: Optional[str] = Non
     context = {"config": config, "fit": _fit_state(run_dir), "steps": int(steps),
                "lr": float(lr) if lr is not None else float(config.lr) * 0.1, "seed": int(config.seed)}
     t_learn = time.time()
-    facts = method.update(net, images, method.options(config.options), torch.device(device), progress, context)
+    run = method.start_run(config.options, tuple(config.crop or config.image_size))  # the run's own hooks
+    facts = run.update(net, images, torch.device(device), progress, context)
     learn_s = time.time() - t_learn
     new_run = out_dir / "run"
     new_run.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """Backend registry: names -> lazy import paths, what is available, and the `auto` choice.
 
-Which backends exist is decided by what imports (`available_backends()`), never by a flag. Selection:
+Which backends exist is decided by what imports (`available_backends()`), never by a flag. Selection reads what
+each backend class declares (`runtime.backends.selection`; a new backend is one file and one REGISTRY line);
+with the built-in ones:
 - `.engine` / `.plan` (artifact_kind "tensorrt-engine") -> tensorrt, the only backend that runs engines;
 - `.xml` (artifact_kind "openvino-ir") -> openvino;
 - `.onnx` with "auto": on a GPU (device "cuda", or "auto" with onnxruntime-gpu present) onnxruntime with its
@@ -18,28 +20,24 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from runtime.backends import selection
 from runtime.backends.base import default_threads
+from runtime.backends.selection import DEVICES, BackendChoice
 from runtime.errors import BackendUnavailable, RuntimeInspectError
 
 log = logging.getLogger("runtime.backends")
 
-# name -> (module, class). Importing the module is cheap: it imports its library only in load()/probe().
+# One line per backend: name -> (module, class). Importing the module is cheap: it imports its library only in
+# load()/probe(). Everything else about a backend (kinds, devices, auto priority, ...) is declared on its class.
 REGISTRY: Dict[str, Tuple[str, str]] = {
     "onnxruntime": ("runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
     "openvino": ("runtime.backends.openvino", "OpenVINOBackend"),
     "tensorrt": ("runtime.backends.tensorrt", "TensorRTBackend"),
     "torch": ("runtime.backends.torch", "TorchBackend"),
-    "triton": ("runtime.backends.triton", "TritonBackend"),  # a remote server; only when asked for by name
+    "triton": ("runtime.backends.triton", "TritonBackend"),
 }
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class BackendChoice(NamedTuple):
-    name: str
-    device: str
-    reason: str
 
 
 def backend_class(name: str) -> Any:
@@ -101,90 +99,12 @@ def available_backends() -> List[str]:
     return [name for name in REGISTRY if is_available(name)]
 
 
-def _ort_gpu() -> List[str]:
-    from runtime.backends.onnxruntime import gpu_providers  # noqa: PLC0415
-
-    return gpu_providers()
-
-
 def select_backend(artifact_kind: str, requested: str = "auto", device: str = "auto") -> BackendChoice:
-    """Pick the backend for an artifact; raises BackendUnavailable / RuntimeInspectError with what to do."""
-    if requested != "auto" and requested not in REGISTRY:
+    """Pick the backend for an artifact from the registered backends' declarations
+    (`runtime.backends.selection`); raises BackendUnavailable / RuntimeInspectError with what to do."""
+    if requested != "auto" and requested not in REGISTRY:  # before importing any backend module
         raise RuntimeInspectError(f"unknown backend {requested!r}; known: auto, {', '.join(REGISTRY)}")
-    if device not in DEVICES:
-        raise RuntimeInspectError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
-
-    if requested == "triton":  # the server runs the artifact, whatever its kind (export.triton)
-        backend_class("triton").probe()
-        return BackendChoice("triton", "server", "asked for by name: a Triton Inference Server runs the model")
-
-    if artifact_kind != "onnx":  # an engine or an IR: the one backend that declares the kind runs it
-        return _only_runner(artifact_kind, requested, device)
-
-    if requested == "tensorrt":
-        raise RuntimeInspectError("the tensorrt backend runs engines (.engine/.plan): build one with "
-                                  "`python -m export.trt --method M --c C --run RUN`, or run this .onnx with "
-                                  "backend 'onnxruntime' and device 'cuda' (its TensorRT execution provider)")
-    if requested == "torch":
-        backend_class("torch").probe()
-        return BackendChoice("torch", "cpu" if device == "auto" else device, "asked for by name (comparison)")
-    if requested == "openvino":
-        if device == "cuda":
-            raise RuntimeInspectError("the openvino backend runs on the CPU here: use device 'cpu' or 'auto', or "
-                                      "backend 'onnxruntime' for CUDA")
-        backend_class("openvino").probe()
-        return BackendChoice("openvino", "cpu", "asked for by name")
-    if requested == "onnxruntime":
-        backend_class("onnxruntime").probe()
-        if device == "auto":
-            gpu = _ort_gpu()
-            return (BackendChoice("onnxruntime", "cuda", f"asked for by name; GPU providers {', '.join(gpu)}")
-                    if gpu else BackendChoice("onnxruntime", "cpu", "asked for by name; CPU build"))
-        if device == "cuda" and not _ort_gpu():
-            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
-                                     detail="device 'cuda' asked but this onnxruntime build has no CUDA or "
-                                            "TensorRT execution provider")
-        return BackendChoice("onnxruntime", device, "asked for by name")
-
-    # auto
-    if device in ("auto", "cuda"):
-        gpu = _ort_gpu()
-        if gpu:
-            return BackendChoice("onnxruntime", "cuda", f"auto: onnxruntime with {', '.join(gpu)} on the GPU")
-        if device == "cuda":
-            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
-                                     detail="device 'cuda' asked but no onnxruntime build with CUDA/TensorRT "
-                                            "execution providers is installed",
-                                     hint="or build a TensorRT engine with `python -m export.trt`")
-    if is_available("openvino"):
-        return BackendChoice("openvino", "cpu", "auto: OpenVINO is installed, the fastest CPU path")
-    if is_available("onnxruntime"):
-        return BackendChoice("onnxruntime", "cpu",
-                             "auto: ONNX Runtime on the CPU (`pip install openvino` for a faster CPU path)")
-    raise BackendUnavailable("onnxruntime", "onnxruntime", detail="no backend for .onnx models is installed")
-
-
-#: how errors name an artifact kind that only one backend runs, and what to give instead
-_KIND_TEXT = {"tensorrt-engine": ("a TensorRT engine", "a .engine/.plan"),
-              "openvino-ir": ("an OpenVINO IR (.xml)", "an OpenVINO IR")}
-
-
-def _only_runner(artifact_kind: str, requested: str, device: str) -> BackendChoice:
-    """The backend for an artifact kind other than ONNX, from the backends' `artifact_kinds` (triton, a server
-    that runs what it is given, is chosen by name before this)."""
-    runners = [n for n in REGISTRY if n != "triton" and artifact_kind in backend_class(n).artifact_kinds]
-    if artifact_kind not in _KIND_TEXT or len(runners) != 1:
-        raise RuntimeInspectError(f"unknown artifact kind {artifact_kind!r}; known: onnx, {', '.join(_KIND_TEXT)}")
-    name, (what, short) = runners[0], _KIND_TEXT[artifact_kind]
-    if requested not in ("auto", name):
-        raise RuntimeInspectError(f"backend {requested!r} cannot run {what}: use backend {name!r} or give the .onnx "
-                                  f"model instead")
-    needs_gpu = backend_class(name).needs_gpu
-    if needs_gpu and device == "cpu":
-        raise RuntimeInspectError(f"{what} runs on an NVIDIA GPU, not device 'cpu': give the .onnx model to run on "
-                                  f"the CPU")
-    backend_class(name).probe()
-    return BackendChoice(name, "cuda" if needs_gpu else "cpu", f"{short} runs only on {name}")
+    return selection.choose({name: backend_class(name) for name in REGISTRY}, artifact_kind, requested, device)
 
 
 def create_backend(name: str, artifact_path: str, manifest: Any, device: str = "cpu", **options: Any) -> Any:

@@ -14,7 +14,9 @@ Capabilities: each backend declares as class attributes what it opens (`artifact
 precisions it runs (`precisions`), how it may compute an FP32 artifact (`compute_modes`, and the options that
 select each: `compute_mode_options`), which Q/DQ placement of `calibration.int8` it runs fastest
 (`int8_placement`), whether it needs a GPU (`needs_gpu`) and its keyword options (`option_names`). Tools read
-them through `runtime.backends.backend_capabilities(name)` instead of keeping their own tables.
+them through `runtime.backends.backend_capabilities(name)` instead of keeping their own tables. How it is
+selected (its devices, its `auto` priority per device, what it says when asked for what it cannot run) is
+declared too (`runtime.backends.selection.Selectable`).
 
 Threads: `infer` may be called from several threads at once. A backend whose `_infer_impl` is safe to call
 concurrently says so with `thread_safe = True` (ONNX Runtime's `run`; OpenVINO with its pool of requests);
@@ -31,15 +33,17 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from runtime.backends.selection import Selectable
 from runtime.errors import FrameError, ManifestError, RuntimeInspectError, one_line
 from runtime.manifest import Manifest
 
 Extra = Optional[Mapping[str, np.ndarray]]
 
 
-class Backend:
+class Backend(Selectable):
     """Runs one exported artifact. Construct cheaply; the library is imported and the model loaded in
-    `load()` (called by `infer`/`warmup`/`__enter__` when needed)."""
+    `load()` (called by `infer`/`warmup`/`__enter__` when needed). How it is selected (devices, `auto`
+    priority, ...) is declared through `runtime.backends.selection.Selectable`."""
 
     name = "base"
     package = ""  # the pip package that provides the library

@@ -8,11 +8,12 @@ threads at once (ONNX Runtime documents it), so this backend is `thread_safe` an
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.selection import BackendChoice
 from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import rebuild_command
 
@@ -47,6 +48,40 @@ class OnnxRuntimeBackend(Backend):
     compute_modes = ("fp32",)  # the CPU provider has no bf16 mode; an FP16 graph is an fp16 artifact
     # outputs of weighted ops quantised too: ORT fuses Q/DQ around them into its integer kernels
     int8_placement = "onnxruntime"
+    devices = ("cpu", "cuda")
+    # auto: first on a GPU (its CUDA/TensorRT providers); on a CPU after OpenVINO, the default that always installs
+    auto_priority = {"cuda": 10, "cpu": 30}
+
+    @classmethod
+    def choose_by_name(cls, artifact_kind: str, device: str) -> BackendChoice:
+        cls.probe()
+        if device == "auto":
+            gpu = gpu_providers()
+            return (BackendChoice(cls.name, "cuda", f"asked for by name; GPU providers {', '.join(gpu)}")
+                    if gpu else BackendChoice(cls.name, "cpu", "asked for by name; CPU build"))
+        if device == "cuda" and not gpu_providers():
+            raise BackendUnavailable("onnxruntime", "onnxruntime-gpu",
+                                     detail="device 'cuda' asked but this onnxruntime build has no CUDA or "
+                                            "TensorRT execution provider")
+        return BackendChoice(cls.name, device, "asked for by name")
+
+    @classmethod
+    def auto_reason(cls, device: str) -> Optional[str]:
+        if device == "cuda":
+            gpu = gpu_providers()
+            return f"auto: onnxruntime with {', '.join(gpu)} on the GPU" if gpu else None
+        if super().auto_reason(device) is None:
+            return None
+        return "auto: ONNX Runtime on the CPU (`pip install openvino` for a faster CPU path)"
+
+    @classmethod
+    def auto_unavailable(cls, device: str) -> Exception:
+        if device == "cuda":
+            return BackendUnavailable("onnxruntime", "onnxruntime-gpu",
+                                      detail="device 'cuda' asked but no onnxruntime build with CUDA/TensorRT "
+                                             "execution providers is installed",
+                                      hint="or build a TensorRT engine with `python -m export.trt`")
+        return BackendUnavailable("onnxruntime", "onnxruntime", detail="no backend for .onnx models is installed")
 
     def _check_options(self) -> None:
         super()._check_options()

@@ -33,7 +33,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError
+from runtime.backends.selection import BackendChoice
+from runtime.errors import ArtifactMismatch, BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import rebuild_command, sha256_file
 
 log = logging.getLogger("runtime.backends")
@@ -66,6 +67,23 @@ class OpenVINOBackend(Backend):
     # Q/DQ on the inputs of weighted ops (the TensorRT placement), which OpenVINO's low-precision pass turns
     # into integer convolutions; the placement benchmarks.latency has run its openvino int8 rows with
     int8_placement = "tensorrt"
+    devices = ("cpu",)
+    auto_priority = {"cpu": 20}  # auto on a CPU: before ONNX Runtime, when installed (the fastest CPU path)
+    kind_names = {"openvino-ir": ("an OpenVINO IR (.xml)", "an OpenVINO IR")}
+
+    @classmethod
+    def choose_by_name(cls, artifact_kind: str, device: str) -> BackendChoice:
+        if device == "cuda":
+            raise RuntimeInspectError("the openvino backend runs on the CPU here: use device 'cpu' or 'auto', or "
+                                      "backend 'onnxruntime' for CUDA")
+        cls.probe()
+        return BackendChoice(cls.name, "cpu", "asked for by name")
+
+    @classmethod
+    def auto_reason(cls, device: str) -> Optional[str]:
+        if super().auto_reason(device) is None:
+            return None
+        return "auto: OpenVINO is installed, the fastest CPU path"
 
     @classmethod
     def _probe(cls) -> None:

@@ -82,6 +82,14 @@ class TensorRTBackend(Backend):
     compute_modes = ("fp32",)  # an FP32 engine computes FP32: TensorRT 11 has no builder precision flags
     int8_placement = "tensorrt"  # Q/DQ on the inputs of weighted ops, which TensorRT fuses
     needs_gpu = True
+    devices = ("cuda",)
+    kind_names = {"tensorrt-engine": ("a TensorRT engine", "a .engine/.plan")}
+
+    @classmethod
+    def refuse_kind(cls, artifact_kind: str) -> RuntimeInspectError:
+        return RuntimeInspectError("the tensorrt backend runs engines (.engine/.plan): build one with "
+                                   "`python -m export.trt --method M --c C --run RUN`, or run this .onnx with "
+                                   "backend 'onnxruntime' and device 'cuda' (its TensorRT execution provider)")
 
     @classmethod
     def _probe(cls) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.selection import BackendChoice
 from runtime.errors import BackendUnavailable, ManifestError, RuntimeInspectError
 from runtime.manifest import Manifest
 
@@ -45,6 +46,13 @@ class TorchBackend(Backend):
     precisions = ("fp32",)
     compute_modes = ("fp32", "fp16", "bf16")  # fp16: CUDA only
     compute_mode_options = {"fp16": {"autocast": "fp16"}, "bf16": {"autocast": "bf16"}}
+    devices = ("cpu", "cuda")
+    by_name_kinds = ("onnx",)  # asked for by name it runs an .onnx's source run (comparison); never by auto
+
+    @classmethod
+    def choose_by_name(cls, artifact_kind: str, device: str) -> BackendChoice:
+        cls.probe()
+        return BackendChoice(cls.name, "cpu" if device == "auto" else device, "asked for by name (comparison)")
     _given_graph: Any = None
     _in_memory = False
 

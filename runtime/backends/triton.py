@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.backends.selection import BackendChoice
 from runtime.errors import BackendUnavailable, RuntimeInspectError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -139,6 +140,13 @@ class TritonBackend(Backend):
     # the server computes it, so this client needs no GPU and has no compute modes or INT8 placement of its own
     artifact_kinds = ("onnx", "tensorrt-engine")
     precisions = ("fp32", "fp16", "int8")
+    devices = ("server",)
+    remote = True  # the server runs the artifact, whatever its kind: only asked for by name
+
+    @classmethod
+    def choose_by_name(cls, artifact_kind: str, device: str) -> BackendChoice:
+        cls.probe()
+        return BackendChoice(cls.name, "server", "asked for by name: a Triton Inference Server runs the model")
 
     @classmethod
     def _probe(cls) -> None:

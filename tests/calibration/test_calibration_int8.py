@@ -314,13 +314,16 @@ def test_headroom_widens_the_activation_ranges(setup):
 
 
 def test_quantised_prefixes_come_from_the_manifest_with_a_fallback(setup):
-    """graph_parts["int8"] names what is quantised; an older manifest (no such entry) quantises /model/net/;
-    an empty declaration is refused; a prefix matching no node says how to give one."""
+    """graph_parts["int8"] names what is quantised; an older manifest (no such entry) quantises what its method
+    declares; an empty declaration is refused; a prefix matching no node says how to give one."""
     from calibration import qdq
 
     model = onnx.load(setup["fp32"])
     assert qdq.network_prefixes(model, {"int8": ["/model/net/"]}) == ["/model/net/"]
-    assert qdq.network_prefixes(model, {"network": ["/model/net"]}) == ["/model/net/"]  # older manifest
+    assert qdq.network_prefixes(model, {"network": ["/model/net"]}, method="fair") == ["/model/net/"]  # older
+    assert qdq.network_prefixes(model, None, method="noise2norm") == ["/model/net/"]  # no graph_parts at all
+    with pytest.raises(CalibrationError, match="'gone' is not registered here"):
+        qdq.network_prefixes(model, {"network": ["/model/net"]}, method="gone")
     with pytest.raises(CalibrationError, match="declares no part that may be quantised"):
         qdq.network_prefixes(model, {"int8": []})
     with pytest.raises(CalibrationError, match="graph_parts\\['int8'\\]"):

@@ -257,12 +257,12 @@ def test_fp16_cli_flag(tiny_run, tmp_path):
 
 
 def test_fp16_and_int8_prefixes_come_from_the_manifest(exported):
-    """The manifest carries the method's FP16/INT8 parts; a manifest from before they were declared falls back to
-    FAIR's network, and an empty declaration is one clear error."""
+    """The manifest carries the method's FP16/INT8 parts; a manifest from before they were declared takes its
+    method's declaration (an unregistered method is one clear error), and an empty declaration is one clear error."""
     from types import SimpleNamespace
 
     from calibration.qdq import manifest_int8_prefixes
-    from export.fp16 import DEFAULT_FP16_PREFIXES, manifest_fp16_prefixes
+    from export.fp16 import manifest_fp16_prefixes
     from runtime.manifest import GraphParts
 
     _, _, path = exported
@@ -270,9 +270,14 @@ def test_fp16_and_int8_prefixes_come_from_the_manifest(exported):
     assert m.graph_parts.fp16 == ["/model/net/"] and m.graph_parts.int8 == ["/model/net/"]
     assert manifest_fp16_prefixes(m) == ("/model/net/",)
     assert manifest_int8_prefixes(m.graph_parts.to_dict()) == ["/model/net/"]
-    old = SimpleNamespace(graph_parts=GraphParts(network=["/model/net"]))
-    assert manifest_fp16_prefixes(old) == DEFAULT_FP16_PREFIXES
+    old = SimpleNamespace(method="fair", graph_parts=GraphParts(network=["/model/net"]))
+    assert manifest_fp16_prefixes(old) == ("/model/net/",)
     assert manifest_int8_prefixes(old.graph_parts.to_dict()) is None
+    for graph_parts in (None, GraphParts(network=["/model/backbone"])):  # no graph_parts at all, or no fp16 entry
+        older = SimpleNamespace(method="patchcore", graph_parts=graph_parts)
+        assert manifest_fp16_prefixes(older) == ("/model/backbone/",)
+    with pytest.raises(ExportError, match="method 'gone' is not registered here: re-export"):
+        manifest_fp16_prefixes(SimpleNamespace(method="gone", graph_parts=None))
     backbone = SimpleNamespace(graph_parts=GraphParts(fp16=["/model/backbone/"]))
     assert manifest_fp16_prefixes(backbone) == ("/model/backbone/",)
     with pytest.raises(ExportError, match="declares no part that may run in FP16"):

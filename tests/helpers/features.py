@@ -27,7 +27,8 @@ def fitted(method_name: str, **options):
     opts = method.options(options)
     model = method.build_model(None, SIZE, opts)
     images = tiny_images(12)
-    facts = method.fit(model, [images[i:i + 4] for i in range(0, 12, 4)], opts, "cpu", False)
+    fitter = method.start_run(opts, SIZE)
+    facts = fitter.fit(model, [images[i:i + 4] for i in range(0, 12, 4)], "cpu", False)
     return method, opts, model.eval(), facts
 
 

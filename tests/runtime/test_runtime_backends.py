@@ -215,6 +215,34 @@ def test_torch_is_never_chosen_by_auto():
         assert select_backend("onnx", "auto", device).name != "torch"
 
 
+class PreferredOnCpu(Backend):
+    """A backend that declares itself first for `auto` on a CPU (selection only: it is never loaded here)."""
+
+    name = "preferred"
+    artifact_kinds = ("onnx",)
+    devices = ("cpu",)
+    auto_priority = {"cpu": 0}
+
+    @classmethod
+    def _probe(cls) -> None:
+        pass
+
+
+def test_a_registered_backend_is_selected_by_its_declarations(monkeypatch):
+    """A new backend is a class and a registry line: `auto` ranks it by its declared priority, its declared
+    devices bound what it may be asked for, and the built-in ones still answer for the GPU."""
+    monkeypatch.setitem(REGISTRY, "preferred", (__name__, "PreferredOnCpu"))
+    choice = select_backend("onnx", "auto", "cpu")
+    assert choice == ("preferred", "cpu", "auto: preferred on the CPU")
+    assert select_backend("onnx", "preferred", "auto").device == "cpu"
+    with pytest.raises(RuntimeInspectError, match="the preferred backend runs on cpu here"):
+        select_backend("onnx", "preferred", "cuda")
+    with pytest.raises(RuntimeInspectError, match="backend 'preferred' cannot run a TensorRT engine"):
+        select_backend("tensorrt-engine", "preferred", "auto")
+    monkeypatch.setattr(PreferredOnCpu, "auto_priority", {})  # by name only: auto falls back to the others
+    assert select_backend("onnx", "auto", "cpu").name in ("openvino", "onnxruntime")
+
+
 def test_onnxruntime_backend_equals_a_bare_session(model):
     x = frames(3)
     ref_maps, ref_scores = _bare_ort(model, x)

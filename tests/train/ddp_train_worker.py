@@ -26,7 +26,9 @@ def use_sgd(method: str, monkeypatch=None) -> None:
     def sgd(self, model, lr):
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 
-    target = type(get_method(method))
+    from train.methods.spec import load_object
+
+    target = load_object(get_method(method).run_class)  # the method's Trainer class
     if monkeypatch is not None:
         monkeypatch.setattr(target, "optimizer", sgd)
     else:

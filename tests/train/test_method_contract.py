@@ -1,10 +1,12 @@
 """The method contract: every registered method goes train (or fit) -> export.onnx -> every installed runtime
-backend with the same numbers as its torch graph, using only what the method declares (train.methods.base).
+backend with the same numbers as its torch graph, using only what the method declares (train.methods.spec).
 
-Parametrised over `list_methods()`, so a new method is covered by registering it. A method whose optional
-package is not installed raises `train.errors.MissingPackage` when built and is skipped with that reason.
-A tiny test-only fit method (per-pixel statistics + a colour memory bank, no width, size multiple 8) proves the
-fit path before any real fitted method exists: train CLI -> export -> backends -> calibration.threshold.
+Parametrised over `list_methods()` x the registered backends that run an .onnx on a CPU (read from their class
+declarations, `runtime.backends.REGISTRY`), so a new method or backend is covered by its registry line. A method
+whose optional package is not installed raises `train.errors.MissingPackage` when built and is skipped with that
+reason; a backend whose library is not installed is skipped. A tiny test-only fit method (per-pixel statistics +
+a colour memory bank, no width, size multiple 8, a score normalisation after the fit) proves the fit path:
+train CLI -> export -> backends -> calibration.threshold.
 """
 from __future__ import annotations
 
@@ -17,39 +19,48 @@ import pytest
 import torch
 from torch import nn
 
+from runtime.backends import REGISTRY, backend_class
 from train.errors import ConfigError, MissingPackage
-from train.methods import Method, get_method, list_methods, register_method, unregister_method
+from train.methods import MethodSpec, get_method, list_methods, register_method, unregister_method
+from train.methods.options import Option
+from train.methods.run import Fitter, Trainer, UpdateNotSupported
 
 #: Parity of every backend with the torch graph: max |backend - torch| <= REL * max(1, max |torch|)
 #: (relative for maps in the units of a distance, absolute 1e-4 for maps below 1).
 REL = 1e-4
-#: CPU backends that take an .onnx (TensorRT needs an engine built on a GPU: tests/runtime/test_runtime_trt.py).
-ONNX_BACKENDS = ("onnxruntime", "openvino", "torch")
 TINY_SIDE = 64  # the tiny model's side, rounded up to the method's size multiple
 TINY_WIDTH = 8  # the width of a method that has one (small, fast)
 
 
-def _tiny_size(method: Method) -> int:
+def _onnx_cpu_backends() -> list:
+    """Registered backends that run an .onnx on a CPU, by their declarations (TensorRT needs an engine built on a
+    GPU: tests/runtime/test_runtime_trt.py; a remote server is tested in tests/runtime/test_runtime_triton.py)."""
+    out = []
+    for name in REGISTRY:
+        cls = backend_class(name)
+        if not cls.remote and "cpu" in cls.devices and "onnx" in cls.artifact_kinds + cls.by_name_kinds:
+            out.append(name)
+    return out
+
+
+ONNX_BACKENDS = _onnx_cpu_backends()
+
+
+def _tiny_size(method: MethodSpec) -> int:
     m = method.size_multiple
     return m * math.ceil(TINY_SIDE / m)
 
 
-def _width_args(method: Method) -> list:
+def _width_args(method: MethodSpec) -> list:
     return ["--c", str(TINY_WIDTH)] if method.has_width else []
 
 
-def _build_or_skip(method: Method, size: int) -> nn.Module:
+def _build_or_skip(method: MethodSpec, size: int) -> nn.Module:
     c = TINY_WIDTH if method.has_width else None
     try:
         return method.build_model(c, (size, size), method.options())
     except MissingPackage as e:
         pytest.skip(f"{method.name}: {e}")
-
-
-def _installed_backends() -> list:
-    from runtime.backends import available_backends
-
-    return [b for b in ONNX_BACKENDS if b in available_backends()]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +94,8 @@ def _export(run: Path, out: Path, *flags: str):
     return load_manifest(out)
 
 
-def _parity(model_path: Path, run: Path, frames: np.ndarray, extra=None) -> dict:
-    """Run `model_path` on every installed ONNX backend; compare with the run's torch graph. Returns
-    {backend: relative error}."""
-    from runtime.backends import create_backend
+def _reference(model_path: Path, run: Path, frames: np.ndarray, extra=None):
+    """The run's torch graph on `frames`, for the artifact's frame size and channel order."""
     from runtime.manifest import load_manifest
     from train.runs import load_graph
 
@@ -94,22 +103,29 @@ def _parity(model_path: Path, run: Path, frames: np.ndarray, extra=None) -> dict
     graph, _ = load_graph(run, "cpu", frame_size=manifest.input.size, channel_order=manifest.input.channel_order)
     with torch.no_grad():
         tensors = [torch.from_numpy(v) for v in (extra or {}).values()]
-        ref_map, ref_score = (t.numpy() for t in graph(torch.from_numpy(frames), *tensors))
-    errors = {}
-    for name in _installed_backends():
-        with create_backend(name, str(model_path), manifest, device="cpu") as backend:
-            backend.load()
-            amap, score = backend.infer(frames, extra)
-        assert amap.shape == ref_map.shape and score.shape == ref_score.shape, name
-        scale = max(1.0, float(np.abs(ref_map).max()), float(np.abs(ref_score).max()))
-        err = max(float(np.abs(amap - ref_map).max()), float(np.abs(score - ref_score).max())) / scale
-        assert err <= REL, f"{name}: relative error {err:.2e} > {REL} vs the torch graph"
-        errors[name] = err
-    assert "onnxruntime" in errors  # the backend that always installs was really compared
-    return errors
+        return tuple(t.numpy() for t in graph(torch.from_numpy(frames), *tensors))
 
 
-def _check_manifest(manifest, method: Method, model: nn.Module) -> None:
+def _parity(name: str, model_path: Path, reference, frames: np.ndarray, extra=None) -> float:
+    """Run `model_path` on backend `name` (skipped when its library is not installed); compare with the torch
+    graph's `reference` (map, score). Returns the relative error."""
+    from runtime.backends import available_backends, create_backend
+    from runtime.manifest import load_manifest
+
+    if name not in available_backends():
+        pytest.skip(f"backend {name} is not installed")
+    ref_map, ref_score = reference
+    with create_backend(name, str(model_path), load_manifest(model_path), device="cpu") as backend:
+        backend.load()
+        amap, score = backend.infer(frames, extra)
+    assert amap.shape == ref_map.shape and score.shape == ref_score.shape, name
+    scale = max(1.0, float(np.abs(ref_map).max()), float(np.abs(ref_score).max()))
+    err = max(float(np.abs(amap - ref_map).max()), float(np.abs(score - ref_score).max())) / scale
+    assert err <= REL, f"{name}: relative error {err:.2e} > {REL} vs the torch graph"
+    return err
+
+
+def _check_manifest(manifest, method: MethodSpec, model: nn.Module) -> None:
     """What the manifest says is what the method declared."""
     assert manifest.method == method.name
     assert manifest.c == (TINY_WIDTH if method.has_width else None)
@@ -143,45 +159,78 @@ def test_declarations_are_well_formed(name):
         f"{name}_c{TINY_WIDTH}" if method.has_width else name)
     for extra in method.extra_inputs((size, size)).values():
         assert extra.meaning and all(int(s) > 0 for s in extra.shape)
+    run = method.start_run(method.options(), (size, size))  # the per-run object matches the training kind
+    assert isinstance(run, Fitter if method.training == "fit" else Trainer)
+    assert all(o.help for o in method.option_specs)
 
 
-@pytest.mark.parametrize("name", list_methods())
-def test_train_export_and_every_backend_match_torch(name, demo, tmp_path):
+#: method name -> what its tiny run exported (trained once per module, shared by the backend tests)
+_EXPORTED: dict = {}
+
+
+def _trained_and_exported(name: str, demo: Path, tmp_root: Path) -> dict:
+    if name in _EXPORTED:
+        return _EXPORTED[name]
     method = get_method(name)
     size = _tiny_size(method)
     model = _build_or_skip(method, size)
-    run = tmp_path / "run"
+    run = tmp_root / "run"
     schedule = (["--batch-size", "4"] if method.training == "fit"
                 else ["--steps", "2", "--batch-size", "2", "--lr", "1e-3"])
     _train(["--method", name, *_width_args(method), "--data", str(demo), "--category", "brick",
             "--out", str(run), "--image-size", str(size), *schedule])
+    manifest = _export(run, tmp_root / "model.onnx")
+    frames = _test_frames(demo, size)
+    out = {"method": method, "model": model, "run": run, "manifest": manifest, "frames": frames,
+           "onnx": tmp_root / "model.onnx", "reference": _reference(tmp_root / "model.onnx", run, frames)}
+    declared = method.extra_inputs((size, size))
+    if declared:  # the optional inputs, with the meaning the method wrote
+        out["extra_manifest"] = _export(run, tmp_root / "extra.onnx", "--noise-input")
+        rng = np.random.default_rng(0)
+        out["extra"] = {k: rng.standard_normal((len(frames),) + tuple(v.shape)).astype(np.float32)
+                        for k, v in declared.items()}
+        out["extra_reference"] = _reference(tmp_root / "extra.onnx", run, frames, out["extra"])
+    _EXPORTED[name] = out
+    return out
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_train_and_export_follow_the_declarations(name, demo, tmp_path_factory):
+    done = _trained_and_exported(name, demo, tmp_path_factory.mktemp(name))
+    method, run = done["method"], done["run"]
     config = json.loads((run / "config.json").read_text())
     assert config["c"] == (TINY_WIDTH if method.has_width else None)
+    assert config["options"] == dict(method.options())  # every option, checked, in the run's config
     history = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines() if ln.strip()]
     if method.training == "fit":
         assert config["steps"] == 0 and history[-1]["fit"] is True and history[-1]["seconds"] >= 0
     else:
         assert config["steps"] == 2 and history[-1]["step"] == 2
-
-    manifest = _export(run, tmp_path / "model.onnx")
-    _check_manifest(manifest, method, model)
-    assert manifest.extra_inputs == []
+    _check_manifest(done["manifest"], method, done["model"])
+    assert done["manifest"].extra_inputs == []
     import onnx
 
-    opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "model.onnx")).opset_import}
+    opsets = {o.domain: o.version for o in onnx.load(str(done["onnx"])).opset_import}
     assert opsets[""] == method.opset  # export.onnx's default opset is the method's
-    frames = _test_frames(demo, size)
-    _parity(tmp_path / "model.onnx", run, frames)
-
-    declared = method.extra_inputs((size, size))
-    if declared:  # the optional inputs, with the meaning the method wrote
-        manifest = _export(run, tmp_path / "extra.onnx", "--noise-input")
-        assert {e.name: (tuple(e.shape), e.meaning) for e in manifest.extra_inputs} == {
+    declared = method.extra_inputs((_tiny_size(method),) * 2)
+    if declared:
+        assert {e.name: (tuple(e.shape), e.meaning) for e in done["extra_manifest"].extra_inputs} == {
             k: (tuple(v.shape), v.meaning) for k, v in declared.items()}
-        rng = np.random.default_rng(0)
-        extra = {k: rng.standard_normal((len(frames),) + tuple(v.shape)).astype(np.float32)
-                 for k, v in declared.items()}
-        _parity(tmp_path / "extra.onnx", run, frames, extra)
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+@pytest.mark.parametrize("name", list_methods())
+def test_every_backend_matches_torch(name, backend, demo, tmp_path_factory):
+    done = _trained_and_exported(name, demo, tmp_path_factory.mktemp(name))
+    _parity(backend, done["onnx"], done["reference"], done["frames"])
+    if "extra" in done:
+        _parity(backend, done["onnx"].with_name("extra.onnx"), done["extra_reference"], done["frames"],
+                done["extra"])
+
+
+def test_the_backends_that_always_install_are_in_the_matrix():
+    assert "onnxruntime" in ONNX_BACKENDS and "torch" in ONNX_BACKENDS  # read from the classes, not a list here
+    assert "tensorrt" not in ONNX_BACKENDS and "triton" not in ONNX_BACKENDS
 
 
 # ------------------------------------------------------------------- a test-only fitted method
@@ -216,26 +265,15 @@ class PixelStatsModel(nn.Module):
     def __init__(self, size):
         super().__init__()
         self.memory = PixelMemory(size)
+        self.register_buffer("score_scale", torch.ones(1))  # set after the fit: good images score <= 1
 
     def forward(self, x):
         amap = self.memory(x)
-        return amap, torch.amax(amap, dim=(1, 2, 3))
+        return amap, torch.amax(amap, dim=(1, 2, 3)) / self.score_scale
 
 
-class PixelStats(Method):
-    name = "test_pixelstats"
-    defaults = {"eps": 1e-3, "bank_rows": 5}
-    has_width = False
-    size_multiple = 8
-    parts = {"memory": "memory"}
-    fp16_parts = ()
-    int8_parts = ()
-    training = "fit"
-
-    def build_model(self, c, image_size, options):
-        return PixelStatsModel(image_size)
-
-    def fit(self, model, batches, options, device, progress):
+class PixelStatsFitter(Fitter):
+    def fit(self, model, batches, device, progress):
         total = total_sq = colours = None
         n = 0
         for x in batches:  # one streaming pass: sums, not the images
@@ -245,12 +283,34 @@ class PixelStats(Method):
             colours = col if colours is None else torch.cat([colours, col])
             n += len(x)
         mean = total / n
-        std = torch.sqrt(torch.clamp(total_sq / n - mean * mean, min=0.0)) + options["eps"]
-        keep = torch.randperm(n)[: int(options["bank_rows"])]  # seeded by the run (train.loop)
+        std = torch.sqrt(torch.clamp(total_sq / n - mean * mean, min=0.0)) + self.options["eps"]
+        keep = torch.randperm(n)[: self.options["bank_rows"]]  # seeded by the run (train.loop)
         model.memory.mean.copy_(mean)
         model.memory.std.copy_(std)
         model.memory.bank = colours[keep].clone()
         return {"bank_rows": int(len(keep)), "batches": len(batches)}
+
+    def after_training(self, model, batches, device, progress):
+        """The score normalisation hook: the largest good-image score becomes 1."""
+        top = max(float(model(x)[1].max()) for x in batches)
+        model.score_scale.fill_(top)
+        return {"score_scale": round(top, 6)}
+
+
+class PixelStats(MethodSpec):
+    name = "test_pixelstats"
+    option_specs = (Option("eps", 1e-3, "float", "added to the per-pixel std", minimum=0.0),
+                    Option("bank_rows", 5, "int", "rows of the colour memory bank", minimum=1))
+    has_width = False
+    size_multiple = 8
+    parts = {"memory": "memory"}
+    fp16_parts = ()
+    int8_parts = ()
+    training = "fit"
+    run_class = PixelStatsFitter
+
+    def build_model(self, c, image_size, options):
+        return PixelStatsModel(image_size)
 
 
 @pytest.fixture
@@ -287,6 +347,7 @@ def test_fit_method_through_cli_export_backends_and_threshold(pixelstats, demo, 
     assert config["c"] is None and config["steps"] == 0 and config["image_size"] == [40, 40]
     (record,) = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
     assert record["fit"] is True and record["images"] == 6 and record["batches"] == 2 and record["bank_rows"] == 5
+    assert record["after_training"]["score_scale"] > 0  # the hook ran after the fit, its facts logged
     assert record["peak_rss_mib"] > 0 and record["seconds"] >= 0
     weights = (run / "model.safetensors").read_bytes()
     assert train_main(base + ["--resume"]) == 0
@@ -297,13 +358,19 @@ def test_fit_method_through_cli_export_backends_and_threshold(pixelstats, demo, 
 
     model, cfg = load_model(run)
     assert cfg.c is None and model.memory.bank.shape == (5, 3)  # resized from the file by the model itself
+    assert float(model.score_scale) == pytest.approx(record["after_training"]["score_scale"], rel=1e-5)  # saved
 
     manifest = _export(run, tmp_path / "ps.onnx")
     _check_manifest(manifest, pixelstats, model)
     assert manifest.c is None and manifest.graph_parts.memory == ["/model/memory"]
     assert manifest.graph_parts.fp16 == [] and manifest.graph_parts.int8 == []
     frames = _test_frames(demo, 40)
-    _parity(tmp_path / "ps.onnx", run, frames)
+    reference = _reference(tmp_path / "ps.onnx", run, frames)
+    from runtime.backends import available_backends
+
+    for backend in ONNX_BACKENDS:
+        if backend in available_backends():
+            _parity(backend, tmp_path / "ps.onnx", reference, frames)
 
     from calibration.threshold import main as threshold_main
     from runtime.manifest import load_manifest
@@ -342,29 +409,79 @@ def test_trt_and_latency_command_lines_follow_the_width_declaration(pixelstats, 
 
 
 def test_fit_without_the_hook_and_gradient_without_a_loss_say_so():
-    class NoFit(Method):
+    class NoFit(MethodSpec):
         name = "nofit"
         training = "fit"
+        run_class = Fitter
 
-    class NoLoss(Method):
+    class NoLoss(MethodSpec):
         name = "noloss"
+        run_class = Trainer
 
     with pytest.raises(NotImplementedError, match="has no fit"):
-        NoFit().fit(None, [], {}, torch.device("cpu"), False)
-    with pytest.raises(NotImplementedError, match="has no training_loss"):
-        NoLoss().training_loss(None, None, None, 0)
+        NoFit().start_run({}, (8, 8)).fit(None, [], torch.device("cpu"), False)
+    with pytest.raises(NotImplementedError, match="has no loss"):
+        NoLoss().start_run({}, (8, 8)).loss(None, None, None, 0)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_update_hook_says_when_a_method_cannot_update(name):
+    """The incremental-update hook exists for every method; one that does not implement it says so in one line."""
+    method = get_method(name)
+    run = method.start_run(method.options(), (_tiny_size(method),) * 2)
+    if type(run).update is Fitter.update:  # not overridden: the default refuses
+        with pytest.raises(UpdateNotSupported, match=f"method '{name}' cannot take new good images"):
+            run.update(None, [], torch.device("cpu"), False, {})
+
+
+def test_options_are_typed_and_checked_with_one_line(demo, tmp_path, capsys):
+    from train.cli import main as train_main
+
+    fair = get_method("fair")
+    assert fair.options({"d0": 20})["d0"] == 20.0 and isinstance(fair.options({"d0": 20})["d0"], float)
+    assert fair.options({"mean_filter": "7"}).mean_filter == 7  # text from the command line, read as the type
+    with pytest.raises(ConfigError, match="has no option 'colour'; its options: filter, d0"):
+        fair.options({"colour": 1})
+    with pytest.raises(ConfigError, match="option mean_filter=2.5 of method 'fair': expected an integer"):
+        fair.options({"mean_filter": 2.5})
+    with pytest.raises(ConfigError, match="option score='mean' of method 'patchcore': use one of max, reweight"):
+        get_method("patchcore").options({"score": "mean"})
+    with pytest.raises(TypeError, match="read-only"):
+        fair.options()["d0"] = 1.0
+    base = ["--method", "fair", "--c", "8", "--data", str(demo), "--category", "brick", "--out", str(tmp_path / "r"),
+            "--image-size", "64", "--steps", "1", "--device", "cpu", "--no-progress"]
+    for option, message in (("d0=abc", "option d0='abc' of method 'fair': expected a number >= 0.0"),
+                            ("order=0", "option order=0 of method 'fair': must be >= 1"),
+                            ("gamma=2", "method 'fair' has no option 'gamma'")):
+        assert train_main(base + ["--option", option]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_f2pad_refines_only_the_methods_that_declare_it():
+    from train.refine.feature_loss import feature_score
+
+    able = [n for n in list_methods() if get_method(n).refine_score]
+    assert {"patchcore", "padim"} <= set(able)
+    with pytest.raises(ConfigError, match="F2PAD refines the maps of .*patchcore.* runs; this run is 'fair'"):
+        feature_score("fair", None, None, None, (0, 0), (64, 64), 10)
 
 
 def test_malformed_declarations_are_refused_at_registration():
-    class BadRole(Method):
+    class BadRole(MethodSpec):
         name = "test_badrole"
         parts = {"net": "backbone"}
 
-    class BadTraining(Method):
+    class BadTraining(MethodSpec):
         name = "test_badtraining"
         training = "evolve"
 
-    for cls in (BadRole, BadTraining):
+    class BadOption(MethodSpec):
+        name = "test_badoption"
+        option_specs = (Option("k", "many", "int", "a count"),)
+
+    for cls in (BadRole, BadTraining, BadOption):
         with pytest.raises(ValueError):
             register_method(cls)
         assert cls.name not in list_methods()
@@ -379,3 +496,30 @@ def test_width_follows_the_declaration():
     with pytest.raises(ConfigError, match="has no width"):
         PixelStats().width(32)
     assert fair.label(32) == "fair_c32" and PixelStats().label(None) == "test_pixelstats"
+
+
+def test_after_training_hook_of_a_gradient_method_is_logged_and_saved(demo, tmp_path, monkeypatch):
+    """After the last step the run's `after_training` sees the model and the good images; what it changes is
+    saved and its facts are logged. An interrupted run (stop_at) does not call it."""
+    from safetensors.torch import load_file
+
+    from train.config import RunConfig
+    from train.loop import train
+    from train.methods.fair.trainer import FairTrainer
+
+    def normalise(self, model, batches, device, progress):
+        with torch.no_grad():
+            model.net.head.bias.fill_(0.25)  # stands for a fitted normalisation constant
+        return {"images_seen": sum(len(x) for x in batches)}
+
+    monkeypatch.setattr(FairTrainer, "after_training", normalise)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    config = RunConfig(method="fair", c=8, image_size=(32, 32), steps=2, batch_size=2)
+    train(config, tmp_path / "stopped", images, device="cpu", progress=False, stop_at=1, log_every=1)
+    assert "after_training" not in (tmp_path / "stopped" / "history.jsonl").read_text()
+    train(RunConfig(method="fair", c=8, image_size=(32, 32), steps=2, batch_size=2), tmp_path / "run", images,
+          device="cpu", progress=False, log_every=1)
+    last = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 2, "after_training": {"images_seen": 3}}
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert torch.all(weights["net.head.bias"] == 0.25)

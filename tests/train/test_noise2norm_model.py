@@ -115,14 +115,15 @@ def test_training_noise_is_fresh_each_step_and_seeded():
     n2 = model.blend(clean, generator=g)
     assert not torch.allclose(n1, n2)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    l1 = m.training_loss(model, clean, g1, 0).detach()
-    l1b = m.training_loss(model, clean, g1, 1).detach()
-    l2 = m.training_loss(model, clean, g2, 0).detach()
+    run = m.start_run(m.options(), (64, 64))
+    l1 = run.loss(model, clean, g1, 0).detach()
+    l1b = run.loss(model, clean, g1, 1).detach()
+    l2 = run.loss(model, clean, g2, 0).detach()
     assert float(l1) == float(l2)  # same generator state -> same loss
     assert float(l1) != float(l1b)  # next step -> new noise
-    # Even with the module in eval mode, training_loss draws fresh noise (not the fixed field).
+    # Even with the module in eval mode, the loss draws fresh noise (not the fixed field).
     model.eval()
-    l3 = m.training_loss(model, clean, torch.Generator().manual_seed(5), 0)
+    l3 = run.loss(model, clean, torch.Generator().manual_seed(5), 0)
     assert float(l3.detach()) == pytest.approx(float(l1), abs=1e-6)
     l3.backward()
     assert all(p.grad is not None for p in model.net.parameters())
@@ -145,10 +146,11 @@ def test_lambda_zero_is_the_clean_path():
 def test_optimizer_and_scheduler_follow_the_paper_form():
     m = _method()
     model = _model()
-    opt = m.optimizer(model, 2e-4)
+    run = m.start_run(m.options(), (64, 64))
+    opt = run.optimizer(model, 2e-4)
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.param_groups[0]["betas"] == (0.5, 0.999)
-    sched = m.scheduler(opt, 10)
+    sched = run.scheduler(opt, 10)
     lrs = []
     for _ in range(10):
         opt.step()

@@ -205,20 +205,23 @@ def test_a_fit_that_reads_batches_without_gathering_is_refused_under_torchrun(tm
     from train import fit as fit_module
     from train.errors import RunError
 
-    class MeanOfPixels:
-        name = "mean-of-pixels"
+    from train.methods.run import Fitter
+    from train.methods.spec import MethodSpec
 
-        def label(self, c):
-            return self.name
-
-        def fit(self, model, batches, options, device, progress):
+    class MeanOfPixels(Fitter):
+        def fit(self, model, batches, device, progress):
             self.rows = sum(len(b) for b in batches)
 
-    method = MeanOfPixels()
+    class MeanOfPixelsSpec(MethodSpec):
+        name = "mean-of-pixels"
+        has_width = False
+        training = "fit"
+
+    method = MeanOfPixels(MeanOfPixelsSpec(), {}, (8, 8))
     ctx = distributed.Context(rank=1, world=2)  # what rank 1 of 2 holds (no collective runs before the check)
     config = fit_config("padim", (8, 8), 2, {})
     with pytest.raises(RunError, match="cannot fit under torchrun"):
         fit_module.fit(method, torch.nn.Identity(), config, tmp_path, _images(n=5, size=(8, 8)), torch.device("cpu"),
-                       {}, False, ctx)
+                       False, ctx)
     assert method.rows == 3  # rank 1's rows of batches [0, 1], [2, 3], [4]: 1 + 1 + 1 (rank 0 has none of [4])
     assert not any(tmp_path.iterdir())

@@ -1,4 +1,4 @@
-"""Learning from operator corrections (`Method.update`, `python -m train.update`): PatchCore continues its greedy
+"""Learning from operator corrections (a run's `update` hook, `python -m train.update`): PatchCore continues its greedy
 coreset from the bank, PaDiM's streaming Gaussian equals a fit over old and new images together, a gradient
 method fine-tunes a bounded number of steps, and the command writes a new, signed version whose manifest names
 its parent, with a threshold recalibrated on held-out good images and the parent untouched."""
@@ -62,15 +62,16 @@ def _fit(method_name, images, **options):
     method = get_method(method_name)
     opts = method.options(options)
     model = method.build_model(None, SIZE, opts)
-    facts = method.fit(model, ImageBatches(images, 4, torch.device("cpu")), opts, "cpu", False)
-    return method, opts, model.eval(), dict(facts, images=len(images))
+    run = method.start_run(opts, SIZE)
+    facts = run.fit(model, ImageBatches(images, 4, torch.device("cpu")), torch.device("cpu"), False)
+    return run, opts, model.eval(), dict(facts, images=len(images))
 
 
 @needs_lite0
 def test_padim_update_equals_a_fit_over_old_and_new_images():
     images = _uint8(tiny_images(18, seed=3))
-    method, opts, model, facts = _fit("padim", images[:12], channels=16)
-    method.update(model, images[12:], opts, torch.device("cpu"), False, _context("padim", facts))
+    run, _, model, facts = _fit("padim", images[:12], channels=16)
+    run.update(model, images[12:], torch.device("cpu"), False, _context("padim", facts))
     _, _, refit, _ = _fit("padim", images, channels=16)
     probe = torch.from_numpy(_uint8(tiny_images(2, seed=9))).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
@@ -82,14 +83,14 @@ def test_padim_update_equals_a_fit_over_old_and_new_images():
 @needs_lite0
 def test_patchcore_update_grows_the_bank_by_the_coreset_rule_and_lowers_the_corrected_score():
     images = _uint8(tiny_images(12, seed=4))
-    method, opts, model, facts = _fit("patchcore", images, coreset_ratio=0.25)
+    run, _, model, facts = _fit("patchcore", images, coreset_ratio=0.25)
     stripes = (np.indices(SIZE)[1] * 4 % 256).astype(np.uint8)  # a pattern the fit never saw: a false alarm
     odd = np.ascontiguousarray(np.repeat(stripes[None, :, :, None], 3, axis=3))
     as_tensor = torch.from_numpy(odd).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         before = float(model(as_tensor)[1][0])
     old_bank = model.memory.bank.clone()
-    added = method.update(model, odd, opts, torch.device("cpu"), False, _context("patchcore", facts))
+    added = run.update(model, odd, torch.device("cpu"), False, _context("patchcore", facts))
     with torch.no_grad():
         after = float(model(as_tensor)[1][0])
     per_image = facts["patches_collected"] / facts["images"]
@@ -99,24 +100,25 @@ def test_patchcore_update_grows_the_bank_by_the_coreset_rule_and_lowers_the_corr
 
 
 def test_a_gradient_method_fine_tunes_a_bounded_number_of_steps_and_a_fit_method_without_update_refuses():
-    from train.errors import ConfigError
     from train.methods import get_method
-    from train.methods.base import Method
+    from train.methods.run import Fitter, UpdateNotSupported
+    from train.methods.spec import MethodSpec
 
     method = get_method("fair")
     opts = method.options({})
     model = method.build_model(8, (16, 16), opts)
     before = [p.detach().clone() for p in model.parameters()]
     images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    facts = method.update(model, images, opts, torch.device("cpu"), False, _context("fair", None, steps=1))
+    run = method.start_run(opts, (16, 16))
+    facts = run.update(model, images, torch.device("cpu"), False, _context("fair", None, steps=1))
     assert facts["fine_tune_steps"] == 1 and facts["images_added"] == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
-    class FitOnly(Method):
+    class FitOnly(MethodSpec):
         name, training = "fit-only", "fit"
 
-    with pytest.raises(ConfigError, match="no incremental update"):
-        FitOnly().update(model, images, {}, torch.device("cpu"), False, {})
+    with pytest.raises(UpdateNotSupported, match="cannot take new good images"):
+        Fitter(FitOnly(), {}, (16, 16)).update(model, images, torch.device("cpu"), False, {})
 
 
 def _dataset(root):

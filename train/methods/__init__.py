@@ -1,24 +1,42 @@
-"""Method registry: a method is registered under an explicit name; an unknown name lists the known ones."""
+"""Method registry: one line per method, name -> its spec class ('module:Class'), imported when first asked for.
+
+Adding a method is its folder `train/methods/<name>/` (spec.py, the model, the trainer or fitter; see
+docs/adding-a-method.md) and one line below. A spec imports no torch, so listing the methods stays cheap.
+"""
 from __future__ import annotations
 
 from typing import Dict, List
 
 from train.errors import ConfigError
-from train.methods.base import ExtraInput, Method
+from train.methods.spec import ExtraInput, Method, MethodSpec, load_object
 
-_REGISTRY: Dict[str, Method] = {}
+BUILTIN: Dict[str, str] = {
+    "fair": "train.methods.fair.spec:Fair",
+    "ndpnet": "train.methods.ndpnet.spec:NDPNet",
+    "noise2norm": "train.methods.noise2norm.spec:Noise2Norm",
+    "padim": "train.methods.padim.spec:Padim",
+    "patchcore": "train.methods.patchcore.spec:PatchCore",
+}
+
+_REGISTRY: Dict[str, MethodSpec] = {}
 
 
-def register_method(method_cls):
-    """Class decorator: instantiate and register under `method_cls.name`."""
-    inst = method_cls()
+def register_method(spec_cls):
+    """Register a spec class under `spec_cls.name` (its declarations are checked now); usable as a decorator.
+    The built-in methods are registered from BUILTIN; this is for a method kept outside the tree (and tests)."""
+    _load_builtin()
+    _add(spec_cls)
+    return spec_cls
+
+
+def _add(spec_cls) -> None:
+    inst = spec_cls()
     if not inst.name:
-        raise ValueError(f"{method_cls.__name__} has no name")
+        raise ValueError(f"{spec_cls.__name__} has no name")
     inst.check_declarations()
     if inst.name in _REGISTRY:
         raise ValueError(f"method {inst.name!r} registered twice")
     _REGISTRY[inst.name] = inst
-    return method_cls
 
 
 def unregister_method(name: str) -> None:
@@ -27,16 +45,12 @@ def unregister_method(name: str) -> None:
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers them; kept lazy so `import train.methods` stays cheap.
-    from train.methods import fair  # noqa: F401
-    try:
-        from train.methods import noise2norm  # noqa: F401
-    except ImportError:  # not written yet in a partial checkout
-        pass
-    # Feature-based methods: their optional packages ([features] extra) are imported only when a model is
-    # built, so they always register; building without them raises train.errors.MissingPackage naming the extra.
-    from train.methods import padim, patchcore  # noqa: F401
-    from train.methods import ndpnet  # noqa: F401
+    for name, path in BUILTIN.items():
+        if name not in _REGISTRY:
+            spec_cls = load_object(path)
+            if spec_cls.name != name:
+                raise ValueError(f"registry line {name!r} names a spec called {spec_cls.name!r}")
+            _add(spec_cls)
 
 
 def list_methods() -> List[str]:
@@ -44,11 +58,12 @@ def list_methods() -> List[str]:
     return sorted(_REGISTRY)
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str) -> MethodSpec:
     _load_builtin()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
-__all__ = ["ExtraInput", "Method", "register_method", "unregister_method", "get_method", "list_methods"]
+__all__ = ["BUILTIN", "ExtraInput", "Method", "MethodSpec", "register_method", "unregister_method", "get_method",
+           "list_methods"]

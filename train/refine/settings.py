@@ -40,7 +40,7 @@ class RefineSettings:
     gradient_sharing: bool = True
     adaptive_step: bool = True
     clip: float = 0.03  # paper: clipping of the update direction
-    tol: Optional[float] = None  # paper: stop when the loss decreases by less than this; None = per method
+    tol: Optional[float] = None  # paper: stop when the loss decreases by less than this; None = the method's
     max_iters: int = 1200  # paper
     min_iters: int = 10  # ours: Adan's first steps are bias-corrected guesses; do not stop on them
     patience: int = 20  # ours: the stopping rule compares the best objective now and `patience` iterations ago
@@ -48,9 +48,15 @@ class RefineSettings:
     init_only: bool = False  # ablation "init only": the mask is |Y - X0| > mask_threshold, no optimisation
 
     def stop_tolerance(self, method: str) -> float:
+        """`tol`, else the method's declared tolerance (`MethodSpec.refine_tolerance`, the paper's per method)."""
         if self.tol is not None:
             return float(self.tol)
-        return 0.1 if method == "padim" else 0.05  # paper: 0.1 for PaDiM, 0.05 for PatchCore and CFLOW-AD
+        from train.methods import get_method
+
+        declared = get_method(method).refine_tolerance
+        if declared is None:
+            raise ConfigError(f"F2PAD has no stopping tolerance for method {method!r}: give --option tol=VALUE")
+        return float(declared)
 
     @classmethod
     def with_options(cls, options: Dict[str, Any]) -> "RefineSettings":

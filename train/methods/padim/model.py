@@ -1,4 +1,4 @@
-"""PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework...", ICPR 2021).
+"""PaDiM's anomaly model (Defard et al., "PaDiM: a Patch Distribution Modeling Framework...", ICPR 2021).
 
 Fit (no gradients): embeddings of the good images from a frozen ImageNet backbone (layers at strides 4, 8 and
 16, upsampled to the stride-4 grid and concatenated; a seeded random subset of the channels, 100 by default),
@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from train.errors import ConfigError
-from train.methods import register_method
-from train.methods._features import BACKBONE_OPTIONS, FeatureMethod, FitClock, feature_batches, make_backbone, parse_strides
+from train.methods._feature_spec import parse_strides
+from train.methods._features import make_backbone
 from train.ops.map_scorer import UpsampleBlurScorer
-from train.ops.mahalanobis import GaussianAccumulator, mahalanobis_squared
+from train.ops.mahalanobis import mahalanobis_squared
 from train.ops.patch_features import upsample_concat
 
 
@@ -71,56 +71,3 @@ class PadimModel(nn.Module):
 
     def forward(self, image: torch.Tensor):
         return self.scorer(self.memory(self.embed(self.backbone(image))))
-
-
-@register_method
-class Padim(FeatureMethod):
-    name = "padim"
-    defaults = {
-        **BACKBONE_OPTIONS,
-        "layers": [4, 8, 16],  # feature strides (paper: ResNet layers 1-3)
-        "channels": 100,  # random channel subset (paper: 100 of 448 for ResNet18; here of 176 for Lite0)
-        "regulariser": 0.01,  # added to the covariance diagonal (paper: 0.01 I)
-        "seed": 0,
-        "sigma": 4.0,  # Gaussian smoothing of the map in pixels
-    }
-    scoring_options = ("sigma",)
-
-    def build_model(self, c, image_size, options):
-        return PadimModel(image_size, options)
-
-    def fit(self, model: PadimModel, batches, options, device, progress: bool) -> Dict[str, Any]:
-        acc = None
-        for emb in feature_batches(model, batches, device, progress, "padim features"):
-            if acc is None:
-                acc = GaussianAccumulator(emb.shape[2] * emb.shape[3], emb.shape[1])
-            acc.add(emb.flatten(2).transpose(1, 2))
-        if acc is None:
-            raise ConfigError("padim: no training images to fit on")
-        clock = FitClock()
-        mean, inv_cov = acc.finish(float(options["regulariser"]))
-        model.memory.mean.copy_(mean.to(torch.float32))
-        model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
-        return {"images_fitted": acc.count, "positions": int(mean.shape[0]), "feature_dim": int(mean.shape[1]),
-                "inverse_seconds": clock.seconds()}
-
-    def update(self, model: PadimModel, images, options, device, progress: bool, context) -> Dict[str, Any]:
-        """The streaming Gaussian goes on: the fit's accumulator is recovered from the stored mean and inverse
-        covariance and the fitted image count (`GaussianAccumulator.from_gaussian`), the new images are added,
-        and the Gaussians are finished again: the same as a fit over the old and new images together."""
-        from train.fit import ImageBatches
-
-        fit = context.get("fit") or {}
-        count = fit.get("images_fitted") or fit.get("images")
-        if not count:
-            raise ConfigError("padim update: the run's history has no fitted image count (images_fitted): refit it")
-        reg = float(options["regulariser"])
-        acc = GaussianAccumulator.from_gaussian(model.memory.mean, model.memory.inv_cov, int(count), reg)
-        batches = ImageBatches(images, int(context["config"].batch_size), device)
-        for emb in feature_batches(model, batches, device, progress, "padim update"):
-            acc.add(emb.flatten(2).transpose(1, 2))
-        clock = FitClock()
-        mean, inv_cov = acc.finish(reg)
-        model.memory.mean.copy_(mean.to(torch.float32))
-        model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
-        return {"images_added": int(len(images)), "images_fitted": acc.count, "inverse_seconds": clock.seconds()}

@@ -1,4 +1,4 @@
-"""NDP-Net: normal reference attention and defect-perception network (Luo, Yao, Yu, IEEE TIM 2023).
+"""One NDP-Net training run (normal reference attention and defect-perception network, Luo, Yao, Yu, IEEE TIM 2023).
 
 Two training phases, one `--steps` budget: steps [0, phase1_steps) are Phase 1, the rest Phase 2.
 - Phase 1 (Eq. 14): encoder + decoder on clean images, 100 * MSE(I_o, recon) + perceptual(I_o, recon)
@@ -11,28 +11,24 @@ One Adam optimiser holds every parameter: a parameter a phase does not train has
 skips (no update, no weight decay, no moment change), so the phase switch needs no second optimiser and the
 run's checkpoint (weights, buffers, Adam state, generator) continues bit-for-bit across the boundary.
 Reference image: the medoid of the good training images by perceptual-feature distance (`choose_reference`).
-See README "NDP-Net" for how this departs from the paper.
+The run (`NDPNetTrainer`) holds the perceptual net, the textures and the chosen reference's index; the model
+holds only what inspection needs. See docs/ndpnet.md for how this departs from the paper.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from train.errors import ConfigError
-from train.methods import register_method
-from train.methods.base import Method
-from train.nets.ndpnet_model import MSDSM_LAYERS, RBAM_LAYERS, NDPNetModel
+from train.methods.ndpnet.model import MSDSM_LAYERS, RBAM_LAYERS, NDPNetModel
+from train.methods.run import Trainer
 from train.ops.medoid import medoid_index
 from train.ops.ndp_losses import (
     defect_perception_loss, feature_repair_loss, focal_loss, perceptual_l1, resize_mask,
 )
 from train.synthesis.paste import paste_anomalies
-
-#: The smallest model side: layer 5 (stride 16) must hold one patch of the largest RBFRM side (4).
-MIN_SIDE = 64
 
 
 def centre_crop(images: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -65,93 +61,40 @@ def choose_reference(net, images: np.ndarray, size: Tuple[int, int], pool: int, 
     return int(idx[best]), batch[best]
 
 
-def _perceptual(model):
-    net = getattr(model, "_perceptual", None)
-    if net is None:
-        raise ConfigError("ndpnet: prepare_training was not called (no perceptual network)")
-    return net
+class NDPNetTrainer(Trainer):
+    perceptual = None  # the frozen perceptual net of the losses (not part of the model or its state)
+    textures = None  # (K, 3, H, W) anomaly-source images, or None
+    reference_index: Optional[int] = None  # which good training image became the reference
 
-
-@register_method
-class NDPNet(Method):
-    name = "ndpnet"
-    defaults = {
-        "phase1_steps": 1000,  # steps of Phase 1; --steps is the total (paper: 400 + 200 epochs, i.e. 2/3 + 1/3)
-        "softmax_scale": 1.0,  # RBFRM softmax temperature factor: 1 = the paper; ~10 = contextual attention
-        "fusion_kernel": 5,  # m of the FFM convolutions (paper: 5)
-        "perceptual": "efficientnet_lite0",  # efficientnet_lite0 (offline, pinned) | vgg16 (perceptual_weights=PATH)
-        "perceptual_weights": None,
-        "rec_weight": 100.0,  # Eqs. 14/17
-        "focal_gamma": 2.0,  # not stated in the paper
-        "focal_alpha": 0.5,  # 0.5 = no class weighting
-        "anomaly_p": 0.5,  # fraction of training images given a synthetic defect (DRAEM-like)
-        "texture_dir": None,  # optional folder of anomaly-source images (the paper: ImageNet photos)
-        "reference_pool": 256,  # at most this many good images are considered for the reference medoid
-        "mean_filter": 5,
-        "median_filter": 5,
-    }
-    scoring_options = ("mean_filter", "median_filter")
-    # Paper: Adam, lr 1e-4, weight decay 1e-5; batch size not stated.
-    train_defaults = {"lr": 1e-4, "batch_size": 8, "weight_decay": 1e-5}
-    has_width = True
-    default_width = 32
-    size_multiple = 16
-    parts = {"encoder": "network", "rbam": "network", "decoder": "network", "msdsm": "network",
-             "scorer": "scoring"}
-    # The attention (cosine -> softmax -> weighted sum over reference patches) stays FP32 / unquantised.
-    fp16_parts = ("encoder", "decoder", "msdsm")
-    int8_parts = ("encoder", "decoder", "msdsm")
-    opset = 17
-    training = "gradient"
-
-    def build_model(self, c, image_size, options):
-        if int(options["phase1_steps"]) < 0:
-            raise ConfigError(f"option phase1_steps={options['phase1_steps']!r} must be >= 0")
-        if min(int(v) for v in image_size) < MIN_SIDE:
-            raise ConfigError(f"ndpnet needs images (or --crop) of at least {MIN_SIDE}x{MIN_SIDE}, got "
-                              f"{image_size[0]}x{image_size[1]}: encoder layer 5 (stride 16) must hold one 4x4 "
-                              f"reference patch")
-        return NDPNetModel(c, image_size, options)
-
-    def prepare_training(self, model: NDPNetModel, options: Dict[str, Any], image_size) -> None:
+    def prepare(self, model: NDPNetModel, images) -> None:
         from train.backbones.perceptual import build_perceptual
 
-        net = build_perceptual(options["perceptual"], image_size, options.get("perceptual_weights"))
-        net = net.to(model.reference_image.device)
-        # Training-only attachments, not children: they stay out of the state dict and the exported graph.
-        object.__setattr__(model, "_perceptual", net)
-        textures = None
-        if options.get("texture_dir"):
+        options = self.options
+        device = model.reference_image.device
+        self.perceptual = build_perceptual(options["perceptual"], self.image_size,
+                                           options["perceptual_weights"]).to(device)
+        if options["texture_dir"]:
             from train.synthesis.textures import load_texture_folder
 
-            textures = load_texture_folder(options["texture_dir"], image_size)
-        object.__setattr__(model, "_textures", textures)
-        object.__setattr__(model, "_options", dict(options))
-
-    def prepare_data(self, model: NDPNetModel, images, options, image_size) -> None:
-        index, image = choose_reference(_perceptual(model), images, image_size, options["reference_pool"],
-                                        model.reference_image.device)
+            self.textures = load_texture_folder(options["texture_dir"], self.image_size)
+        self.reference_index, image = choose_reference(self.perceptual, images, self.image_size,
+                                                       options["reference_pool"], device)
         model.set_reference_image(image)
-        object.__setattr__(model, "_reference_index", index)
 
     def optimizer(self, model, lr):
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=self.train_defaults["weight_decay"])
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=self.spec.train_defaults["weight_decay"])
 
-    def training_loss(self, model: NDPNetModel, clean, generator, step):
-        options = getattr(model, "_options", None)
-        if options is None:
-            raise ConfigError("ndpnet: prepare_training was not called (no options on the model)")
-        defective, mask = paste_anomalies(clean, generator, float(options["anomaly_p"]),
-                                          getattr(model, "_textures", None))
+    def loss(self, model: NDPNetModel, clean, generator, step):
+        options = self.options
+        defective, mask = paste_anomalies(clean, generator, float(options["anomaly_p"]), self.textures)
         if step < int(options["phase1_steps"]):
             return self.phase1_loss(model, clean, defective, mask, options)
         if step == int(options["phase1_steps"]):
             model.bake_reference()
         return self.phase2_loss(model, clean, defective, mask, options)
 
-    @staticmethod
-    def _perceptual_loss(model, recon, clean) -> torch.Tensor:
-        net = _perceptual(model)
+    def _perceptual_loss(self, model, recon, clean) -> torch.Tensor:
+        net = self.perceptual
         with torch.no_grad():
             target = net(clean)
         return perceptual_l1(net(recon), target)

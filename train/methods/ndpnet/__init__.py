@@ -1,0 +1,1 @@
+"""NDP-Net: normal reference attention and defect-perception network: spec.py, model.py, trainer.py."""
