@@ -5,7 +5,6 @@ its parent, with a threshold recalibrated on held-out good images and the parent
 from __future__ import annotations
 
 import json
-import os
 
 import cv2
 import numpy as np
