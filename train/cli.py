@@ -20,6 +20,9 @@ from runtime.cli_flags import add_device, add_no_progress
 from runtime.errors import cli_exit, writing
 from train.errors import ConfigError
 
+#: fraction of the good training images kept out of training by default, for threshold calibration
+DEFAULT_HOLDOUT = 0.2
+
 
 def build_parser() -> argparse.ArgumentParser:
     from train.methods import list_methods
@@ -36,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544)")
     p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets; "
                    "gradient-trained methods only)")
-    p.add_argument("--holdout", type=float, help="keep this fraction of train/good (last in sorted order) out of "
-                   "training, for `python -m calibration.threshold --holdout` (same rule)")
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help=f"keep this fraction of train/good (last in sorted order) out of training, for `python -m "
+                        f"calibration.threshold` (same rule; default {DEFAULT_HOLDOUT}; 0 trains on every image, "
+                        f"and calibration then needs other good images)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimisation steps (gradient-trained methods; default 1000)")
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
@@ -98,6 +103,10 @@ def _run(args) -> int:
     from train.loop import steps_for_epochs, train
 
     samples = find_samples(args.data, args.category, "train")
+    if args.holdout is not None and not 0.0 <= args.holdout < 1.0:
+        raise ConfigError(f"--holdout must be in [0, 1), got {args.holdout}")
+    if args.holdout and len(samples) < 2:
+        args.holdout = 0.0  # one image cannot be split; the run records it, so calibration will refuse it
     if args.holdout:
         from train.data.subsets import split_holdout
 
@@ -123,13 +132,17 @@ def _run(args) -> int:
         method=args.method, c=c, image_size=size, seed=args.seed, steps=steps, batch_size=batch,
         lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
         data=str(args.data), category=args.category, options=options,
-        crop=parse_image_size(args.crop, method.size_multiple) if args.crop else None, holdout=args.holdout,
+        crop=parse_image_size(args.crop, method.size_multiple) if args.crop else None, holdout=args.holdout or None,
     )
     t0 = time.time()
     with writing(f"the run folder --out {args.out}"):  # checkpoints and the run's files
         out = train(config, Path(args.out), images, device=args.device, resume=args.resume,
                     checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains; rank 0 reports
+        from train.data.fingerprints import write_image_record
+
+        with writing(f"the run folder --out {args.out}"):  # what calibration must not use
+            write_image_record(out, [s.path for s in samples], args.data)
         print(json.dumps({"run": str(out), "method": args.method, "c": c, "steps": steps,
                           "images": len(images), "image_size": list(size), "seconds": round(time.time() - t0, 1)}))
     return 0
