@@ -110,8 +110,9 @@ def _library_version(backend: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ main function
-def _score_good(scorer, manifest, data, category, source, frames, every, holdout, images, progress):
-    """(frames in the model's order, maps, scores, names, description, warnings) of the good images."""
+def _good_frames(manifest, data, category, source, frames, every, holdout, images, progress):
+    """(frames in the model's order, names, description, warnings) of the good images; images the run
+    learned from are refused here, before the model is loaded."""
     size_hw, order = manifest.input.size, manifest.input.channel_order
     warnings: List[str] = []
     if source is not None:
@@ -132,8 +133,7 @@ def _score_good(scorer, manifest, data, category, source, frames, every, holdout
         batch, names = load_frames(goods, size_hw, order, progress), list(desc["files"])
     if warning:
         warnings.append(warning)
-    maps, scores = scorer.infer(batch)
-    return batch, maps, np.asarray(scores, dtype=np.float64).reshape(-1), names, desc, warnings
+    return batch, names, desc, warnings
 
 
 def _outlier_folder(model: str, outliers: "str | os.PathLike | None") -> str:
@@ -191,12 +191,13 @@ def calibrate_threshold(
     if data is not None:
         refuse_test_split(data, category, "--data")
     val_root, val_samples = labelled_folder_samples(val, val_category) if f1 else (None, [])
+    batch, names, good_desc, warnings = _good_frames(manifest, data, category, source, frames, every, holdout,
+                                                     images, progress)
     options = {"threads": threads} if threads is not None else {}
     with create_backend(choice.name, path, manifest, device=choice.device, **options) as scorer:
-        say(f"scoring good images on {scorer.describe()}")
-        batch, maps, good_scores, names, good_desc, warnings = _score_good(
-            scorer, manifest, data, category, source, frames, every, holdout, images, progress)
-        say(f"scored {good_desc['used']} good images ({good_desc['selection']})")
+        say(f"scoring {good_desc['used']} good images ({good_desc['selection']}) on {scorer.describe()}")
+        maps, good_scores = scorer.infer(batch)
+        good_scores = np.asarray(good_scores, dtype=np.float64).reshape(-1)
         val_scores = (scorer.infer(load_frames(val_samples, manifest.input.size, manifest.input.channel_order,
                                                progress))[1].astype(np.float64) if f1 else None)
         scored_by = f"{_library_version(choice.name)}: {scorer.describe()}"
