@@ -3,10 +3,14 @@
     python -m train --method fair --c 32 --data DIR --category CAT --out RUN [--image-size 256|HxW]
                     [--steps N | --epochs N] [--batch-size B] [--lr LR] [--device auto|cpu|cuda] [--seed S]
                     [--resume] [--filter bhpf|ghpf|ihpf|sobel-xy3|...] [--option KEY=VALUE ...]
+                    [--holdout 0.2] [--fit-augment jpeg,brightness,shift [--fit-augment-copies K]]
     python -m train --method fair --c 32 --summary      -> one JSON line with params and gmacs
 
 --c defaults to the method's width and is refused by a method without one (Method.has_width); a method with
 training == "fit" (Method.fit) takes one pass over the good images instead of --steps / --epochs.
+The last 20 % of the good images (sorted by path) are held out by default for threshold calibration
+(--holdout 0 trains on all); the run records a content hash of every image it learned from (images.json), which
+`calibration.threshold` refuses.
 """
 from __future__ import annotations
 
@@ -43,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"keep this fraction of train/good (last in sorted order) out of training, for `python -m "
                         f"calibration.threshold` (same rule; default {DEFAULT_HOLDOUT}; 0 trains on every image, "
                         f"and calibration then needs other good images)")
+    p.add_argument("--fit-augment", default=None, metavar="KINDS",
+                   help="also fit/train on varied copies of the good images, what a camera changes: any of jpeg "
+                        "(quality 30-90), brightness (gain, offset, contrast, gamma), shift (up to 4 px), comma-"
+                        "separated, e.g. jpeg,brightness,shift")
+    p.add_argument("--fit-augment-copies", type=int, default=1, metavar="K",
+                   help="varied copies per image with --fit-augment (default 1)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimisation steps (gradient-trained methods; default 1000)")
     g.add_argument("--epochs", type=float, help="passes over the training images (converted to steps)")
@@ -100,7 +110,10 @@ def _run(args) -> int:
             raise ConfigError(f"--{name} is required for training (or use --summary)")
 
     from train.data import find_samples, load_images
+    from train.data.camera_variations import parse_kinds, with_variations
     from train.loop import steps_for_epochs, train
+
+    kinds = parse_kinds(args.fit_augment)
 
     samples = find_samples(args.data, args.category, "train")
     if args.holdout is not None and not 0.0 <= args.holdout < 1.0:
@@ -115,6 +128,8 @@ def _run(args) -> int:
         if not samples:
             raise ConfigError(f"--holdout {args.holdout} leaves no training images")
     images = load_images(samples, size, progress=not args.no_progress)
+    images = with_variations(images, kinds, args.fit_augment_copies, seed=args.seed)
+    augment = {"kinds": list(kinds), "copies": args.fit_augment_copies} if kinds else None
     batch = args.batch_size or method.train_defaults.get("batch_size", 8)
     if method.training == "fit":
         steps = 0  # no optimisation steps: one pass over the images
@@ -133,6 +148,7 @@ def _run(args) -> int:
         lr=args.lr if args.lr is not None else method.train_defaults.get("lr", 1e-4),
         data=str(args.data), category=args.category, options=options,
         crop=parse_image_size(args.crop, method.size_multiple) if args.crop else None, holdout=args.holdout or None,
+        fit_augment=augment,
     )
     t0 = time.time()
     with writing(f"the run folder --out {args.out}"):  # checkpoints and the run's files
