@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="category inside --data (omit for a plain folder)")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--image-size", default="256",
-                   help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544)")
+                   help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544), "
+                        "or auto (auto:S): the training images' aspect ratio at 256x256 (SxS) pixels")
     p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets; "
                    "gradient-trained methods only)")
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
@@ -93,8 +94,13 @@ def _run(args) -> int:
 
     method = get_method(args.method)
     c = method.width(args.c)
-    size = parse_image_size(args.image_size, method.size_multiple)
+    from train.data.auto_size import auto_image_size, is_auto
+
+    auto = is_auto(args.image_size)
+    size = None if auto else parse_image_size(args.image_size, method.size_multiple)
     options = method.options(_method_options(args))
+    if args.summary and auto:
+        raise ConfigError("--summary needs a fixed --image-size (N or HxW); auto reads the training images")
     if args.summary:
         from train.summary import summarize
 
@@ -127,6 +133,9 @@ def _run(args) -> int:
         print(f"holding out {len(held)} of {len(samples) + len(held)} good training images for calibration")
         if not samples:
             raise ConfigError(f"--holdout {args.holdout} leaves no training images")
+    if auto:
+        size = auto_image_size(samples, method.size_multiple, args.image_size)
+        print(f"--image-size {args.image_size}: {size[0]}x{size[1]} (the training images' aspect ratio)")
     images = load_images(samples, size, progress=not args.no_progress)
     images = with_variations(images, kinds, args.fit_augment_copies, seed=args.seed)
     augment = {"kinds": list(kinds), "copies": args.fit_augment_copies} if kinds else None

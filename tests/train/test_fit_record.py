@@ -80,3 +80,19 @@ def test_camera_variations_are_seeded_and_change_what_they_say():
     bright = with_variations(images, ["brightness"], 4, seed=0)[1:]
     means = bright.reshape(4, -1).mean(1)
     assert np.all(np.abs(means - img.mean()) < 0.3 * img.mean()) and len(set(means.round(3))) == 4
+
+
+def test_image_size_auto_keeps_the_aspect_ratio(pixelstats, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    good = tmp_path / "wide" / "train" / "good"
+    good.mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(good / f"{i}.png"), rng.integers(0, 255, (30, 75, 3), dtype=np.uint8))  # 2.5:1
+    run = tmp_path / "run"
+    argv = ["--method", pixelstats.name, "--data", str(tmp_path / "wide"), "--out", str(run), "--device", "cpu",
+            "--no-progress", "--image-size", "auto:32"]
+    assert train_main(argv) == 0
+    h, w = json.loads((run / "config.json").read_text())["image_size"]
+    assert (h, w) == (24, 48) and h % 8 == 0 and w % 8 == 0  # 2.0 is the nearest ratio at 32x32 px, multiple 8
+    assert "--image-size auto:32: 24x48" in capsys.readouterr().out
+    assert train_main(argv[:-1] + ["auto:x"]) == 2
