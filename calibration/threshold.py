@@ -47,7 +47,7 @@ from calibration.data import labelled_folder_samples, load_frames, refuse_test_s
 from calibration.errors import CalibrationError
 from calibration.outlier_report import write_outliers
 from calibration.tail import ESTIMATES, MIN_EXPECTED_ABOVE, OUTLIER_Z, robust_threshold, robust_z
-from calibration.threshold_images import DEFAULT_HOLDOUT, check_unseen, data_text, good_images, paths_of
+from calibration.threshold_images import DEFAULT_HOLDOUT, data_text, good_frames
 from runtime.backends import DEVICES, REGISTRY, create_backend, select_backend
 from runtime.errors import cli_exit
 from runtime.files import write_json
@@ -110,32 +110,6 @@ def _library_version(backend: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ main function
-def _good_frames(manifest, data, category, source, frames, every, holdout, images, progress):
-    """(frames in the model's order, names, description, warnings) of the good images; images the run
-    learned from are refused here, before the model is loaded."""
-    size_hw, order = manifest.input.size, manifest.input.channel_order
-    warnings: List[str] = []
-    if source is not None:
-        from calibration.source_frames import read_source_frames
-
-        batch, names, desc = read_source_frames(str(source), frames, size_hw, order, every, progress)
-        if desc["kind"] == "folder":
-            warning = check_unseen(names, manifest.source_run, desc)
-            names = [os.path.relpath(n, desc["data"]) for n in names]
-        else:
-            warning = None
-            desc["unseen"] = ("not checkable: video, stream or camera frames have no files to hash; show the "
-                              "source good parts the model was not fitted on")
-        desc["files"] = names
-    else:
-        goods, desc = good_images(data, category, holdout, images)
-        warning = check_unseen(paths_of(goods), manifest.source_run, desc)
-        batch, names = load_frames(goods, size_hw, order, progress), list(desc["files"])
-    if warning:
-        warnings.append(warning)
-    return batch, names, desc, warnings
-
-
 def _outlier_folder(model: str, outliers: "str | os.PathLike | None") -> str:
     return os.fspath(outliers) if outliers else os.path.splitext(model)[0] + ".outliers"
 
@@ -163,6 +137,7 @@ def calibrate_threshold(
     progress: bool = True,
     write: bool = True,
     log: Optional[Log] = None,
+    parent: "str | os.PathLike | None" = None,
 ) -> Dict[str, Any]:
     """Score good images the model never saw (and labelled validation images for the F1 rule), fix the
     threshold and the normalisation, and write them into MODEL's manifest. Returns {threshold, provenance,
@@ -191,7 +166,7 @@ def calibrate_threshold(
     if data is not None:
         refuse_test_split(data, category, "--data")
     val_root, val_samples = labelled_folder_samples(val, val_category) if f1 else (None, [])
-    batch, names, good_desc, warnings = _good_frames(manifest, data, category, source, frames, every, holdout,
+    batch, names, good_desc, warnings = good_frames(manifest, data, category, source, frames, every, holdout,
                                                      images, progress)
     options = {"threads": threads} if threads is not None else {}
     with create_backend(choice.name, path, manifest, device=choice.device, **options) as scorer:
@@ -259,6 +234,14 @@ def calibrate_threshold(
                             f"{folder}): a mislabelled part or a real change of the line")
         provenance["estimate"] = {k: v for k, v in est.items() if k != "outliers"}
         provenance["estimate"]["outliers"] = flagged
+    if parent is not None:  # a derived artifact calibrated like its parent: how far the thresholds lie apart
+        from calibration.recalibrate import compare
+
+        diff = compare(load_manifest(os.fspath(parent)), value)
+        (provenance.get("estimate") or provenance["validation"])["parent"] = diff
+        if "difference_normalised" in diff:
+            say(f"threshold {value:.6g} vs the parent's {diff['parent_threshold']:.6g}: "
+                f"{100 * diff['difference_normalised']:+.1f} % of the parent's good-mean-to-threshold band")
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     provenance.update({
         "rule": rule, "target_fpr": float(target_fpr) if target_fpr is not None else None,
@@ -291,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "good images and write them, with their provenance, into its manifest.")
     p.add_argument("--model", required=True, metavar="PATH",
                    help="exported model (MODEL.onnx FP32/FP16/INT8, .engine, .xml); MODEL.json is updated in place")
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--data", metavar="ROOT",
                        help="data root (MVTec/MPDD/VisA layout: a hold-out of train/good is used) or a folder of good "
                             "validation images (all are used)")
@@ -304,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="K",
                    help="with --source: keep one frame in K (spread the frames over a slow line; default 1)")
     p.add_argument("--category", default=None, metavar="CAT", help="category under --data")
-    rule = p.add_mutually_exclusive_group(required=True)
+    rule = p.add_mutually_exclusive_group()
     rule.add_argument("--target-fpr", type=float, default=None, metavar="F",
                       help="false-alarm rate to aim at, e.g. 0.01: threshold from the good scores' (1 - F) quantile "
                            "or their tail model (--estimate)")
@@ -335,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="device for the backend (default cpu: the same numbers on every machine)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads of the backend (default: the physical cores)")
+    p.add_argument("--like", default=None, metavar="PARENT",
+                   help="calibrate like PARENT (the calibrated FP32 model this FP16/INT8 model or engine was made "
+                        "from): its rule and good images, scored through this artifact's own --backend")
     p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write the manifest")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write threshold and provenance to this JSON file")
@@ -348,13 +334,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.source is not None and (args.category or args.holdout is not None or args.images is not None):
         raise CalibrationError("--category, --holdout and --images choose images under --data; --source reads "
                                "--frames N frames")
-    res = calibrate_threshold(
-        args.model, args.data, args.category, source=args.source, frames=args.frames, every=args.every,
-        target_fpr=args.target_fpr, estimate=args.estimate, outlier_z=args.outlier_z, outliers=args.outliers,
-        f1=args.f1, val=args.val,
-        val_category=args.val_category, images=args.images, holdout=args.holdout, backend=args.backend,
-        device=args.device, threads=args.threads, progress=not args.no_progress, write=not args.dry_run,
-        log=lambda m: print(m, file=sys.stderr))
+    common = dict(outliers=args.outliers, backend=args.backend, device=args.device, threads=args.threads,
+                  progress=not args.no_progress, write=not args.dry_run, log=lambda m: print(m, file=sys.stderr))
+    if args.like:
+        from calibration.recalibrate import like_parent
+
+        if args.data or args.source or args.target_fpr is not None or args.f1:
+            raise CalibrationError("--like takes the rule and the good images from PARENT: drop --data/--source "
+                                   "and --target-fpr/--f1")
+        res = calibrate_threshold(args.model, parent=args.like, **like_parent(args.like), **common)
+    else:
+        res = calibrate_threshold(
+            args.model, args.data, args.category, source=args.source, frames=args.frames, every=args.every,
+            target_fpr=args.target_fpr, estimate=args.estimate, outlier_z=args.outlier_z, f1=args.f1, val=args.val,
+            val_category=args.val_category, images=args.images, holdout=args.holdout, **common)
     t = res["threshold"]
     rule = f"target FPR {t.target_fpr}" if t.rule == "target_fpr" else "F1-optimal"
     print(f"threshold {t.value:.6g} ({rule}; {t.images} images) normalisation: "

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from calibration.data import good_train_samples, holdout as take_holdout, is_plain_folder, relative_paths, spread
+from calibration.data import (good_train_samples, holdout as take_holdout, is_plain_folder, load_frames, relative_paths,
+                              spread)
 from calibration.errors import CalibrationError
 from train.data.fingerprints import read_image_record, seen_images
 
@@ -91,4 +92,30 @@ def paths_of(samples: Sequence[Any]) -> List[str]:
     return [str(s.path) for s in samples]
 
 
-__all__ = ["DEFAULT_HOLDOUT", "good_images", "check_unseen", "data_text", "paths_of"]
+def good_frames(manifest, data, category, source, frames, every, holdout, images, progress):
+    """(frames in the model's order, names, description, warnings) of the good images; images the run
+    learned from are refused here, before the model is loaded."""
+    size_hw, order = manifest.input.size, manifest.input.channel_order
+    warnings: List[str] = []
+    if source is not None:
+        from calibration.source_frames import read_source_frames
+
+        batch, names, desc = read_source_frames(str(source), frames, size_hw, order, every, progress)
+        if desc["kind"] == "folder":
+            warning = check_unseen(names, manifest.source_run, desc)
+            names = [os.path.relpath(n, desc["data"]) for n in names]
+        else:
+            warning = None
+            desc["unseen"] = ("not checkable: video, stream or camera frames have no files to hash; show the "
+                              "source good parts the model was not fitted on")
+        desc["files"] = names
+    else:
+        goods, desc = good_images(data, category, holdout, images)
+        warning = check_unseen(paths_of(goods), manifest.source_run, desc)
+        batch, names = load_frames(goods, size_hw, order, progress), list(desc["files"])
+    if warning:
+        warnings.append(warning)
+    return batch, names, desc, warnings
+
+
+__all__ = ["DEFAULT_HOLDOUT", "good_images", "check_unseen", "data_text", "paths_of", "good_frames"]

@@ -141,3 +141,27 @@ def test_source_video_goes_through_the_runtime_frame_path(model, tmp_path):
     assert res["good_scores"].shape == (30,) and np.isfinite(res["threshold"].value)
     assert threshold_main(["--model", model, "--source", "0", "--target-fpr", "0.1"]) == 2  # live: needs --frames
     assert threshold_main(["--model", model, "--source", video, "--category", "x", "--target-fpr", "0.1"]) == 2
+
+
+def test_a_derived_artifact_is_calibrated_like_its_parent(model, tmp_path, capsys):
+    """--like PARENT repeats the parent's rule and good images through the artifact's own backend (here an
+    unchanged copy: the thresholds agree exactly) and records how far the two lie apart."""
+    import shutil
+
+    folder = tmp_path / "good"
+    write_frames(str(folder), good_frames(np.random.default_rng(6), 60))
+    calibrate_threshold(model, str(folder), target_fpr=0.05, progress=False)
+    child = str(tmp_path / "child.onnx")
+    shutil.copyfile(model, child)
+    m = load_manifest(model)
+    m.threshold = m.threshold_provenance = None
+    m.artifact = "child.onnx"
+    write_manifest(child, m)
+    assert threshold_main(["--model", child, "--like", model, "--no-progress"]) == 0
+    got, parent = load_manifest(child), load_manifest(model)
+    assert got.threshold.value == pytest.approx(parent.threshold.value)
+    assert got.threshold_provenance.good_images["files"] == parent.threshold_provenance.good_images["files"]
+    diff = got.threshold_provenance.estimate["parent"]
+    assert diff["parent_threshold"] == pytest.approx(parent.threshold.value) and diff["difference_normalised"] == 0
+    assert threshold_main(["--model", child, "--like", model, "--target-fpr", "0.1"]) == 2
+    assert threshold_main(["--model", model, "--like", child + ".missing"]) == 2
