@@ -6,8 +6,8 @@ line), the quantile lands on them and the threshold jumps far above every other 
 misses most defects while the calibration report looks fine. Three pieces guard against that:
 
 - `flag_outliers`: good scores far above the rest, in robust units: (score - median) / (1.4826 * MAD) above
-  `z` (default 5; a normal sample of 1000 reaches about 3.3). They are reported for a person to look at and
-  left out of the estimate.
+  `z` (default 5; a normal sample of 1000 reaches about 3.3), from `MIN_TAIL_SCORES` (20) images on. They are
+  reported for a person to look at and left out of the estimate.
 - `fit_gpd` / `tail_quantile`: a generalised Pareto model of the upper tail (peaks over a threshold u, the
   `tail_fraction` top scores, at least `MIN_TAIL` of them), fitted by probability-weighted moments (Hosking &
   Wallis 1987), which needs no optimiser and is stable for small samples. The (1 - F) quantile then comes
@@ -139,7 +139,9 @@ def robust_threshold(scores: Sequence[float], target_fpr: float, estimate: str =
         raise ValueError(f"estimate must be one of {ESTIMATES}, got {estimate!r}")
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     f = float(target_fpr)
-    flagged = flag_outliers(s, outlier_z) if outlier_z is not None and s.size >= 3 else np.zeros(s.size, bool)
+    # a median and MAD of a handful of scores are themselves noisy: flag only from MIN_TAIL_SCORES images on
+    can_flag = outlier_z is not None and s.size >= MIN_TAIL_SCORES
+    flagged = flag_outliers(s, outlier_z) if can_flag else np.zeros(s.size, bool)
     kept = s[~flagged]
     plain_all = float(np.quantile(s, 1.0 - f))
     plain_kept = float(np.quantile(kept, 1.0 - f))
