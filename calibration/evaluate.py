@@ -106,8 +106,8 @@ def evaluate(
     Returns a dict: image_auroc, pixel_auroc, aupro, f1_max (image level), f1_threshold, pixel_f1_max, n_images,
     n_good, n_defect, per_defect_type {type: {image_auroc, pixel_auroc, aupro, n}}, undefined {metric: why it
     is NaN}, verdicts (`calibration.verdicts.verdicts`: recall at 0.1/1/5 % false alarms and, with `threshold`,
-    the false-alarm rate and recall realised there, overall and per defect type), and the raw per-image lists scores, labels, defect_types; plus `maps` (N, h, w) float32 at the
-    mask size, for overlays (numpy: use `json_ready` to drop it before writing JSON).
+    the false-alarm rate and recall realised there, overall and per defect type), and the raw per-image lists
+    scores, labels, defect_types; plus `maps` (N, h, w) float32 at the mask size, for overlays (numpy: use `json_ready` to drop it before writing JSON).
     """
     frames, labels, masks, defect_types = _check_inputs(frames, labels, masks, defect_types, batch_size)
     n = frames.shape[0]

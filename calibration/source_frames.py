@@ -61,7 +61,8 @@ def read_source_frames(spec: str, frames: Optional[int], size_hw: Tuple[int, int
     if not kept:
         raise CalibrationError(f"--source {description} gave no readable frames")
     desc: Dict[str, Any] = {
-        "source": "frames", "spec": description, "argument": redact(str(spec)), "used": len(kept), "every": every, "skipped_corrupt": skipped,
+        "source": "frames", "spec": description, "argument": redact(str(spec)), "used": len(kept), "every": every,
+        "skipped_corrupt": skipped,
         "selection": (f"the first {len(kept)} frames" + (f", one in {every}" if every > 1 else "") +
                       " through the runtime's frame path (decode, colour order, resize)"),
         "kind": "folder" if files is not None else ("live" if source.live else "video"),

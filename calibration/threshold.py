@@ -209,8 +209,9 @@ def calibrate_threshold(
         kept[est["outliers"]] = False
         kept_scores = good_scores[kept]
         text = data_text(good_desc)
-        definition = (f"{'a generalised Pareto model of the upper tail' if est['estimate'] == 'tail' else 'the (1 - target_fpr) quantile (numpy.quantile)'} "
-                      f"of the good scores, outlying images left out")
+        how = ("the (1 - target_fpr) quantile of a generalised Pareto model of the upper tail"
+               if est["estimate"] == "tail" else "the (1 - target_fpr) quantile (numpy.quantile)")
+        definition = f"{how} of the good scores, outlying images left out"
         say(f"estimate: {est['estimate']} ({est['why']})")
         if est["estimate"] == "quantile" and est["kept"] * float(target_fpr) < MIN_EXPECTED_ABOVE:
             warnings.append(f"only {est['kept']} good images: about {est['kept'] * float(target_fpr):.1f} of them lie "
@@ -308,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-category", default=None, metavar="CAT", help="category sub-folder of --val")
     p.add_argument("--images", type=int, default=None, metavar="N", help="use at most N good images (evenly spaced)")
     p.add_argument("--holdout", type=float, default=None,
-                   help=f"fraction of train/good held out, last in sorted order (default {DEFAULT_HOLDOUT}, the hold-out "
-                        f"of `python -m train`; for a plain folder default: all images)")
+                   help=f"fraction of train/good held out, last in sorted order (default {DEFAULT_HOLDOUT}, the "
+                        f"hold-out of `python -m train`; for a plain folder default: all images)")
     p.add_argument("--backend", default="onnxruntime", choices=tuple(REGISTRY),
                    help="runtime backend that scores the images (default onnxruntime: the embedded default; "
                         "calibrate through the backend that will run the model when it computes differently, e.g. "

@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="category inside --data (omit for a plain folder)")
     p.add_argument("--out", help="run folder to write")
     p.add_argument("--image-size", default="256",
-                   help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, 224x544), "
-                        "or auto (auto:S): the training images' aspect ratio at 256x256 (SxS) pixels")
+                   help="N or HxW, multiples of the method's size multiple (16 for fair/noise2norm; e.g. 256, "
+                        "224x544), or auto (auto:S): the training images' aspect ratio at 256x256 (SxS) pixels")
     p.add_argument("--crop", help="train on random HxW crops of the --image-size images (wide images, CPU budgets; "
                    "gradient-trained methods only)")
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
