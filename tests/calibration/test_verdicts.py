@@ -35,3 +35,23 @@ def test_at_threshold_and_per_type():
     text = "\n".join(verdict_lines(v))
     assert "recall 40.0 %, false alarms 2.0 % (2 of 100)" in text
     assert "no threshold" in "\n".join(verdict_lines(verdicts(labels, scores, types)))
+
+
+def test_evaluate_reports_verdicts_at_the_given_threshold():
+    from calibration.evaluate import evaluate, json_ready
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 50, (10, 8, 8, 3), dtype=np.uint8)
+    frames[6:] += 150  # the last four are bright: the "defects"
+    labels = [0] * 6 + [1] * 4
+    types = ["good"] * 6 + ["bright"] * 4
+
+    def infer(batch):  # score = mean brightness
+        maps = batch.mean(axis=3, dtype=np.float32)[:, None]
+        return maps, maps.reshape(len(batch), -1).mean(1)
+
+    r = evaluate(infer, frames, labels, None, types, progress=False, threshold=100.0)
+    v = json_ready(r)["verdicts"]
+    assert v["recall_at_fpr"]["0.01"] == 1.0 and v["at_threshold"]["fpr"] == 0.0
+    assert v["at_threshold"]["recall"] == 1.0 and v["per_defect_type"]["bright"]["recall_at_threshold"] == 1.0
+    assert evaluate(infer, frames, labels, None, types, progress=False)["verdicts"]["at_threshold"] is None
