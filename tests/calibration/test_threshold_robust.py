@@ -165,3 +165,16 @@ def test_a_derived_artifact_is_calibrated_like_its_parent(model, tmp_path, capsy
     assert diff["parent_threshold"] == pytest.approx(parent.threshold.value) and diff["difference_normalised"] == 0
     assert threshold_main(["--model", child, "--like", model, "--target-fpr", "0.1"]) == 2
     assert threshold_main(["--model", model, "--like", child + ".missing"]) == 2
+
+
+def test_threshold_modules_never_import_torch():
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys, calibration.threshold, calibration.tail, calibration.verdicts, calibration.source_frames, "
+            "calibration.threshold_images, calibration.recalibrate, calibration.outlier_report, "
+            "train.data.fingerprints, train.data.camera_variations, train.data.auto_size; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    env = dict(os.environ, PYTHONPATH=repo)
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=repo).returncode == 0
