@@ -13,7 +13,8 @@ Every inference goes through `runtime.backends`, so what is measured is what shi
   onnxruntime, the backend `calibration.threshold` scores with by default, on the CPU unless `--device` says
   otherwise). `--run` beside it only names the run in the report (and is the torch backend's run).
 Both are fed RGB uint8 frames at the manifest's frame size (reversed for a BGR model) and evaluated by the
-same `calibration.evaluate.evaluate`. Prints a table and writes the JSON and overlay PNGs. `--option
+same `calibration.evaluate.evaluate`. Besides AUROC/AUPRO it reports verdicts: recall at 0.1/1/5 % false alarms,
+and the false-alarm rate and recall realised at the manifest's threshold (or `--threshold T`). Prints a table and writes the JSON and overlay PNGs. `--option
 mean_filter=7` evaluates the run's weights with another value of a scoring option (see the method's
 `scoring_options`), to choose it without training again.
 """
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlays", action="store_true", help="write no overlay PNGs")
     p.add_argument("--overlays-per-set", type=int, default=4, metavar="K",
                    help="overlays per set: K highest-scored good, K highest- and K lowest-scored defective (default 4)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="pass/fail threshold whose false-alarm rate and recall are reported (default: the "
+                        "manifest's, from python -m calibration.threshold; a --run alone has none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -145,9 +149,12 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     masks = load_masks(samples, size_hw)
     labels = [int(s.label) for s in samples]
     types = [str(s.defect_type) for s in samples]
+    threshold = args.threshold
+    if threshold is None and backend.manifest.threshold is not None:
+        threshold = backend.manifest.threshold.value
     with backend:
         result = evaluate(frame_feeder(backend), frames, labels, masks, types, batch_size=args.batch_size,
-                          progress=progress)
+                          progress=progress, threshold=threshold)
         described = backend.describe()
 
     report = {

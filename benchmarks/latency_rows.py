@@ -209,6 +209,8 @@ def empty_row(spec: RowSpec) -> Dict[str, Any]:
         "cpu_p50_ms": None,
         "fps": None, "iters": None, "warmup": None, "peak_rss_bytes": None, "memory_method": None,
         "image_auroc": None, "pixel_auroc": None, "aupro": None, "f1_max": None, "accuracy_images": None,
+        "recall_at_fpr_0.001": None, "recall_at_fpr_0.01": None, "recall_at_fpr_0.05": None,
+        "threshold_fpr": None, "threshold_recall": None,
         "runner": None, "compute_precision": None, "load_avg_1min": None,
     }
 

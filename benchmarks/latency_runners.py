@@ -104,12 +104,18 @@ def row_accuracy(job: Dict[str, Any], runner) -> Dict[str, Any]:
     frames = rgb_to_model_order(load_images(samples, size, progress=False), runner.manifest.input.channel_order)
     masks = load_masks(samples, size)
     labels = np.asarray([s.label for s in samples], dtype=np.int64)
+    threshold = getattr(runner.manifest, "threshold", None)
     res = evaluate(runner.infer, frames, labels, masks, [s.defect_type for s in samples],
-                   batch_size=int(job["batch"]), progress=False)
+                   batch_size=int(job["batch"]), progress=False,
+                   threshold=threshold.value if threshold is not None else None)
+    v = res["verdicts"]
+    found = {k: res.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}
+    found.update({f"recall_at_fpr_{k}": r for k, r in v["recall_at_fpr"].items()})
+    realised = v["at_threshold"] or {}
+    found.update({"threshold_fpr": realised.get("fpr"), "threshold_recall": realised.get("recall")})
     out: Dict[str, Any] = {}
-    for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max"):
-        v = res.get(k)
-        out[k] = None if v is None or not np.isfinite(v) else float(v)
+    for k, value in found.items():
+        out[k] = None if value is None or not np.isfinite(value) else float(value)
     out["accuracy_images"] = int(res.get("n_images", len(frames)))
     return out
 

@@ -42,10 +42,41 @@ def metrics_table(result: Dict[str, Any], title: Optional[str] = None) -> str:
     lines.append(row("(good)", (result.get("n_good"), None, None, None, None)))
     for name, m in per_type.items():
         lines.append(row(name, (m.get("n"), m.get("image_auroc"), m.get("pixel_auroc"), m.get("aupro"), None)))
+    lines += verdict_lines(result.get("verdicts"))
     reasons = result.get("undefined") or {}
     if reasons:
         lines.append("n/a: " + "; ".join(sorted(set(reasons.values()))))
     return "\n".join(lines)
+
+
+def _rate(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.1f} %"
+
+
+def verdict_lines(v: Optional[Dict[str, Any]]) -> List[str]:
+    """Recall at fixed false-alarm rates and what the threshold realises, overall and per defect type."""
+    if not v:
+        return []
+    keys = list(v["recall_at_fpr"])
+    at = v.get("at_threshold")
+    lines = ["", f"verdicts (recall of defects; {v['n_good']} good images set the false-alarm rates)"]
+    head = "".ljust(16) + "".join(f"@{float(k) * 100:g}% FA".rjust(11) for k in keys)
+    if at:
+        head += f"  at threshold {v['threshold']:.6g}"
+    lines.append(head)
+    row = "all".ljust(16) + "".join(_rate(v["recall_at_fpr"][k]).rjust(11) for k in keys)
+    if at:
+        row += (f"  recall {_rate(at['recall'])}, false alarms {_rate(at['fpr'])} "
+                f"({at['false_alarms']} of {at['n_good']})")
+    lines.append(row)
+    for name, m in v.get("per_defect_type", {}).items():
+        row = name[:15].ljust(16) + "".join(_rate(m["recall_at_fpr"][k]).rjust(11) for k in keys)
+        if "recall_at_threshold" in m:
+            row += f"  recall {_rate(m['recall_at_threshold'])}"
+        lines.append(row)
+    if not at:
+        lines.append("no threshold: calibrate the model (python -m calibration.threshold) or give --threshold")
+    return lines
 
 
 def _safe(text: str) -> str:

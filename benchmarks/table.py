@@ -67,6 +67,9 @@ COLUMNS: List[Column] = [
     ("peak MiB", "peak_rss_bytes", _mib),
     ("img AUROC", "image_auroc", _pct),
     ("AUPRO", "aupro", _pct),
+    ("recall@1%FA", "recall_at_fpr_0.01", _pct),
+    ("FA@thr", "threshold_fpr", _pct),
+    ("recall@thr", "threshold_recall", _pct),
 ]
 
 

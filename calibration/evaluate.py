@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from calibration import metrics as M
+from calibration.verdicts import verdicts
 from train.errors import ConfigError, DataError, RunError
 
 Infer = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
@@ -95,6 +96,7 @@ def evaluate(
     batch_size: int = 8,
     progress: bool = True,
     aupro_thresholds: Optional[int] = None,
+    threshold: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Run `infer` over `frames` in batches and compute the metrics.
 
@@ -103,8 +105,9 @@ def evaluate(
 
     Returns a dict: image_auroc, pixel_auroc, aupro, f1_max (image level), f1_threshold, pixel_f1_max, n_images,
     n_good, n_defect, per_defect_type {type: {image_auroc, pixel_auroc, aupro, n}}, undefined {metric: why it
-    is NaN}, and the raw per-image lists scores, labels, defect_types; plus `maps` (N, h, w) float32 at the
-    mask size, for overlays (numpy: use `json_ready` to drop it before writing JSON).
+    is NaN}, verdicts (`calibration.verdicts.verdicts`: recall at 0.1/1/5 % false alarms and, with `threshold`,
+    the false-alarm rate and recall realised there, overall and per defect type), and the raw per-image lists
+    scores, labels, defect_types; plus `maps` (N, h, w) float32 at the mask size, for overlays (numpy: use `json_ready` to drop it before writing JSON).
     """
     frames, labels, masks, defect_types = _check_inputs(frames, labels, masks, defect_types, batch_size)
     n = frames.shape[0]
@@ -162,6 +165,7 @@ def evaluate(
             entry["pixel_auroc"] = entry["aupro"] = float("nan")
         per_type[name] = entry
     result["per_defect_type"] = per_type
+    result["verdicts"] = verdicts(labels, scores, defect_types, threshold)
     result["undefined"] = reasons
     result["scores"] = scores.tolist()
     result["labels"] = labels.tolist()

@@ -20,8 +20,9 @@ What it does, in order (one module each):
    points, the blocks most sensitive on images with synthetic defects are kept FP32 (at most 3; ``--keep`` by
    hand, ``--no-auto-keep`` off). ``--headroom K`` widens every range by K.
 4. Report and output (`calibration.int8_report`): ``MODEL-int8.onnx`` and its manifest (a copy of the FP32 one
-   with precision "int8", its own sha256 and the ``quantization`` report; the FP32 threshold is not carried
-   over: recalibrate it with ``python -m calibration.threshold`` on the INT8 model); for the tensorrt placement,
+   with precision "int8", its own sha256 and the ``quantization`` report; when the FP32 model has a threshold,
+   the INT8 model gets its own, calibrated like it (same rule and good images, `calibration.recalibrate`) on
+   the INT8 scores, so it can say pass/fail); for the tensorrt placement,
    where the TensorRT version still reads one (8.x), a calibration cache from the same scales
    (`calibration.trt_cache`).
 """
@@ -242,7 +243,26 @@ def _run(args: argparse.Namespace) -> int:
     print_report(report, out)
     if args.json:
         write_json(args.json, report, f"--json {args.json}")
+    _threshold_like_parent(args, out)
     return 0
+
+
+def _threshold_like_parent(args: argparse.Namespace, out: str) -> None:
+    """Give the INT8 model its own threshold, calibrated like the FP32 model (same rule, same good images) on
+    the INT8 scores, so that it can say pass/fail; without an FP32 threshold, say how to calibrate it."""
+    from calibration.recalibrate import like_parent
+    from calibration.threshold import calibrate_threshold
+    from runtime.manifest import load_manifest
+
+    if load_manifest(args.model).threshold is None:
+        print(f"threshold: none yet; calibrate what ships: python -m calibration.threshold --model {out} "
+              f"--data DIR [--category CAT] --target-fpr 0.01 (or calibrate {args.model} first, and this model "
+              f"with --like {args.model})")
+        return
+    res = calibrate_threshold(out, parent=args.model, **like_parent(args.model), threads=args.threads,
+                              progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    print(f"threshold {res['threshold'].value:.6g}: calibrated like {args.model} on the INT8 model's own scores "
+          f"(onnxruntime)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

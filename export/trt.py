@@ -183,6 +183,9 @@ def _run(args) -> int:
     engine, res = arts.engine(args.precision, profile, workspace_mb=args.workspace, verbose=args.verbose)
     print(f"wrote {engine} ({engine.stat().st_size / 2**20:.1f} MiB) + manifest; built in {res.seconds:.0f} s on "
           f"{res.gpu} (sm {res.compute_capability}), timing cache {res.timing_cache}")
+    print(f"threshold: none yet; calibrate the engine on its own scores: python -m calibration.threshold --model "
+          f"{engine} --backend tensorrt --device cuda (--like MODEL.onnx, a calibrated ONNX of this run, or --data "
+          f"DIR / --source VIDEO --target-fpr 0.01)")
     return 0
 
 

@@ -95,6 +95,15 @@ def rgb_to_model_order(frames_rgb: np.ndarray, channel_order: str) -> np.ndarray
     return np.ascontiguousarray(frames_rgb[..., ::-1])
 
 
+def aspect_size(aspect: float, pixels: int, multiple: int = 16) -> Tuple[int, int]:
+    """(h, w) with w / h close to `aspect` and h * w close to `pixels`, both multiples of `multiple`: a model
+    size that keeps a frame's aspect ratio (`python -m train --image-size auto` uses it too)."""
+    m = max(1, int(multiple))
+    h = max(m, int(round((pixels / aspect) ** 0.5 / m)) * m)
+    w = max(m, int(round((pixels * aspect) ** 0.5 / m)) * m)
+    return h, w
+
+
 class FramePreparer:
     """Turns callers' frames into the graph's input batch: (N, H, W, 3) uint8 at `size_hw` in `channel_order`."""
 
@@ -127,7 +136,9 @@ class FramePreparer:
         if why:
             self._warned_sizes.add((ih, iw))
             log.warning("frame %dx%d is resized to the model's %dx%d and %s: the model sees a distorted image; "
-                        "crop or pad frames to the model's size", iw, ih, w, h, " and ".join(why))
+                        "crop or pad frames to the model's size, or train it at the frames' aspect ratio "
+                        "(python -m train --image-size %s, or --image-size auto)", iw, ih, w, h, " and ".join(why),
+                        "%dx%d" % aspect_size(iw / ih, h * w))
 
     def prepare_into(self, frame: Any, out: np.ndarray, order: str) -> None:
         """Check `frame`, then resize and reorder it into `out` (H, W, 3)."""
@@ -163,4 +174,4 @@ class FramePreparer:
 
 
 __all__ = ["FRAME_ORDERS", "RESIZE_RULE", "DISTORTION_WARN", "resize_interpolation", "resize_to", "check_frame",
-           "FramePreparer"]
+           "aspect_size", "FramePreparer"]

@@ -1,8 +1,12 @@
 """Make a video (MJPG .avi) from the images of a folder tree, sorted by path: a stand-in for a camera over a
-line in the demo. Usage: python scripts/frames_to_video.py DIR OUT.avi [--fps 10]"""
+line in the demo. Usage: python scripts/frames_to_video.py DIR OUT.avi [--fps 10] [--holdout 0.2]
+
+`--holdout F` keeps only the last F of the images in sorted path order: the good images `python -m train` held
+out, as a video of good parts the model never saw for `calibration.threshold --source`."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -18,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="folder whose images (any depth, sorted by path) become the frames")
     p.add_argument("out", metavar="FILE", help="the video to write (MJPG .avi)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the video (default 10)")
+    p.add_argument("--holdout", type=float, default=None, metavar="F",
+                   help="only the last fraction F of the images in sorted path order (the hold-out rule of "
+                        "python -m train), e.g. 0.2")
     return p
 
 
@@ -28,6 +35,10 @@ def main(argv=None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     paths = list_images(args.folder) if Path(args.folder).is_dir() else []
+    if args.holdout is not None:
+        if not 0.0 < args.holdout <= 1.0:
+            raise DataError(f"--holdout must be in (0, 1], got {args.holdout}")
+        paths = paths[-max(1, int(math.ceil(args.holdout * len(paths)))):] if paths else paths
     writer, size, written = None, (0, 0), 0
     for q in paths:
         img = cv2.imread(str(q), cv2.IMREAD_COLOR)

@@ -72,6 +72,9 @@ class RunConfig:
     crop: Optional[Tuple[int, int]] = None
     # Fraction of train/good held out of training (last in sorted order) for threshold calibration.
     holdout: Optional[float] = None
+    # Camera variations added to the fit/training images (imagesets.camera_variations), e.g.
+    # {"kinds": ["jpeg", "shift"], "copies": 1}; None: the images as read.
+    fit_augment: Optional[Dict[str, Any]] = None
     versions: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -35,13 +35,16 @@ class ThresholdProvenance(Section):
     """How `calibration.threshold` fixed the threshold: the images, the rule and its definition, the score
     statistics, the backend that scored, the model's sha256, the date, and its warnings."""
 
-    OMIT_DEFAULTS = ("validation",)
+    OMIT_DEFAULTS = ("validation", "estimate")
 
     rule: str = ""
     target_fpr: Optional[float] = None
     definition: str = ""
     good_images: Dict[str, Any] = spec(factory=dict)
     validation: Optional[Dict[str, Any]] = None  # the labelled images of the F1 rule
+    # the target-FPR rule's estimate: which one was taken and why, the plain quantile and the tail model beside
+    # it, the false-alarm rate's interval, and the good images flagged as outliers
+    estimate: Optional[Dict[str, Any]] = None
     scores: Dict[str, float] = spec(factory=dict)
     backend: str = ""
     model_sha256: Optional[str] = spec(None, sha256=True)

@@ -365,6 +365,8 @@ def test_trained_run_rows_report_accuracy(trained_run):
     assert fp32["status"] == "ok" and fp32["run"]
     assert 0.0 <= fp32["image_auroc"] <= 1.0 and 0.0 <= fp32["aupro"] <= 1.0
     assert fp32["accuracy_images"] > 0
+    assert 0.0 <= fp32["recall_at_fpr_0.01"] <= 1.0  # verdicts beside AUROC; no threshold in a fresh export
+    assert fp32["threshold_fpr"] is None and fp32["threshold_recall"] is None
     int8 = rows[1]
     assert int8["status"] == "ok", int8["reason"]
     assert int8["image_auroc"] is not None and any("Q/DQ placement" in n for n in int8["notes"])

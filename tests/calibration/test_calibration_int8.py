@@ -328,3 +328,27 @@ def test_quantised_prefixes_come_from_the_manifest_with_a_fallback(setup):
         qdq.network_prefixes(model, {"int8": []})
     with pytest.raises(CalibrationError, match="graph_parts\\['int8'\\]"):
         qdq.network_prefixes(model, {"int8": ["/model/backbone/"]})
+
+
+def test_int8_model_gets_its_own_threshold_calibrated_like_the_fp32_one(setup, tmp_path, capsys):
+    """calibration.int8 on a calibrated FP32 model: the INT8 model is calibrated with the same rule and good
+    images on its own scores (not inherited blindly) and records how far the two thresholds lie apart."""
+    import shutil
+
+    from calibration.threshold import calibrate_threshold
+    from runtime.manifest import write_manifest
+
+    fp32 = str(tmp_path / "model.onnx")
+    shutil.copyfile(setup["fp32"], fp32)
+    write_manifest(fp32, load_manifest(setup["fp32"]))
+    calibrate_threshold(fp32, setup["data"], "tex", target_fpr=0.05, progress=False)
+    out = str(tmp_path / "model-int8.onnx")
+    assert int8_main(["--model", fp32, "--data", setup["data"], "--category", "tex", "--images", "8", "--out", out,
+                      "--no-progress"]) == 0
+    assert "calibrated like" in capsys.readouterr().out
+    parent, child = load_manifest(fp32), load_manifest(out)
+    assert child.threshold is not None and child.threshold.rule == "target_fpr" and child.threshold.target_fpr == 0.05
+    prov = child.threshold_provenance.to_dict()
+    assert prov["good_images"]["files"] == parent.threshold_provenance.good_images["files"]
+    assert prov["estimate"]["parent"]["parent_sha256"] == parent.sha256
+    assert abs(prov["estimate"]["parent"]["difference_normalised"]) < 1.0

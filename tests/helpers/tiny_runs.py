@@ -28,13 +28,16 @@ def train_tiny(out: "str | Path", images: Optional[np.ndarray] = None, method: s
     return Path(train(cfg, Path(out), images, device="cpu", progress=False, checkpoint_every=1000))
 
 
-def train_tiny_cli(data: "str | Path", category: str, out: "str | Path", size: int = 32, steps: int = 2) -> Path:
+def train_tiny_cli(data: "str | Path", category: str, out: "str | Path", size: int = 32, steps: int = 2,
+                   holdout: "float | None" = None) -> Path:
     """FAIR c=8 trained by the command line (`python -m train`, in process) on a data set in the MVTec layout, so
     the run records its data and category as a user's run does."""
     from train.cli import main as train_main
 
     argv = ["--method", "fair", "--c", "8", "--data", str(data), "--category", category, "--out", str(out),
             "--image-size", str(size), "--steps", str(steps), "--device", "cpu", "--no-progress"]
+    if holdout is not None:
+        argv += ["--holdout", str(holdout)]
     assert train_main(argv) == 0
     return Path(out)
 
