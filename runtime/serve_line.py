@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import html
 import http.server
-import json
 import threading
 import time
 from typing import Any, Dict
 
+from runtime import strict_json
 from runtime.errors import RuntimeInspectError
-from runtime.serve import LiveServer, LiveState
+from runtime.serve import MAX_CONNECTIONS, REQUEST_TIMEOUT_S, LiveServer, LiveState
+from runtime.serve_guard import BoundedThreadingServer, refuse_foreign_host
 
 PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>edge-inspect line</title><style>
 body{{margin:0;background:#14171c;color:#e6e8eb;font:14px system-ui,sans-serif}}
@@ -26,11 +27,6 @@ iframe{{width:1280px;height:700px;border:0;transform:scale(.5);transform-origin:
 </style></head><body><header>edge-inspect &middot; line &middot; {n} cameras</header><main>{cells}</main></body></html>"""
 CELL = ('<figure><figcaption>{name} &middot; <a href="{url}" style="color:#8fb8ff">{url}</a></figcaption>'
         '<div class="box"><iframe title="{name}" src="{url}"></iframe></div></figure>')
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
 
 
 class LineView:
@@ -48,7 +44,8 @@ class LineView:
                 self.servers[c.name] = LiveServer(self.states[c.name], 0).start()
             page = PAGE.format(n=len(line.cameras), cells="".join(
                 CELL.format(name=html.escape(n), url=html.escape(s.url)) for n, s in self.servers.items()))
-            self._index = _Server(("127.0.0.1", int(port)), _handler(page.encode("utf-8"), self.states))
+            self._index = BoundedThreadingServer(("127.0.0.1", int(port)), _handler(page.encode("utf-8"), self.states),
+                                                 MAX_CONNECTIONS)
         except OSError as e:
             self.close()
             raise RuntimeInspectError(f"cannot serve the live view on 127.0.0.1:{port} ({e.strerror or e}): choose "
@@ -88,16 +85,20 @@ class LineView:
 
 def _handler(page: bytes, states: Dict[str, LiveState]) -> type:
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # an idle or half-sent request gives its thread back (runtime.serve_guard)
+
         def log_message(self, *args: Any) -> None:  # stdout is for verdicts
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if refuse_foreign_host(self, "127.0.0.1"):  # DNS rebinding: only this machine's names
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 body, ctype, code = page, "text/html; charset=utf-8", 200
             elif path == "/state.json":
                 doc = {"cameras": {n: s.snapshot() for n, s in states.items()}}
-                body, ctype, code = json.dumps(doc).encode("utf-8"), "application/json", 200
+                body, ctype, code = strict_json.dumps(doc).encode("utf-8"), "application/json", 200
             else:
                 body, ctype, code = b"not found", "text/plain", 404
             try:
@@ -107,8 +108,8 @@ def _handler(page: bytes, states: Dict[str, LiveState]) -> type:
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            except OSError:  # the browser went away, or a send outlasted the timeout
+                self.close_connection = True
 
     return Handler
 

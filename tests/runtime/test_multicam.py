@@ -128,6 +128,7 @@ def test_the_command_line_runs_a_line_file_and_writes_every_cameras_results(mode
 
 
 def test_the_live_view_of_a_line_shows_every_camera(model, tmp_path):
+    import urllib.error
     import urllib.request
 
     from runtime.serve_line import LineView
@@ -147,8 +148,12 @@ def test_the_live_view_of_a_line_shows_every_camera(model, tmp_path):
         page = opener.open(view.url, timeout=5).read().decode()
         state = json.loads(opener.open(view.url + "state.json", timeout=5).read())
         frame = opener.open(view.servers["cam2"].url + "frame.jpg", timeout=5).read()
+        foreign = urllib.request.Request(view.url + "state.json", headers={"Host": "rebind.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:  # DNS rebinding: the line's page is not answered
+            opener.open(foreign, timeout=5)
     finally:
         view.close()
+    assert refused.value.code == 403
     assert all(view.servers[n].url in page for n in ("cam1", "cam2", "cam3"))
     assert {n: s["counts"]["ok"] + s["counts"]["anomalous"] for n, s in state["cameras"].items()} == {
         "cam1": 4, "cam2": 4, "cam3": 4}
