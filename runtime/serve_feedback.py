@@ -28,18 +28,15 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from runtime.errors import RuntimeInspectError
 from runtime.feedback import LABELS, record_result
+from runtime.serve_guard import host_allowed as guard_host_allowed
 
 MAX_BODY = 4096
 FLAGGED_KEPT = 64
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def host_allowed(host: Optional[str], port: int) -> bool:
     """Whether a request's Host header names this loopback server (with its port, or none)."""
-    if not host:
-        return False
-    host = host.strip().lower()
-    return any(host in (name, f"{name}:{int(port)}") for name in LOOPBACK_NAMES)
+    return guard_host_allowed(host, "127.0.0.1", port=port)
 
 
 def read_token(path: Optional[str]) -> str:

@@ -24,6 +24,7 @@ log = logging.getLogger("runtime.serve")
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 LOCAL_NAMES = ("localhost",)
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
 def _host_name(header: str) -> str:
@@ -42,14 +43,29 @@ def _is_ip(name: str) -> bool:
         return False
 
 
-def host_allowed(host_header: Optional[str], bound_host: str, allowed: Iterable[str] = ()) -> bool:
-    """True when a request's Host header names this server: its bound address, `localhost`, a name in
-    `allowed`, or (bound to every interface) any IP literal. A missing Host header is refused (browsers always
-    send one; a rebinding page cannot leave it out)."""
+def _host_port(header: str) -> Optional[str]:
+    """The port of a Host header, or None: 'a:80' -> '80', '[::1]:80' -> '80', '::1' -> None."""
+    h = header.strip()
+    if h.startswith("["):
+        rest = h[h.find("]") + 1:] if "]" in h else ""
+        return rest[1:] if rest.startswith(":") else None
+    return h.rsplit(":", 1)[1] if h.count(":") == 1 else None
+
+
+def host_allowed(host_header: Optional[str], bound_host: str, allowed: Iterable[str] = (),
+                 port: Optional[int] = None) -> bool:
+    """True when a request's Host header names this server: its bound address, `localhost` (and the other
+    loopback address when bound to one), a name in `allowed`, or (bound to every interface) any IP literal;
+    with `port`, a port in the header must be that one. A missing Host header is refused (browsers always send
+    one; a rebinding page cannot leave it out)."""
     if not host_header:
+        return False
+    if port is not None and _host_port(host_header) not in (None, str(int(port))):
         return False
     name = _host_name(host_header)
     names = {n.lower() for n in allowed} | set(LOCAL_NAMES) | {bound_host.lower()}
+    if bound_host in LOOPBACK_HOSTS:
+        names |= set(LOOPBACK_HOSTS)
     if name in names:
         return True
     return bound_host in WILDCARD_HOSTS and _is_ip(name)
