@@ -73,13 +73,16 @@ def write_json(path: PathLike, data: Any, what: Optional[str] = None) -> None:
 def atomic_path(path: PathLike) -> Iterator[str]:
     """For a writer that takes a file name (``onnx.save``, safetensors' ``save_file``, ``shutil.copyfile``): a
     temporary name beside `path` (its folder created) that is renamed over `path` when the block ends, and
-    removed when it raises. The writer creates the file itself, so the process umask applies as usual."""
+    removed when it raises. The file gets the mode of any new file (0o666 less the umask), whatever mode its writer
+    gave it."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
+        if os.path.exists(tmp):  # some writers (safetensors) create their file 0600 whatever the umask
+            os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -143,10 +143,12 @@ def test_the_export_cli_on_a_damaged_model_is_one_error_line(finished, tmp_path)
 
 # -- 10. run files follow the umask ---------------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "fchmod"), reason="no POSIX modes on this platform")
-def test_run_config_follows_the_umask(tmp_path):
+def test_run_config_and_weights_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         runs.save_config(tmp_path, _config(2))
+        runs.atomic_save_tensors(tmp_path / "model.safetensors", {"w": torch.zeros(2)})  # safetensors writes 0600
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / runs.CONFIG).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "model.safetensors").st_mode) == 0o644
