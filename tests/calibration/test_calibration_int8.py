@@ -22,7 +22,7 @@ from calibration.trt_cache import read_trt_calibration_cache
 from runtime.manifest import load_manifest, sha256_file
 
 SIZE, C = 64, 8
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 
 def _texture(rng, size):
