@@ -87,7 +87,8 @@ def update_version(model: str, feedback: str, out: str, run: Optional[str] = Non
     """Write the new version (see the module doc); returns its report."""
     import torch  # noqa: PLC0415
 
-    from calibration.threshold import calibrate_threshold, good_images  # noqa: PLC0415
+    from calibration.threshold import calibrate_threshold  # noqa: PLC0415
+    from calibration.threshold_images import good_images  # noqa: PLC0415
     from export.graph import graph_from_run  # noqa: PLC0415
     from export.onnx import export_onnx  # noqa: PLC0415
     from runtime.swap import sign_version  # noqa: PLC0415
@@ -125,7 +126,7 @@ def update_version(model: str, feedback: str, out: str, run: Optional[str] = Non
     if not data:
         raise ConfigError("give --data (and --category): held-out good images to recalibrate the threshold on")
     frac = holdout if holdout is not None else config.holdout
-    chosen, _ = good_images(data, category, frac, None, config.holdout)
+    chosen, _ = good_images(data, category, frac, None)
     _refuse_corrected_in_calibration(chosen, corrections)
 
     context = {"config": config, "fit": _fit_state(run_dir), "steps": int(steps),
