@@ -345,14 +345,19 @@ class LiveView:
         self.state.set_status(status)
         if message:
             print(message, flush=True)
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
 
     def close(self) -> None:
         self.server.close()
 
 
-__all__ = ["LiveState", "LiveServer", "LiveView"]
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (the live view keeps serving its last state meanwhile)."""
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+__all__ = ["LiveState", "LiveServer", "LiveView", "wait_for_interrupt"]

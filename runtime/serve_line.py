@@ -9,12 +9,11 @@ from __future__ import annotations
 import html
 import http.server
 import threading
-import time
 from typing import Any, Dict
 
 from runtime import strict_json
 from runtime.errors import RuntimeInspectError
-from runtime.serve import MAX_CONNECTIONS, REQUEST_TIMEOUT_S, LiveServer, LiveState
+from runtime.serve import MAX_CONNECTIONS, REQUEST_TIMEOUT_S, LiveServer, LiveState, wait_for_interrupt
 from runtime.serve_guard import BoundedThreadingServer, refuse_foreign_host
 
 PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>edge-inspect line</title><style>
@@ -68,11 +67,7 @@ class LineView:
         for state in self.states.values():
             state.set_status("source ended")
         print(f"live view: sources ended; still serving {self.url} until Ctrl-C", flush=True)
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
 
     def close(self) -> None:
         index = getattr(self, "_index", None)
