@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers.features import needs_lite
 from train.errors import ConfigError, MissingPackage
 from train.methods import Method, get_method, list_methods, register_method, unregister_method
 
@@ -182,6 +183,25 @@ def test_train_export_and_every_backend_match_torch(name, demo, tmp_path):
         extra = {k: rng.standard_normal((len(frames),) + tuple(v.shape)).astype(np.float32)
                  for k, v in declared.items()}
         _parity(tmp_path / "extra.onnx", run, frames, extra)
+
+
+@pytest.mark.parametrize("method_name", ["patchcore", "padim"])
+@pytest.mark.parametrize("backbone", [
+    pytest.param("efficientnet_lite1", marks=needs_lite("efficientnet_lite1")),
+    pytest.param("efficientnet_lite2", marks=needs_lite("efficientnet_lite2")),
+])
+def test_feature_methods_on_the_larger_lite_backbones_fit_export_and_match_torch(method_name, backbone, demo,
+                                                                                  tmp_path):
+    """The other offline backbones go the same way: fit -> export.onnx -> every backend = the torch graph."""
+    method = get_method(method_name)
+    size = _tiny_size(method)
+    run = tmp_path / "run"
+    _train(["--method", method_name, "--data", str(demo), "--category", "brick", "--out", str(run),
+            "--image-size", str(size), "--batch-size", "4", "--option", f"backbone={backbone}",
+            "--option", "max_patches=200" if method_name == "patchcore" else "channels=32"])
+    assert json.loads((run / "config.json").read_text())["options"]["backbone"] == backbone
+    _export(run, tmp_path / "model.onnx")
+    _parity(tmp_path / "model.onnx", run, _test_frames(demo, size))
 
 
 # ------------------------------------------------------------------- a test-only fitted method
