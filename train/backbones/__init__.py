@@ -13,15 +13,15 @@ from torch import nn
 
 from train.errors import ConfigError
 
-BACKBONES = ("efficientnet_lite0", "resnet18", "wide_resnet50_2")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet18", "wide_resnet50_2")
 
 
 def build_backbone(name: str, strides: Sequence[int], image_size: Tuple[int, int],
                    weights: Optional[str] = None) -> nn.Module:
-    if name == "efficientnet_lite0":
-        from train.backbones.efficientnet_lite0 import EfficientNetLite0Features
+    if name.startswith("efficientnet_lite") and name in BACKBONES:
+        from train.backbones.efficientnet_lite import EfficientNetLiteFeatures
 
-        return EfficientNetLite0Features(strides, image_size, weights)
+        return EfficientNetLiteFeatures(name, strides, image_size, weights)
     if name in ("resnet18", "wide_resnet50_2"):
         from train.backbones.resnet import ResNetFeatures
 

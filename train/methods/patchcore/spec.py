@@ -3,7 +3,7 @@ a frozen backbone's patch features, a greedy coreset of the good images' patches
 distance to the nearest bank row as the map (see model.py, fitter.py)."""
 from __future__ import annotations
 
-from train.methods._feature_spec import BACKBONE_OPTIONS, FeatureMethodSpec, layers_option
+from train.methods._feature_spec import BACKBONE_OPTIONS, LEVEL_NORM_OPTION, FeatureMethodSpec, layers_option
 from train.methods.options import Option
 
 #: Memory-bank rows per MatMul in the graph (train.ops.knn.DEFAULT_CHUNK, the distance functions' default).
@@ -14,6 +14,7 @@ class PatchCore(FeatureMethodSpec):
     name = "patchcore"
     option_specs = BACKBONE_OPTIONS + (
         layers_option((8, 16), "feature strides (paper: ResNet layers 2+3 = strides 8, 16); add 4 or 32 if wanted"),
+        LEVEL_NORM_OPTION,
         Option("neighbourhood", 3, "int", "local aggregation window (paper: p = 3)", minimum=1),
         Option("projection_dim", None, "int", "random projection of the patch features to this many channels "
                "(default: keep all channels)", optional=True, minimum=1),

