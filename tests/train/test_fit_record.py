@@ -8,20 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.train.test_method_contract import PixelStats
+from tests.train.test_method_contract import pixelstats  # noqa: F401  (the test-only fit method, registered)
 from train.cli import main as train_main
 from imagesets.camera_variations import with_variations
 from imagesets.fingerprints import IMAGES, file_sha256
-from train.methods import get_method, register_method, unregister_method
-
-
-@pytest.fixture
-def pixelstats():
-    register_method(PixelStats)
-    try:
-        yield get_method(PixelStats.name)
-    finally:
-        unregister_method(PixelStats.name)
 
 
 @pytest.fixture
