@@ -61,6 +61,8 @@ class Camera:
         self.inspector = inspector
         self.model_version = model_version
         self.threshold = spec.threshold if spec.threshold is not None else inspector.threshold
+        self._rule: Any = None  # the verdict rule of a camera threshold, for the manifest it was made from
+        self._rule_for: Any = None
         self.source: Any = None
         self.reader: Optional[_Reader] = None
         self.frames = self.bad_frames = self.anomalies = self.seq = self.taken = 0
@@ -77,7 +79,10 @@ class Camera:
         t = self.spec.threshold
         if t is None or t == r.threshold:
             return
-        rule = self.inspector.manifest.verdict_rule(t)  # the manifest's one normalisation formula
+        manifest = self.inspector.manifest  # a swap replaces it: the rule is made again for the new version
+        if self._rule_for is not manifest:
+            self._rule, self._rule_for = manifest.verdict_rule(t), manifest  # the manifest's one formula
+        rule = self._rule
         r.threshold = t
         r.is_anomalous = bool(r.score >= t)
         r.normalized_score = rule.normalize(r.score) if rule is not None else None
