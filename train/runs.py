@@ -161,6 +161,9 @@ def load_standardizer(run_dir, config: RunConfig) -> Optional[MapStandardizer]:
     if meta.get("weights_sha256") != _weights_digest(run_dir):
         raise RunError(f"{path} was fitted for other weights than {WEIGHTS} (training went on?): {refit}")
     fitted, now = _parse_json(meta.get("scoring", "{}"), path, refit), _scoring_of(config)
+    if isinstance(fitted, dict):  # a scoring option added since the fit counts at its default (what it used)
+        defaults = get_method(config.method).defaults
+        fitted = {**{k: defaults[k] for k in now if k not in fitted}, **fitted}
     if fitted != now:
         raise RunError(f"{path} was fitted with scoring options {fitted}, not {now}: {refit}, or leave the map "
                        f"statistics out (benchmarks.accuracy --no-map-stats)")
