@@ -37,25 +37,26 @@ def test_merge_undoes_expand_view_by_view(mode):
 
 
 @needs_lite0
+@pytest.mark.parametrize("mode,dims", [("h", (3,)), ("rot180", (2, 3))])
 @pytest.mark.parametrize("name", ["patchcore", "padim"])
-def test_flip_h_is_the_mean_of_the_frame_and_its_mirror_scored_alone(name):
+def test_two_views_are_the_mean_of_the_frame_and_its_flip_scored_alone(name, mode, dims):
     method, opts, model, _ = fitted(name, **SMALL[name])
     assert opts["flip"] == "none" and "flip" in method.scoring_options  # off by default, changeable after fit
-    flipped = _with_flip(method, opts, model, "h")
+    flipped = _with_flip(method, opts, model, mode)
     x = tiny_images(3, seed=5)
     with torch.no_grad():
         plain, _ = model(x)
-        mirror, _ = model(torch.flip(x, (3,)))
+        mirror, _ = model(torch.flip(x, dims))
         tta, score = flipped(x)
-        tta_of_mirror, _ = flipped(torch.flip(x, (3,)))
-    expected = (plain + torch.flip(mirror, (3,))) / 2
+        tta_of_mirror, _ = flipped(torch.flip(x, dims))
+    expected = (plain + torch.flip(mirror, dims)) / 2
     scale = float(plain.abs().max())
     assert float((tta - expected).abs().max()) <= 1e-5 * scale
     assert torch.allclose(score, tta.amax(dim=(1, 2, 3)))  # one score: the max of the averaged map
     # the averaged map no longer depends on which way the part faces
-    assert float((tta_of_mirror - torch.flip(tta, (3,))).abs().max()) <= 1e-5 * scale
+    assert float((tta_of_mirror - torch.flip(tta, dims)).abs().max()) <= 1e-5 * scale
     assert not torch.allclose(tta, plain)
-    with pytest.raises(ConfigError, match="use one of none, h, v, hv"):
+    with pytest.raises(ConfigError, match="use one of none, h, v, hv, rot180"):
         method.options({"flip": "x"})
 
 

@@ -8,6 +8,8 @@ scored. A defect scores in every view, a good structure that one view happens to
     h:    the frame and its left-right mirror (2 views)
     v:    the frame and its top-bottom mirror (2 views)
     hv:   the frame, both mirrors and the 180-degree turn (4 views)
+    rot180: the frame and its 180-degree turn (2 views): the one view that keeps a part's handedness (a mirrored
+          screw thread turns the other way and matches no good patch; turned by 180 degrees it is still a good thread)
 
 The cost is the views: 2x or 4x the backbone and the distance head per frame. Averaging on the patch grid and
 averaging the full-size maps give the same map (bilinear upsampling with align_corners=False and the symmetric
@@ -19,13 +21,14 @@ from typing import Optional, Tuple
 
 import torch
 
-FLIP_MODES = ("none", "h", "v", "hv")
+FLIP_MODES = ("none", "h", "v", "hv", "rot180")
 #: Each view as the tensor dims it is flipped along ((): the frame itself), for (N, C, H, W) tensors.
 _VIEWS = {
     "none": ((),),
     "h": ((), (3,)),
     "v": ((), (2,)),
     "hv": ((), (3,), (2,), (2, 3)),
+    "rot180": ((), (2, 3)),
 }
 
 
