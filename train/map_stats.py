@@ -1,10 +1,12 @@
 """Fit a run's per-pixel map standardisation on its good training images (fixed camera, part in place).
 
     python -m train.map_stats --run RUN [--data DIR --category CAT] [--images N] [--batch-size 8]
-                              [--device auto|cpu|cuda] [--remove] [--no-progress]
+                              [--split fit|holdout] [--device auto|cpu|cuda] [--remove] [--no-progress]
 
 Runs the trained model over the run's good training images (the same ones it trained on: `train/good` minus
-the `--holdout` part, so that threshold calibration still sees unseen images), and writes the per-pixel mean
+the `--holdout` part, so that threshold calibration still sees unseen images; or, with `--split holdout`, that
+held-out part: images the model never saw, whose maps spread as new good frames' do, which a memory bank or a
+Gaussian fitted on the training images underestimates), and writes the per-pixel mean
 and standard deviation of the anomaly map to RUN/map_stats.safetensors, tied to the weights and the scoring
 options. From then on `load_graph` (evaluation, export, the PyTorch runtime backend) outputs z-scores: see
 `train.ops.standardize`. `--remove` deletes the file again. Export after fitting, and calibrate the threshold
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="category under --data (default: the run's when --data is not given)")
     p.add_argument("--images", type=int, default=None, help="use at most N images, evenly spread (default: all)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--split", choices=("fit", "holdout"), default="fit",
+                   help="fit: the good images the run was fitted/trained on (default); holdout: the run's --holdout "
+                        "part, unseen by the model (better statistics for fitted feature methods; a threshold "
+                        "calibrated on the same images is then slightly optimistic)")
     add_device(p, torch=True, help="where to run the model")
     p.add_argument("--remove", action="store_true", help="delete the run's map statistics instead")
     add_no_progress(p)
@@ -62,7 +68,11 @@ def fit(args: argparse.Namespace) -> dict:
         raise ConfigError(f"run {run} records no data folder: pass --data (and --category)")
     samples = find_samples(data, category, "train")
     if config.holdout:
-        samples, _ = split_holdout(samples, config.holdout)
+        fitted, held = split_holdout(samples, config.holdout)
+        samples = held if args.split == "holdout" else fitted
+    elif args.split == "holdout":
+        raise ConfigError(f"--split holdout: run {run} was fitted without --holdout, so no good image is unseen; "
+                          f"use --split fit or fit the run again with --holdout 0.2")
     if args.images is not None and args.images < 2:
         raise ConfigError(f"--images must be >= 2, got {args.images}")
     samples = spread_samples(samples, args.images)
@@ -80,8 +90,9 @@ def fit(args: argparse.Namespace) -> dict:
             stats.update(maps)
     mean, std = stats.result()
     with writing(run / runs.MAP_STATS):
-        path = runs.save_map_statistics(run, config, mean, std, stats.n)
-    return {"run": str(run), "map_stats": str(path), "images": stats.n, "image_size": list(config.image_size),
+        path = runs.save_map_statistics(run, config, mean, std, stats.n, args.split)
+    return {"run": str(run), "map_stats": str(path), "images": stats.n, "split": args.split,
+            "image_size": list(config.image_size),
             "mean_of_mean": float(mean.mean()), "median_std": float(std.median())}
 
 
@@ -95,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     if "removed" in report:
         print(f"{report['run']}: map statistics {'removed' if report['removed'] else 'were not there'}")
     else:
-        print(f"wrote {report['map_stats']}: {report['images']} good images, map mean {report['mean_of_mean']:.4g}, "
+        print(f"wrote {report['map_stats']}: {report['images']} good images ({report['split']}), map mean {report['mean_of_mean']:.4g}, "
               f"median std {report['median_std']:.4g}")
     return 0
 

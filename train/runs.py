@@ -138,10 +138,12 @@ def _scoring_of(config: RunConfig) -> Dict[str, Any]:
     return {k: options[k] for k in method.scoring_options}
 
 
-def save_map_statistics(run_dir, config: RunConfig, mean: torch.Tensor, std: torch.Tensor, images: int) -> Path:
-    """Write the run's per-pixel map statistics (`train.map_stats`), tied to its weights and scoring options."""
+def save_map_statistics(run_dir, config: RunConfig, mean: torch.Tensor, std: torch.Tensor, images: int,
+                        split: str = "fit") -> Path:
+    """Write the run's per-pixel map statistics (`train.map_stats`), tied to its weights and scoring options;
+    `split` says which good images they came from (fit: the fitted ones; holdout: the held-out ones)."""
     path = Path(run_dir) / MAP_STATS
-    meta = {"images": str(int(images)), "weights_sha256": _weights_digest(run_dir),
+    meta = {"images": str(int(images)), "split": str(split), "weights_sha256": _weights_digest(run_dir),
             "scoring": json.dumps(_scoring_of(config), sort_keys=True)}
     atomic_save_tensors(path, {"mean": mean, "std": std}, metadata=meta)
     return path
@@ -161,6 +163,9 @@ def load_standardizer(run_dir, config: RunConfig) -> Optional[MapStandardizer]:
     if meta.get("weights_sha256") != _weights_digest(run_dir):
         raise RunError(f"{path} was fitted for other weights than {WEIGHTS} (training went on?): {refit}")
     fitted, now = _parse_json(meta.get("scoring", "{}"), path, refit), _scoring_of(config)
+    if isinstance(fitted, dict):  # a scoring option added since the fit counts at its default (what it used)
+        defaults = get_method(config.method).defaults
+        fitted = {**{k: defaults[k] for k in now if k not in fitted}, **fitted}
     if fitted != now:
         raise RunError(f"{path} was fitted with scoring options {fitted}, not {now}: {refit}, or leave the map "
                        f"statistics out (benchmarks.accuracy --no-map-stats)")

@@ -138,3 +138,32 @@ def test_map_stats_images_takes_an_even_spread(tiny_run, capsys):
     with safe_open(str(run / MAP_STATS), framework="pt") as f:
         assert f.metadata()["images"] == "3"
     assert main(["--run", str(run), "--device", "cpu", "--no-progress", "--images", "1"]) == 2
+
+
+def test_map_stats_split_holdout_uses_only_the_held_out_images(tmp_path, capsys):
+    from imagesets import find_samples, load_images
+    from imagesets.subsets import split_holdout
+    from safetensors import safe_open
+
+    from train.map_stats import main
+    from train.runs import MAP_STATS, load_graph
+
+    data = write_tiny_mvtec(tmp_path / "data")
+    run = train_tiny_cli(data, "tiles", tmp_path / "run", holdout=0.5)
+    capsys.readouterr()
+    assert main(["--run", str(run), "--device", "cpu", "--no-progress", "--split", "holdout"]) == 0
+    fitted, held = split_holdout(find_samples(data, "tiles", "train"), 0.5)
+    assert f"{len(held)} good images (holdout)" in capsys.readouterr().out
+    with safe_open(str(run / MAP_STATS), framework="pt") as f:
+        assert f.metadata()["split"] == "holdout" and f.metadata()["images"] == str(len(held))
+    graph, _ = load_graph(run)
+    with torch.inference_mode():
+        z_held, _ = graph(torch.from_numpy(load_images(held, (32, 32), progress=False)))
+        z_fit, _ = graph(torch.from_numpy(load_images(fitted, (32, 32), progress=False)))
+    assert z_held.mean(dim=0).abs().max().item() < 1e-3  # the held-out images are the statistics' own
+    assert z_fit.mean(dim=0).abs().max().item() > 1e-2  # the fitted ones are not
+    no_holdout = train_tiny_cli(data, "tiles", tmp_path / "run0", holdout=0)
+    capsys.readouterr()
+    assert main(["--run", str(no_holdout), "--device", "cpu", "--no-progress", "--split", "holdout"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fitted without --holdout" in err[0]

@@ -11,6 +11,7 @@ from train.errors import ConfigError
 from train.methods.spec import ExtraInput, Method, MethodSpec, load_object
 
 BUILTIN: Dict[str, str] = {
+    "combined": "train.methods.combined.spec:Combined",
     "fair": "train.methods.fair.spec:Fair",
     "ndpnet": "train.methods.ndpnet.spec:NDPNet",
     "noise2norm": "train.methods.noise2norm.spec:Noise2Norm",

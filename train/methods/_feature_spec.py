@@ -37,6 +37,15 @@ LEVEL_NORM_OPTION = Option("level_norm", "none", "str", "scale each feature leve
                            "see docs/results.md", choices=("none", "unit"))
 
 
+#: Flip test-time augmentation in the graph (`train.ops.flip_tta`): the frame and its mirrors in one batch, the
+#: maps flipped back and averaged. A scoring option: it changes no fitted constant, so a fitted run can be scored
+#: and exported with it (`benchmarks.accuracy --option flip=h`). Costs 2x (h, v) or 4x (hv) the network per frame.
+FLIP_OPTION = Option("flip", "none", "str", "flip test-time augmentation inside the graph: none, h (left-right), "
+                     "v (top-bottom), hv (both and the 180-degree turn) or rot180 (the turn alone: keeps a part's "
+                     "handedness, e.g. a thread's); 2x or 4x the network per frame",
+                     choices=("none", "h", "v", "hv", "rot180"), scoring=True)
+
+
 def layers_option(default: Tuple[int, ...], help: str) -> Option:
     return Option("layers", list(default), "strides", help, parse=lambda v: list(parse_strides(v)))
 

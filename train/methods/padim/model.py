@@ -16,6 +16,7 @@ from torch import nn
 from train.errors import ConfigError
 from train.methods._feature_spec import parse_strides
 from train.methods._features import make_backbone
+from train.ops.flip_tta import FlipViews
 from train.ops.map_scorer import UpsampleBlurScorer
 from train.ops.mahalanobis import mahalanobis_squared
 from train.ops.patch_features import upsample_concat
@@ -70,6 +71,7 @@ class PadimModel(nn.Module):
         grid = (int(image_size[0]) // finest, int(image_size[1]) // finest)
         self.memory = GaussianMemory(grid, self.embed.out_dim)
         self.scorer = UpsampleBlurScorer(image_size, options["sigma"])
+        self.flips = FlipViews(options.get("flip", "none"))  # test-time flips: the views in one batch
 
     def forward(self, image: torch.Tensor):
-        return self.scorer(self.memory(self.embed(self.backbone(image))))
+        return self.scorer(self.flips.merge(self.memory(self.embed(self.backbone(self.flips.expand(image))))))

@@ -3,7 +3,8 @@ backbone's embeddings, a multivariate Gaussian per grid position fitted in one p
 the map (see model.py, fitter.py)."""
 from __future__ import annotations
 
-from train.methods._feature_spec import BACKBONE_OPTIONS, LEVEL_NORM_OPTION, FeatureMethodSpec, layers_option
+from train.methods._feature_spec import (BACKBONE_OPTIONS, FLIP_OPTION, LEVEL_NORM_OPTION, FeatureMethodSpec,
+                                         layers_option)
 from train.methods.options import Option
 
 
@@ -20,6 +21,7 @@ class Padim(FeatureMethodSpec):
                maximum=0.99),
         Option("seed", 0, "int", "seed of the channel subset"),
         Option("sigma", 4.0, "float", "Gaussian smoothing of the map in pixels", minimum=0.0, scoring=True),
+        FLIP_OPTION,
     )
     run_class = "train.methods.padim.fitter:PadimFitter"
     refine_score = "train.methods.padim.f2pad:PadimScore"

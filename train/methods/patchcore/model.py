@@ -17,6 +17,7 @@ from torch import nn
 
 from train.methods._feature_spec import parse_strides
 from train.methods._features import make_backbone
+from train.ops.flip_tta import FlipViews
 from train.ops.knn import DEFAULT_CHUNK, nearest_index, nearest_squared_distance, squared_distances
 from train.ops.map_scorer import UpsampleBlurScorer
 from train.ops.patch_features import upsample_concat
@@ -106,7 +107,8 @@ class PatchCoreModel(nn.Module):
         self.memory = MemoryBank(self.embed.out_dim, options["knn_chunk"], options["score"] == "reweight",
                                  options["num_neighbours"])
         self.scorer = UpsampleBlurScorer(image_size, options["sigma"])
+        self.flips = FlipViews(options.get("flip", "none"))  # test-time flips: the views in one batch
 
     def forward(self, image: torch.Tensor):
-        patch_map, score = self.memory(self.embed(self.backbone(image)))
-        return self.scorer(patch_map, score)
+        patch_map, score = self.memory(self.embed(self.backbone(self.flips.expand(image))))
+        return self.scorer(self.flips.merge(patch_map), self.flips.merge_scores(score))
