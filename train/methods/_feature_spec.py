@@ -8,6 +8,7 @@ from typing import Any, Tuple
 from train.errors import ConfigError
 from train.methods.options import Option
 from train.methods.spec import MethodSpec
+from train.ops.tiling import parse_tiles
 
 
 def parse_strides(value: Any, name: str = "layers") -> Tuple[int, ...]:
@@ -44,6 +45,13 @@ FLIP_OPTION = Option("flip", "none", "str", "flip test-time augmentation inside 
                      "v (top-bottom), hv (both and the 180-degree turn) or rot180 (the turn alone: keeps a part's "
                      "handedness, e.g. a thread's); 2x or 4x the network per frame",
                      choices=("none", "h", "v", "hv", "rot180"), scoring=True)
+
+
+#: Tiling (`train.ops.tiling`): the frame cut into ROWSxCOLS tiles that go through the network as one batch, the
+#: maps put back in place. Not a scoring option: the fit sees the tiles too, so the bank holds tile features.
+TILES_OPTION = Option("tiles", "1x1", "str", "cut the frame into ROWSxCOLS model-size tiles inside the graph (fit "
+                      "and inspection); each tile a multiple of 16 px; 1x1: the whole frame",
+                      parse=lambda v: "{}x{}".format(*parse_tiles(v)))
 
 
 def layers_option(default: Tuple[int, ...], help: str) -> Option:

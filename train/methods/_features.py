@@ -38,7 +38,9 @@ def feature_batches(model, batches: Iterable[torch.Tensor], device, progress: bo
         for batch in tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress):
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
-            emb = model.embed(model.backbone(batch.to(device, torch.float32)))
+            batch = batch.to(device, torch.float32)
+            tiles = getattr(model, "tiles", None)  # a tiled model is fitted on its tiles (train.ops.tiling)
+            emb = model.embed(model.backbone(tiles.expand(batch) if tiles is not None else batch))
             yield gather_rows(emb) if gather else emb
 
 

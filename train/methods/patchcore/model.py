@@ -20,6 +20,7 @@ from train.methods._features import make_backbone
 from train.ops.flip_tta import FlipViews
 from train.ops.knn import DEFAULT_CHUNK, nearest_index, nearest_squared_distance, squared_distances
 from train.ops.map_scorer import UpsampleBlurScorer
+from train.ops.tiling import TileViews
 from train.ops.patch_features import upsample_concat
 
 
@@ -101,7 +102,9 @@ class PatchCoreModel(nn.Module):
     def __init__(self, image_size: Tuple[int, int], options: Dict[str, Any]):
         super().__init__()
         strides = parse_strides(options["layers"])
-        self.backbone = make_backbone(options, strides, image_size)
+        # Tiles: the backbone sees tile-size images; the fit collects tile features (feature_batches).
+        self.tiles = TileViews(options.get("tiles", "1x1"), image_size, max(16, max(strides)))
+        self.backbone = make_backbone(options, strides, self.tiles.tile_size)
         self.embed = PatchEmbedding(sum(self.backbone.channels), options["neighbourhood"],
                                     options["projection_dim"], options["seed"], options["level_norm"])
         self.memory = MemoryBank(self.embed.out_dim, options["knn_chunk"], options["score"] == "reweight",
@@ -110,5 +113,7 @@ class PatchCoreModel(nn.Module):
         self.flips = FlipViews(options.get("flip", "none"))  # test-time flips: the views in one batch
 
     def forward(self, image: torch.Tensor):
-        patch_map, score = self.memory(self.embed(self.backbone(self.flips.expand(image))))
-        return self.scorer(self.flips.merge(patch_map), self.flips.merge_scores(score))
+        views = self.flips.expand(self.tiles.expand(image))
+        patch_map, score = self.memory(self.embed(self.backbone(views)))
+        patch_map = self.tiles.merge(self.flips.merge(patch_map))
+        return self.scorer(patch_map, self.tiles.merge_scores(self.flips.merge_scores(score)))

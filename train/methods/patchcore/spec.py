@@ -3,8 +3,8 @@ a frozen backbone's patch features, a greedy coreset of the good images' patches
 distance to the nearest bank row as the map (see model.py, fitter.py)."""
 from __future__ import annotations
 
-from train.methods._feature_spec import (BACKBONE_OPTIONS, FLIP_OPTION, LEVEL_NORM_OPTION, FeatureMethodSpec,
-                                         layers_option)
+from train.methods._feature_spec import (BACKBONE_OPTIONS, FLIP_OPTION, LEVEL_NORM_OPTION, TILES_OPTION,
+                                         FeatureMethodSpec, layers_option)
 from train.methods.options import Option
 
 #: Memory-bank rows per MatMul in the graph (train.ops.knn.DEFAULT_CHUNK, the distance functions' default).
@@ -33,6 +33,7 @@ class PatchCore(FeatureMethodSpec):
         Option("num_neighbours", 9, "int", "b of the reweighting", minimum=1, scoring=True),
         Option("knn_chunk", KNN_CHUNK, "int", "memory-bank rows per MatMul in the graph", minimum=1, scoring=True),
         FLIP_OPTION,
+        TILES_OPTION,
     )
     run_class = "train.methods.patchcore.fitter:PatchCoreFitter"
     refine_score = "train.methods.patchcore.f2pad:PatchCoreScore"
