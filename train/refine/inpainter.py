@@ -4,8 +4,8 @@
                                      [--holdout 0.2] [--steps 1500] [--c 16] [--crop 128x128] [--batch-size 8]
                                      [--radius 4,32] [--lr 0.002] [--seed 0] [--threads 1] [--no-progress]
 
-Each step: random crops of good training images, random holes (`inpaint_net.random_holes`), L1 on the hole's
-pixels plus 0.1 x L1 on the rest. `--holdout` leaves out the same last images as `python -m train --holdout`,
+Each step: random crops of good training images, random holes (`inpaint_net.random_holes`) pre-filled by Telea,
+L1 on the hole's pixels (outside them the output is the input by construction). `--holdout` leaves out the same last images as `python -m train --holdout`,
 so the held-out images stay unseen by both the backbone and the initialiser (F2PAD's settings are chosen on
 them: `python -m train.refine.select`). Writes DIR/inpainter.safetensors and DIR/inpainter.json.
 """
@@ -21,8 +21,6 @@ import numpy as np
 from runtime.cli_flags import add_no_progress, positive_int
 from runtime.errors import cli_exit
 from train.errors import ConfigError, DataError
-
-OUTSIDE_WEIGHT = 0.1  # the loss on the pixels outside the hole: keeps the net an identity there, cheaply
 
 
 def radius_pair(text: str) -> Tuple[float, float]:
@@ -101,7 +99,7 @@ def train_inpainter(images: np.ndarray, c: int, crop_hw, steps: int, batch: int,
     import torch
     from tqdm import tqdm
 
-    from train.refine.inpaint_net import InpaintNet, random_holes
+    from train.refine.inpaint_net import InpaintNet, prefill, random_holes
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -112,13 +110,14 @@ def train_inpainter(images: np.ndarray, c: int, crop_hw, steps: int, batch: int,
     net.train()
     for step in tqdm(range(steps), desc="inpainter", unit="step", disable=not progress):
         crops = random_crops(images, crop_hw, batch, rng)
+        holes = random_holes(batch, crops.shape[1:3], radius, rng)
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
-        hole = torch.from_numpy(random_holes(batch, x.shape[-2:], radius, rng))[:, None]
-        err = (net(x, hole) - x).abs().mean(dim=1, keepdim=True)
+        seen = torch.from_numpy(prefill(crops, holes)).permute(0, 3, 1, 2).float().div(255.0)
+        hole = torch.from_numpy(holes)[:, None]
+        err = (net(seen, hole) - x).abs().mean(dim=1, keepdim=True)
         inside = (err * hole).sum() / hole.sum().clamp(min=1.0)
-        loss = inside + OUTSIDE_WEIGHT * (err * (1.0 - hole)).mean()
         opt.zero_grad()
-        loss.backward()
+        inside.backward()
         opt.step()
         sched.step()
         if step >= steps - max(1, steps // 10):
