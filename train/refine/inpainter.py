@@ -1,12 +1,12 @@
 """Train F2PAD's learned initialiser (a masked-restoration net) on a category's good images only.
 
     python -m train.refine.inpainter --data ROOT --category CAT --image-size HxW --out DIR
-                                     [--holdout 0.2] [--steps 1500] [--c 16] [--crop 128x128] [--batch-size 8]
+                                     [--holdout 0.2] [--steps 1000] [--c 16] [--crop 96x96] [--batch-size 4]
                                      [--radius 4,32] [--lr 0.002] [--seed 0] [--threads 1] [--no-progress]
 
 Each step: random crops of good training images, random holes (`inpaint_net.random_holes`) pre-filled by Telea,
-L1 on the hole's pixels (outside them the output is the input by construction). `--holdout` leaves out the same last images as `python -m train --holdout`,
-so the held-out images stay unseen by both the backbone and the initialiser (F2PAD's settings are chosen on
+L1 on the hole's pixels (outside them the output is the input by construction). `--holdout` leaves out the same
+last images as `python -m train --holdout`, so the held-out images stay unseen by both the backbone and the initialiser (F2PAD's settings are chosen on
 them: `python -m train.refine.select`). Writes DIR/inpainter.safetensors and DIR/inpainter.json.
 """
 from __future__ import annotations
@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for inpainter.safetensors + inpainter.json")
     p.add_argument("--holdout", type=float, default=0.2,
                    help="fraction of good images left out, the same rule as `python -m train --holdout` (0: all)")
-    p.add_argument("--steps", type=positive_int, default=1500, help="optimiser steps")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps")
     p.add_argument("--c", type=positive_int, default=16, help="UNet base width")
-    p.add_argument("--crop", default="128x128", metavar="HxW", help="training crop (multiples of 16)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="crops per step")
+    p.add_argument("--crop", default="96x96", metavar="HxW", help="training crop (multiples of 16)")
+    p.add_argument("--batch-size", type=int, default=4, help="crops per step")
     p.add_argument("--radius", type=radius_pair, default=(4.0, 32.0), metavar="MIN,MAX",
                    help="semi-axes of the random holes in pixels at --image-size (about the size of the "
                         "backbone's defect blobs)")
@@ -131,6 +131,8 @@ def _run(args) -> int:
     from train.config import parse_image_size
     from train.refine.inpaint_net import Inpainter
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     size_hw = parse_image_size(args.image_size)
     crop_hw = parse_image_size(args.crop)
     if args.threads:
