@@ -2,12 +2,17 @@
 
     python -m benchmarks.f2pad --run RUN --data DIR --category CAT [--defects N] [--threshold-images N]
                                [--variants full no_sparsity no_prior init_only] [--option KEY=VALUE ...]
-                               [--threads 1] [--device auto|cpu|cuda] [--json OUT] [--no-progress]
+                               [--inpainter DIR] [--settings FILE] [--variants ... learned_init_only
+                               learned_full selected] [--threads 1] [--device auto|cpu|cuda] [--json OUT]
+                               [--no-progress]
 
 The paper's protocol (Tao et al. 2024, Sec. IV-A): the backbone's binary mask at the pixel threshold that
 maximises F1 over the test set (following PaDiM), then IoU and DICE x 100 of binary masks, here the mean over
 the refined defective images of the per-image values. The threshold is fitted on the maps of all test images
 (or an even spread of `--threshold-images`), the defective images refined are an even spread of `--defects`.
+`selected` runs the settings that `python -m train.refine.select` chose on synthetic defects (--settings, default
+RUN/refine_settings.json; its options win over --option). The last lines say plainly which variants do not beat
+the backbone alone on IoU and DICE.
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ VARIANTS = {
     "no_sparsity": {"use_sparsity": False},
     "no_prior": {"use_prior": False},
     "init_only": {"init_only": True},
+    "learned_init_only": {"init": "learned", "init_only": True},
+    "learned_full": {"init": "learned"},
+    "selected": None,  # the settings file's options
 }
 
 
@@ -38,6 +46,33 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     total = pred.sum() + truth.sum()
     return float(2.0 * np.logical_and(pred, truth).sum() / total) if total else 1.0
+
+
+def variant_options(name: str, args, shared):
+    """(refine options, inpainter folder) of one variant: --option under the variant's own, or for `selected`
+    --option under the settings file's."""
+    from train.refine.selected import default_path, read_selected
+
+    if VARIANTS[name] is None:
+        options, folder = read_selected(args.settings or default_path(args.run))
+        return {**shared, **options}, args.inpainter or folder
+    return {**shared, **VARIANTS[name]}, args.inpainter
+
+
+def verdict(rows) -> List[str]:
+    """One line per refined variant that is not above the backbone on both IoU and DICE, and a summary."""
+    base = rows[0]
+    lines, wins = [], []
+    for r in rows[1:]:
+        if r["iou"] > base["iou"] and r["dice"] > base["dice"]:
+            wins.append(r["variant"])
+        else:
+            lines.append(f"{r['variant']} does NOT beat the {base['variant']} alone: IoU {r['iou']:.1f} vs "
+                         f"{base['iou']:.1f}, DICE {r['dice']:.1f} vs {base['dice']:.1f}")
+    if rows[1:]:
+        lines.append(f"above the backbone on IoU and DICE: {', '.join(wins)}" if wins else
+                     "no F2PAD variant here beats the backbone alone on IoU and DICE")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS), help="F2PAD variants")
     p.add_argument("--option", action="append", default=[], type=option_argument, metavar="KEY=VALUE",
                    help="refine settings shared by every variant (train/refine/settings.py)")
+    p.add_argument("--inpainter", metavar="DIR", help="trained inpainter for the learned_* variants "
+                                                       "(python -m train.refine.inpainter)")
+    p.add_argument("--settings", metavar="FILE", help="settings file of python -m train.refine.select for the "
+                                                      "selected variant (default RUN/refine_settings.json)")
     p.add_argument("--prior-components", type=int, default=5, help="pixel-prior mixture components")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     add_device(p, default="cpu", torch=True, help="where to run the backbone and the refiner")
@@ -74,6 +113,7 @@ def _run(args) -> int:
     from imagesets.dataset import load_images, load_masks
     from imagesets.subsets import spread
     from train.loop import resolve_device
+    from train.refine.cli import load_inpainter
     from train.refine.inputs import good_images
     from train.refine.pixel_prior import fit_pixel_prior, sample_pixels
     from train.refine.refiner import Refiner, anomaly_map_of
@@ -106,8 +146,10 @@ def _run(args) -> int:
     prior_seconds = time.perf_counter() - start
     shared = dict(args.option)
     for name in args.variants:
-        settings = RefineSettings.with_options({**shared, **VARIANTS[name]})
-        refiner = Refiner(model, config.method, size, prior, settings, device)
+        options, inpainter_dir = variant_options(name, args, shared)
+        settings = RefineSettings.with_options(options)
+        refiner = Refiner(model, config.method, size, prior, settings, device,
+                          load_inpainter(inpainter_dir if settings.init == "learned" else None, settings, device))
         scores, seconds, iters = [], [], []
         for image, amap, truth in tqdm(list(zip(d_images, d_maps, d_masks)), desc=name, unit="img",
                                        disable=args.no_progress):
@@ -115,7 +157,7 @@ def _run(args) -> int:
             scores.append((iou(result.mask, truth), dice(result.mask, truth)))
             seconds.append(result.facts["seconds"])
             iters.append(result.facts["iterations"])
-        rows.append(dict(variant=name, iou=100 * np.mean([s[0] for s in scores]),
+        rows.append(dict(variant=name, options=options, iou=100 * np.mean([s[0] for s in scores]),
                          dice=100 * np.mean([s[1] for s in scores]), seconds=float(np.mean(seconds)),
                          iterations=float(np.mean(iters)), per_image_iou=[round(100 * s[0], 1) for s in scores]))
     print(f"{config.method} on {args.category}: {len(defective)} defective images refined; F1-optimal pixel "
@@ -126,6 +168,8 @@ def _run(args) -> int:
         sec = f"{r['seconds']:7.2f}" if r["seconds"] is not None else "      -"
         it = f"{r['iterations']:7.1f}" if r["iterations"] is not None else "      -"
         print(f"{r['variant']:12s} {r['iou']:6.1f} {r['dice']:6.1f} {sec} {it}")
+    for line in verdict(rows):
+        print(line)
     if args.json:
         report = dict(run=str(args.run), category=args.category, threshold=threshold, pixel_f1=f1, options=shared,
                       rows=rows)

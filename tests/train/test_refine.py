@@ -139,9 +139,9 @@ def test_cli_images_and_flagged(tmp_path, tiny):
     assert done.returncode == 0, done.stderr
     assert [json.loads(l)["image"] for l in (out2 / "refine.jsonl").read_text().splitlines()] == [str(flagged)]
 
-    done = subprocess.run(base + ["--folder", str(images), "--out", str(out), "--mae", "mae.pth"],
+    done = subprocess.run(base + ["--folder", str(images), "--out", str(out), "--option", "init=learned"],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "not implemented" in done.stderr
+    assert done.returncode == 2 and "--inpainter DIR" in done.stderr
 
 
 def test_images_is_a_count_and_a_folder_there_says_where_folders_go(capsys):

@@ -10,7 +10,9 @@ every frame; this refines the frames the runtime flagged. One job per module:
     objective.py     Eq. 12 assembled, lambda1 = c / anomaly size
     adan.py          the Adan optimiser
     solver.py        gradient sharing, adaptive step, clipping, stopping rule
-    init.py          M0, dilation, OpenCV inpainting (the paper's MAE is not available offline), crop window
+    init.py          M0, dilation, X0 (OpenCV inpainting or the learned inpainter), crop window
+    inpaint_net.py   the learned initialiser (offline stand-in for the paper's MAE); inpainter.py trains it
+    synthetic.py / select.py / selected.py   per-category settings chosen on synthetic defects, and their file
     refiner.py       one image: init -> solve -> mask -> second solve
     settings.py      every hyper-parameter and where its value comes from
     inputs.py / outputs.py / cli.py   `python -m train.refine`

@@ -3,6 +3,11 @@
     python -m train.refine --run RUN (--folder DIR | --flagged INSPECT_OUT) --out DIR --threshold T
                            [--device auto|cpu|cuda] [--seed S] [--option KEY=VALUE ...]
                            [--data ROOT [--category CAT]] [--prior-images N] [--prior-components K] [--images N]
+                           [--settings FILE] [--inpainter DIR]
+
+X0 comes from OpenCV (option init=telea|ns) or from a learned inpainter (init=learned with --inpainter DIR,
+trained by `python -m train.refine.inpainter`); --settings reads the per-category choice of
+`python -m train.refine.select` (its options, inpainter and nothing else; --option wins over it).
 
 Writes per image DIR/<folder>_<stem>_{mask,x,a,overlay}.png and one line of DIR/refine.jsonl; the pixel prior
 is fitted at refine time on good images (the run's training images unless --data says otherwise) and cached as
@@ -43,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-images", type=int, default=40, help="good images sampled for the pixel prior")
     p.add_argument("--prior-pixels", type=int, default=20000, help="pixels drawn from them")
     p.add_argument("--prior-components", type=int, default=5, help="mixture components (before empty ones drop)")
-    p.add_argument("--mae", help="masked-autoencoder checkpoint for the initialisation (not implemented)")
+    p.add_argument("--inpainter", metavar="DIR", help="trained inpainter for option init=learned "
+                                                       "(python -m train.refine.inpainter)")
+    p.add_argument("--settings", metavar="FILE", help="settings chosen by python -m train.refine.select "
+                                                      "(e.g. RUN/refine_settings.json); --option wins over it")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
     p.add_argument("--images", type=image_count, metavar="N", help="refine only the first N images")
     add_no_progress(p, "no progress bar")
@@ -92,21 +100,38 @@ def pixel_prior_for(args, config, size_hw, out_dir: Path):
     return prior
 
 
+def load_inpainter(folder, settings, device):
+    """The trained inpainter when init=learned (else None; a folder given without init=learned is an error)."""
+    from train.errors import ConfigError
+    from train.refine.inpaint_net import Inpainter
+
+    if settings.init != "learned":
+        if folder:
+            raise ConfigError(f"--inpainter {folder} is only used with --option init=learned (init is "
+                              f"{settings.init!r})")
+        return None
+    if not folder:
+        raise ConfigError("option init=learned needs --inpainter DIR (python -m train.refine.inpainter)")
+    return Inpainter.load(folder, device)
+
+
 def _run(args) -> int:
     import torch
     from tqdm import tqdm
 
     from train.loop import resolve_device
-    from train.refine.init import mae_unavailable
     from train.refine.inputs import flagged_images, images_in, load_resized
     from train.refine.outputs import RESULTS, write_result
     from train.refine.refiner import Refiner, anomaly_map_of
     from train.refine.settings import RefineSettings
     from train.runs import load_model
 
-    if args.mae:
-        raise mae_unavailable(args.mae)
-    settings = RefineSettings.with_options(dict(args.option))
+    from train.refine.selected import merged_options
+
+    options, inpainter_dir = merged_options(args.settings, args.inpainter, args.option)
+    settings = RefineSettings.with_options(options)
+    if args.settings:
+        print(f"settings from {args.settings}: " + " ".join(f"{k}={v}" for k, v in sorted(options.items())))
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     if args.threads:
@@ -119,7 +144,8 @@ def _run(args) -> int:
     with writing(f"--out {out_dir}"):
         out_dir.mkdir(parents=True, exist_ok=True)
     prior = pixel_prior_for(args, config, size_hw, out_dir) if settings.use_prior else None
-    refiner = Refiner(model, config.method, size_hw, prior, settings, device)
+    inpainter = load_inpainter(inpainter_dir, settings, device)
+    refiner = Refiner(model, config.method, size_hw, prior, settings, device, inpainter)
     seconds = []
     with writing(f"--out {out_dir}"), open(out_dir / RESULTS, "w", encoding="utf-8") as log:
         for path in tqdm(sources, desc="f2pad", unit="img", disable=args.no_progress):

@@ -1,10 +1,10 @@
 """F2PAD's initialisation (Sec. III-E1/2): the backbone's binary mask M0, the inpainted X0, the optimised region.
 
 The paper inpaints M0 with a pretrained masked autoencoder (MAE). No MAE weights can be had offline here (and
-the official ones are CC-BY-NC), so X0 comes from OpenCV's classical inpainting (Telea's fast marching method
-or Navier-Stokes), which needs no weights. A user MAE checkpoint is a documented, not implemented path
-(`mae_unavailable`). Only the pixels of M0 dilated by a disk are optimised; the backbone sees a crop around
-them with some context, aligned to its deepest stride.
+the official ones are CC-BY-NC), so X0 comes either from a masked-restoration net trained on the category's good
+images (`init=learned`, `inpaint_net.py`, the offline stand-in for the MAE) or from OpenCV's classical
+inpainting (Telea's fast marching method or Navier-Stokes), which needs no weights. Only the pixels of M0 dilated
+by a disk are optimised; the backbone sees a crop around them with some context, aligned to its deepest stride.
 """
 from __future__ import annotations
 
@@ -16,11 +16,6 @@ import numpy as np
 from train.errors import ConfigError
 
 INPAINT_FLAGS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
-
-
-def mae_unavailable(path: str) -> ConfigError:
-    return ConfigError(f"--mae {path}: initialisation by a masked autoencoder is not implemented; leave --mae out "
-                       "to inpaint with OpenCV (option inpaint=telea|ns)")
 
 
 def initial_mask(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
@@ -46,6 +41,16 @@ def inpaint(image: np.ndarray, mask: np.ndarray, method: str = "telea", radius: 
         return image.copy()
     return cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8) * 255, float(radius),
                        INPAINT_FLAGS[method])
+
+
+def initial_image(image: np.ndarray, m0: np.ndarray, init: str, radius: int = 5, inpainter=None) -> np.ndarray:
+    """X0: `image` with M0 filled by OpenCV (init telea | ns) or by the learned inpainter (init learned)."""
+    if init == "learned":
+        if inpainter is None:
+            raise ConfigError("option init=learned needs a trained inpainter: pass --inpainter DIR (train one with "
+                              "`python -m train.refine.inpainter`)")
+        return inpainter.fill(image, m0)
+    return inpaint(image, m0, init, radius)
 
 
 def _aligned_span(lo: int, hi: int, total: int, align: int) -> Tuple[int, int]:

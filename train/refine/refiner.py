@@ -2,6 +2,7 @@
 
 `Refiner` holds the run's model, the pixel prior and the settings; `refine(image, anomaly_map, threshold)`
 takes a uint8 (H, W, 3) RGB image at the run's image size and the backbone's (H, W) anomaly map of it.
+With init=learned, `inpainter` (an `inpaint_net.Inpainter`) fills M0 for X0.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from train.refine.feature_loss import deepest_stride, feature_score
-from train.refine.init import crop_window, dilate, initial_mask, inpaint
+from train.refine.init import crop_window, dilate, initial_image, initial_mask
 from train.refine.objective import Objective, imagenet_stats, sparsity_weight
 from train.refine.pixel_prior import PixelPrior, normalise_uint8
 from train.refine.settings import RefineSettings
@@ -46,7 +47,8 @@ def anomaly_norm(a: np.ndarray) -> np.ndarray:
 
 class Refiner:
     def __init__(self, model, method: str, image_size, prior: Optional[PixelPrior], settings: RefineSettings,
-                 device="cpu"):
+                 device="cpu", inpainter=None):
+        self.inpainter = inpainter  # an inpaint_net.Inpainter, for init=learned
         self.model = model.to(device).eval()
         self.method = method
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -65,7 +67,7 @@ class Refiner:
             return RefineResult(m0, m0, image.copy(), np.zeros_like(y_full),
                                 dict(facts, iterations=0, seconds=round(time.perf_counter() - start, 3),
                                      final_loss=None, mask_pixels=0))
-        x0_image = inpaint(image, m0, s.inpaint, s.inpaint_radius)
+        x0_image = initial_image(image, m0, s.init, s.inpaint_radius, self.inpainter)
         x0_full = normalise_uint8(x0_image)
         if s.init_only:  # ablation: the inpainting difference thresholded, no optimisation
             a = y_full - x0_full

@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 
 from train.errors import ConfigError
 
+INITS = ("telea", "ns", "learned")
+
 
 @dataclass(frozen=True)
 class RefineSettings:
@@ -26,8 +28,8 @@ class RefineSettings:
     use_prior: bool = True  # ablation "w/o pixel prior": False (drops the mixture and the TV)
     candidates: int = 10  # ours (stripped in the paper): k nearest memory-bank rows of X0's feature (PatchCore)
     # --- initialisation --------------------------------------------------------------------------------------
-    inpaint: str = "telea"  # telea | ns (OpenCV); the paper uses a pretrained MAE (see init.py)
-    inpaint_radius: int = 5  # ours: OpenCV's neighbourhood radius
+    init: str = "telea"  # X0: telea | ns (OpenCV) | learned (an inpainter net, --inpainter DIR); paper: an MAE
+    inpaint_radius: int = 5  # ours: OpenCV's neighbourhood radius (init telea / ns)
     dilate: int = 8  # ours (stripped): radius in pixels of the disk that dilates M0 into the optimised region
     context: int = 32  # ours: pixels of context around the optimised region fed to the backbone (crop margin)
     mask_threshold: float = 0.2  # paper's init-only rule (L2 over channels, normalised units), reused for Eq. 2
@@ -65,8 +67,8 @@ class RefineSettings:
         if bad:
             raise ConfigError(f"unknown refine option(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
         settings = cls(**options)
-        if settings.inpaint not in ("telea", "ns"):
-            raise ConfigError(f"option inpaint={settings.inpaint!r}: use 'telea' or 'ns'")
+        if settings.init not in INITS:
+            raise ConfigError(f"option init={settings.init!r}: use one of {', '.join(INITS)}")
         if settings.share_window < 1 or settings.share_window % 2 == 0:
             raise ConfigError(f"option share_window={settings.share_window}: use an odd size >= 1")
         return settings
