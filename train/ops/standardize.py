@@ -22,6 +22,13 @@ from torch import nn
 STD_FLOOR_OF_MEDIAN = 0.01
 
 
+def floored_inverse_std(std: torch.Tensor) -> torch.Tensor:
+    """1 / std per pixel, with std raised to at least STD_FLOOR_OF_MEDIAN of its median (and 1e-12)."""
+    median = float(std.median())
+    floor = STD_FLOOR_OF_MEDIAN * median if median > 0 else 1e-12
+    return 1.0 / torch.clamp(std, min=floor)
+
+
 class MapStandardizer(nn.Module):
     """anomaly_map (N, 1, h, w) -> (z-map (N, 1, h, w), score (N,) = max of the z-map)."""
 
@@ -29,9 +36,8 @@ class MapStandardizer(nn.Module):
         super().__init__()
         if mean.shape != std.shape or mean.dim() != 2:
             raise ValueError(f"mean and std must both be (h, w), got {tuple(mean.shape)} and {tuple(std.shape)}")
-        floor = STD_FLOOR_OF_MEDIAN * float(std.median()) if float(std.median()) > 0 else 1e-12
         self.register_buffer("mean", mean.to(torch.float32)[None, None].clone())
-        self.register_buffer("inv_std", 1.0 / torch.clamp(std.to(torch.float32), min=floor)[None, None])
+        self.register_buffer("inv_std", floored_inverse_std(std.to(torch.float32))[None, None])
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -62,8 +68,19 @@ class MapStatistics:
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), (h, w) float32 each."""
-        if self.n < 2:
-            raise ValueError(f"need the maps of at least 2 good images, got {self.n}")
+        self._check()
         mean = self._sum / self.n
         var = torch.clamp(self._squares / self.n - mean * mean, min=0.0) * (self.n / (self.n - 1))
         return mean.to(torch.float32), var.sqrt().to(torch.float32)
+
+    def pooled(self) -> Tuple[float, float]:
+        """(mean, std) over every pixel of every map: one pair for the whole map."""
+        self._check()
+        count = self.n * self._sum.numel()
+        mean = float(self._sum.sum()) / count
+        var = max(float(self._squares.sum()) / count - mean * mean, 0.0) * count / (count - 1)
+        return mean, var ** 0.5
+
+    def _check(self) -> None:
+        if self.n < 2:
+            raise ValueError(f"need the maps of at least 2 good images, got {self.n}")

@@ -10,7 +10,7 @@ in the exported graph they are a Sub and a Mul per head.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torch import nn
 from train.methods._feature_spec import parse_strides
 from train.methods._features import make_backbone
 from train.ops.flip_tta import FlipViews
+from train.ops.standardize import MapStatistics, floored_inverse_std
 
 
 class PickLevels(nn.Module):
@@ -135,41 +136,35 @@ class CombinedModel(nn.Module):
 
 
 class HeadStatistics:
-    """Each head's map statistics over good images, accumulated in float64: per pixel, over all pixels, and of
-    its image score."""
+    """Each head's map statistics over good images (`train.ops.standardize.MapStatistics`, one per head): per
+    pixel, over all pixels, and of its image score."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.sum: Optional[torch.Tensor] = None  # (k, H, W)
-        self.squares: Optional[torch.Tensor] = None
+        self.heads: List[MapStatistics] = []
         self.scores: List[torch.Tensor] = []
+
+    @property
+    def n(self) -> int:
+        return self.heads[0].n if self.heads else 0
 
     def update(self, maps: torch.Tensor, scores: torch.Tensor) -> None:
         """maps (B, k, H, W), scores (B, k) of good images."""
-        m = maps.detach().to("cpu", torch.float64)
-        if self.sum is None:
-            self.sum, self.squares = torch.zeros_like(m[0]), torch.zeros_like(m[0])
-        self.sum += m.sum(dim=0)
-        self.squares += (m * m).sum(dim=0)
+        if not self.heads:
+            self.heads = [MapStatistics() for _ in range(maps.shape[1])]
+        for index, stats in enumerate(self.heads):
+            stats.update(maps[:, index:index + 1])
         self.scores.append(scores.detach().to("cpu", torch.float64))
-        self.n += int(m.shape[0])
 
     def result(self) -> Dict[str, torch.Tensor]:
-        from train.ops.standardize import STD_FLOOR_OF_MEDIAN
-
         if self.n < 2:
             raise ValueError(f"need the maps of at least 2 good images, got {self.n}")
-        n = self.n
-        mean = self.sum / n
-        std = torch.sqrt(torch.clamp(self.squares / n - mean * mean, min=0.0) * (n / (n - 1)))
-        # as MapStandardizer: a pixel that never varies gets at least 1 % of the head's median std
-        floor = torch.clamp(STD_FLOOR_OF_MEDIAN * std.flatten(1).median(dim=1).values, min=1e-12)
-        count = n * mean.shape[1] * mean.shape[2]
-        g_mean = self.sum.sum(dim=(1, 2)) / count
-        g_var = torch.clamp(self.squares.sum(dim=(1, 2)) / count - g_mean * g_mean, min=0.0) * count / (count - 1)
+        pixel = [stats.result() for stats in self.heads]
+        pooled = torch.tensor([stats.pooled() for stats in self.heads], dtype=torch.float64)  # (k, 2)
         s = torch.cat(self.scores)
-        return {"pixel_mean": mean.float(), "pixel_inv_std": (1.0 / torch.maximum(std, floor[:, None, None])).float(),
-                "global_mean": g_mean.float(), "global_inv_std": (1.0 / torch.clamp(g_var.sqrt(), min=1e-12)).float(),
+        return {"pixel_mean": torch.stack([mean for mean, _ in pixel]),
+                "pixel_inv_std": torch.stack([floored_inverse_std(std) for _, std in pixel]),
+                "global_mean": pooled[:, 0].float(),
+                "global_inv_std": (1.0 / torch.clamp(pooled[:, 1], min=1e-12)).float(),
                 "score_mean": s.mean(0).float(), "score_inv_std": (1.0 / torch.clamp(s.std(0), min=1e-12)).float()}
 
 
